@@ -1,0 +1,1 @@
+//! smartchat-api (placeholder, filled by its issue).

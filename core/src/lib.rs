@@ -1,0 +1,1 @@
+//! smartchat-core (placeholder, filled by its issue).

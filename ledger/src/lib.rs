@@ -1,0 +1,1 @@
+//! smartchat-ledger (placeholder, filled by its issue).

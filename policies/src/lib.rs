@@ -1,0 +1,1 @@
+//! smartchat-policies (placeholder, filled by its issue).

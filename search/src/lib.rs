@@ -1,0 +1,1 @@
+//! smartchat-search (placeholder, filled by its issue).

@@ -1,0 +1,1 @@
+//! smartchat-tests (placeholder, filled by its issue).
