@@ -1,1 +1,25 @@
-//! smartchat-ledger (placeholder, filled by its issue).
+#![doc = include_str!("../README.md")]
+//!
+//! ## What this crate owns and what it must never do
+//!
+//! It owns the ledger's format and logic: the canonical entry encoding and
+//! hash chain, the RFC 6962 Merkle tree with inclusion and consistency
+//! proofs, C2SP signed checkpoints, the export bundle and its verifier
+//! (`smartchat-verify`). It must never hold personal data (entries carry
+//! pseudonyms, codes, numbers, digests and ids only), never depend on other
+//! smartchat crates, never need a secret to verify, and never sign two
+//! checkpoints of one log without checking a consistency proof between them.
+
+mod codes;
+mod entry;
+mod error;
+
+pub use codes::{
+    AttrKey, DataCategory, EventKind, Outcome, ProviderCode, Purpose, RefKind, Right,
+};
+pub use entry::{
+    Actor, AttrValue, DRAFT_FORMAT_VERSION, ENTRY_FORMAT_VERSION, ENTRY_HASH_CONTEXT,
+    ENTRY_HEADER_LEN, Entry, EntryDraft, EntryHeader, Hash, MAX_ATTRS, MAX_REF_LEN, MAX_REFS,
+    Reference, TenantRef, check_entry, entry_hash,
+};
+pub use error::LedgerError;

@@ -1,0 +1,2 @@
+//! smartchat-verify: the auditor's ledger verifier (being built).
+fn main() {}
