@@ -13,6 +13,7 @@
 mod codes;
 mod entry;
 mod error;
+pub mod merkle;
 
 pub use codes::{
     AttrKey, DataCategory, EventKind, Outcome, ProviderCode, Purpose, RefKind, Right,
