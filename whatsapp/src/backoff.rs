@@ -119,7 +119,10 @@ mod tests {
     #[test]
     fn parse_header() {
         let now = time::macros::datetime!(2015-10-21 07:28:00 UTC);
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
             Some(Duration::from_secs(120))

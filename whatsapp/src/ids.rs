@@ -205,8 +205,7 @@ impl Bsuid {
     /// True if `s` has the BSUID layout (cheap check, no allocation).
     pub fn looks_like(s: &str) -> bool {
         let b = s.as_bytes();
-        if b.len() < 4 || !b[0].is_ascii_uppercase() || !b[1].is_ascii_uppercase() || b[2] != b'.'
-        {
+        if b.len() < 4 || !b[0].is_ascii_uppercase() || !b[1].is_ascii_uppercase() || b[2] != b'.' {
             return false;
         }
         let rest = &s[3..];
@@ -282,9 +281,10 @@ impl ApiVersion {
     pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
         let s = s.into();
         check_len("api version", &s, 16)?;
-        let ok = s.strip_prefix('v').and_then(|r| r.split_once('.')).is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && all_digits(a) && all_digits(b)
-        });
+        let ok = s
+            .strip_prefix('v')
+            .and_then(|r| r.split_once('.'))
+            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && all_digits(a) && all_digits(b));
         if !ok {
             return Err(IdError::Format {
                 kind: "api version",
@@ -306,7 +306,9 @@ mod tests {
 
     #[test]
     fn wamid_rules() {
-        assert!(Wamid::new("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=").is_ok());
+        assert!(
+            Wamid::new("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=").is_ok()
+        );
         assert_eq!(Wamid::new(""), Err(IdError::Empty { kind: "wamid" }));
         assert!(matches!(Wamid::new("a b"), Err(IdError::Format { .. })));
         assert!(matches!(
@@ -323,7 +325,10 @@ mod tests {
         assert!(PhoneNumberId::new("10654a").is_err());
         assert!(WaId::new("16505551234").is_ok());
         assert!(WaId::new("+16505551234").is_err());
-        assert_eq!(WaId::from_e164("+1 650-555-1234").unwrap().as_str(), "16505551234");
+        assert_eq!(
+            WaId::from_e164("+1 650-555-1234").unwrap().as_str(),
+            "16505551234"
+        );
         assert!(!format!("{:?}", WaId::new("16505551234").unwrap()).contains("555"));
     }
 
@@ -343,8 +348,14 @@ mod tests {
 
     #[test]
     fn recipient_parse() {
-        assert!(matches!(Recipient::parse("US.123"), Ok(Recipient::Bsuid(_))));
-        assert!(matches!(Recipient::parse("+4915123"), Ok(Recipient::WaId(_))));
+        assert!(matches!(
+            Recipient::parse("US.123"),
+            Ok(Recipient::Bsuid(_))
+        ));
+        assert!(matches!(
+            Recipient::parse("+4915123"),
+            Ok(Recipient::WaId(_))
+        ));
         assert!(Recipient::parse("hello").is_err());
     }
 

@@ -15,8 +15,8 @@
 pub mod backoff;
 pub mod ids;
 pub mod payload;
-pub mod ratelimit;
 pub mod pii;
+pub mod ratelimit;
 pub mod send;
 pub mod verify;
 pub mod window;
@@ -25,14 +25,14 @@ pub mod window;
 pub mod fake;
 
 pub use backoff::{Backoff, parse_retry_after};
-pub use pii::Pii;
 pub use ids::{ApiVersion, Bsuid, IdError, PhoneNumberId, Recipient, WaId, Wamid};
 pub use payload::{
-    ApiError, Change, Contact, Conversation, Entry, Events, InboundEvent, Interactive, Location, Media,
-    Message, MessageContext, MessageKind, MessagesValue, Metadata, OrderItem, OtherChange,
+    ApiError, Change, Contact, Conversation, Entry, Events, InboundEvent, Interactive, Location,
+    Media, Message, MessageContext, MessageKind, MessagesValue, Metadata, OrderItem, OtherChange,
     Pricing, Referral, SharedContacts, Status, StatusKind, UserIdentity, WebhookPayload,
     parse_payload,
 };
+pub use pii::Pii;
 pub use ratelimit::{
     Clock, ManualClock, PairLimit, RateLimiter, RateLimiterConfig, RetryAfter, TokioClock,
 };

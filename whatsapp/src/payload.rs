@@ -141,7 +141,7 @@ impl MessagesValue {
         self.contacts
             .iter()
             .find(|c| c.identity.same_user(from))
-            .or_else(|| match self.contacts.as_slice() {
+            .or(match self.contacts.as_slice() {
                 [only] => Some(only),
                 _ => None,
             })
@@ -446,9 +446,11 @@ impl MessageKind {
     /// The media object of image/audio/video/document/sticker messages.
     pub fn media(&self) -> Option<&Media> {
         match self {
-            Self::Image(m) | Self::Audio(m) | Self::Video(m) | Self::Document(m) | Self::Sticker(m) => {
-                Some(m)
-            }
+            Self::Image(m)
+            | Self::Audio(m)
+            | Self::Video(m)
+            | Self::Document(m)
+            | Self::Sticker(m) => Some(m),
             _ => None,
         }
     }
@@ -734,9 +736,18 @@ impl RawMessage {
                 },
                 None => unsupported("text"),
             },
-            "image" => r.image.take().map_or_else(|| unsupported("image"), MessageKind::Image),
-            "audio" => r.audio.take().map_or_else(|| unsupported("audio"), MessageKind::Audio),
-            "video" => r.video.take().map_or_else(|| unsupported("video"), MessageKind::Video),
+            "image" => r
+                .image
+                .take()
+                .map_or_else(|| unsupported("image"), MessageKind::Image),
+            "audio" => r
+                .audio
+                .take()
+                .map_or_else(|| unsupported("audio"), MessageKind::Audio),
+            "video" => r
+                .video
+                .take()
+                .map_or_else(|| unsupported("video"), MessageKind::Video),
             "document" => r
                 .document
                 .take()
@@ -784,10 +795,7 @@ impl RawMessage {
                     system_type: s.kind,
                     body: pii(s.body),
                     new_wa_id: s.new_wa_id.or(s.wa_id).and_then(|w| WaId::new(w).ok()),
-                    new_user_id: s
-                        .new_user_id
-                        .or(s.user_id)
-                        .and_then(|u| Bsuid::new(u).ok()),
+                    new_user_id: s.new_user_id.or(s.user_id).and_then(|u| Bsuid::new(u).ok()),
                 },
                 None => unsupported("system"),
             },

@@ -62,7 +62,10 @@ mod tests {
     fn debug_redacts() {
         let p = Pii::new("Sheena Nelson");
         assert_eq!(format!("{p:?}"), "<redacted 13 bytes>");
-        assert_eq!(format!("{:?}", Some(p.clone())), "Some(<redacted 13 bytes>)");
+        assert_eq!(
+            format!("{:?}", Some(p.clone())),
+            "Some(<redacted 13 bytes>)"
+        );
         assert_eq!(p.as_str(), "Sheena Nelson");
     }
 }

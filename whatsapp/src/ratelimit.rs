@@ -381,7 +381,10 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         rl.check(&n, &to("2")).unwrap();
         // Pair 1 (6 s spacing) is now the tighter limit.
-        assert_eq!(rl.check(&n, &to("1")).unwrap_err().0, Duration::from_secs(5));
+        assert_eq!(
+            rl.check(&n, &to("1")).unwrap_err().0,
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

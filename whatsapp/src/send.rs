@@ -138,8 +138,8 @@ pub enum SendError {
     Graph {
         /// HTTP status.
         status: u16,
-        /// The parsed error.
-        error: GraphError,
+        /// The parsed error (boxed to keep `Result`s small).
+        error: Box<GraphError>,
         /// `Retry-After`, if sent.
         retry_after: Option<Duration>,
     },
@@ -200,7 +200,9 @@ impl AccessToken {
     pub fn new(token: impl Into<String>) -> Result<Self, SendError> {
         let t = token.into();
         if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(SendError::Config("access token is empty or has invalid characters"));
+            return Err(SendError::Config(
+                "access token is empty or has invalid characters",
+            ));
         }
         Ok(Self(t))
     }
@@ -258,8 +260,8 @@ impl GraphClient {
         if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
             return Err(SendError::Config("base url must be http(s)"));
         }
-        let version =
-            ApiVersion::new(api_version).map_err(|_| SendError::Config("api version must look like v23.0"))?;
+        let version = ApiVersion::new(api_version)
+            .map_err(|_| SendError::Config("api version must look like v23.0"))?;
         Ok(Self {
             base_url,
             version,
@@ -323,7 +325,9 @@ impl GraphClient {
         template: &Template,
     ) -> Result<SentMessage, SendError> {
         if template.name.is_empty() || template.language.is_empty() {
-            return Err(SendError::Invalid("template name and language are required"));
+            return Err(SendError::Invalid(
+                "template name and language are required",
+            ));
         }
         let mut t = json!({
             "name": template.name,
@@ -370,7 +374,7 @@ impl GraphClient {
         Err(match GraphError::from_body(&bytes) {
             Some(error) => SendError::Graph {
                 status,
-                error,
+                error: Box::new(error),
                 retry_after,
             },
             None => SendError::Http {

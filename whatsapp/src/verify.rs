@@ -198,6 +198,9 @@ mod tests {
             verify_signature(b"other", body, Some(&h)),
             Err(SignatureError::Mismatch)
         );
-        assert_eq!(verify_signature(b"", body, Some(&h)), Err(SignatureError::NoSecret));
+        assert_eq!(
+            verify_signature(b"", body, Some(&h)),
+            Err(SignatureError::NoSecret)
+        );
     }
 }

@@ -56,9 +56,7 @@ pub fn check_window(
     match kind {
         OutboundKind::Template => Ok(WindowPermit { kind }),
         OutboundKind::FreeForm if window_open(last_inbound_at, now) => Ok(WindowPermit { kind }),
-        OutboundKind::FreeForm => Err(SendError::OutsideWindow {
-            last_inbound_at,
-        }),
+        OutboundKind::FreeForm => Err(SendError::OutsideWindow { last_inbound_at }),
     }
 }
 
@@ -73,7 +71,10 @@ mod tests {
         let t = datetime!(2026-11-26 10:00 UTC);
         assert!(!window_open(None, t));
         assert!(window_open(Some(t), t));
-        assert!(window_open(Some(t), t + Duration::hours(24) - Duration::seconds(1)));
+        assert!(window_open(
+            Some(t),
+            t + Duration::hours(24) - Duration::seconds(1)
+        ));
         assert!(!window_open(Some(t), t + Duration::hours(24)));
         assert!(!window_open(Some(t), t + Duration::days(3)));
         assert!(window_open(Some(t + Duration::seconds(5)), t));
