@@ -339,6 +339,18 @@ fn apply_processors(
         if o.forbid_processors.contains(id) {
             continue;
         }
+        let nothing_left = po.categories.as_ref().is_some_and(BTreeSet::is_empty)
+            || po.purposes.as_ref().is_some_and(BTreeSet::is_empty);
+        if nothing_left && doc.processors.remove(id).is_some() {
+            // Sending nothing, or for nothing, is forbidding the processor.
+            restrictions.push(Restriction {
+                processor: id.clone(),
+                scope: Scope::Processor,
+                code: DenyCode::TenantForbidsProcessor,
+                message: format!("the tenant's policy forbids processor {id}"),
+            });
+            continue;
+        }
         let Some(p) = doc.processors.get_mut(id) else {
             v.push(violation(
                 &format!("processors.{id}"),
@@ -725,8 +737,8 @@ impl EffectivePolicy {
     }
 
     /// The effective policy as TOML, for `smartchat policy show`: a comment
-    /// header with the versions and restrictions, then the document, which
-    /// loads as a policy by itself.
+    /// header with the versions and restrictions, then the document in the
+    /// policy file format.
     pub fn to_toml_string(&self) -> Result<String, PolicyError> {
         let body = toml::to_string_pretty(&self.doc).map_err(|e| PolicyError::Serialize(e.to_string()))?;
         let mut out = String::new();
