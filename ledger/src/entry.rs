@@ -634,10 +634,6 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
-    pub(crate) fn u32(&mut self) -> Result<u32, LedgerError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-
     pub(crate) fn u64(&mut self) -> Result<u64, LedgerError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
@@ -651,10 +647,6 @@ impl<'a> Reader<'a> {
             ));
         }
         Ok(n)
-    }
-
-    pub(crate) fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
     }
 
     pub(crate) fn finish(&self) -> Result<(), LedgerError> {

@@ -10,10 +10,14 @@
 //! smartchat crates, never need a secret to verify, and never sign two
 //! checkpoints of one log without checking a consistency proof between them.
 
+mod bundle;
+mod checkpoint;
 mod codes;
 mod entry;
 mod error;
 pub mod merkle;
+mod store;
+mod verify;
 
 pub use codes::{
     AttrKey, DataCategory, EventKind, Outcome, ProviderCode, Purpose, RefKind, Right,
@@ -24,3 +28,16 @@ pub use entry::{
     Reference, TenantRef, check_entry, entry_hash,
 };
 pub use error::LedgerError;
+pub use bundle::{
+    BUNDLE_MAGIC, BUNDLE_VERSION, BatchItem, BundleCheckpoint, BundleHeader, BundleReader,
+    BundleWriter, DbColumns, EntryBatch, MAX_ENTRY_LEN, TRAILER_MAGIC, parse_bundle, write_bundle,
+};
+pub use checkpoint::{
+    Checkpoint, CheckpointSigner, TLOG_PROOF_HEADER, TlogProof, VerifierKey, open_note,
+};
+pub use merkle::{verify_consistency, verify_inclusion};
+pub use store::{
+    Head, LedgerStore, MemStore, MemStoreError, StoredCheckpoint, StoredEntry, append_batch,
+    export_bundle, prove_consistency, prove_inclusion, sign_checkpoint, stored_root, tlog_proof,
+};
+pub use verify::{Failure, Progress, Report, VerifyOptions, verify_bundle};

@@ -366,10 +366,24 @@ pub fn verify_inclusion(
     entry_hash: &Hash,
     root: &Hash,
 ) -> Result<(), LedgerError> {
+    verify_inclusion_of_leaf(proof, index, size, &leaf_hash(entry_hash), root)
+}
+
+/// [`verify_inclusion`] for a leaf hash (`leaf_hash(entry_hash)`) instead of an entry hash.
+///
+/// # Errors
+/// [`LedgerError::ProofRejected`] if the proof does not verify.
+pub fn verify_inclusion_of_leaf(
+    proof: &[Hash],
+    index: u64,
+    size: u64,
+    leaf: &Hash,
+    root: &Hash,
+) -> Result<(), LedgerError> {
     if index >= size || proof.len() > 64 {
         return Err(LedgerError::ProofRejected("inclusion: index or proof length"));
     }
-    match run_record_proof(proof, 0, size, index, leaf_hash(entry_hash)) {
+    match run_record_proof(proof, 0, size, index, *leaf) {
         Some(r) if r == *root => Ok(()),
         _ => Err(LedgerError::ProofRejected("inclusion: root mismatch")),
     }
