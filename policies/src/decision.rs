@@ -235,7 +235,11 @@ pub struct Restriction {
 /// blake3 hash of processor and subject reference under a per-tenant secret
 /// key. Stable per (key, processor, subject), unlinkable across processors
 /// and tenants, and reveals nothing without the key.
-pub fn pseudonymous_user_id(tenant_key: &[u8; 32], processor: &ProcessorId, subject_ref: &str) -> String {
+pub fn pseudonymous_user_id(
+    tenant_key: &[u8; 32],
+    processor: &ProcessorId,
+    subject_ref: &str,
+) -> String {
     let mut h = blake3::Hasher::new_keyed(tenant_key);
     h.update(b"smartchat pseudonymous user v1\0");
     h.update(processor.as_str().as_bytes());
@@ -256,7 +260,10 @@ fn deny(code: DenyCode, message: String, fallback: Fallback) -> Decision {
 }
 
 /// The single decision procedure behind every `may`.
-#[expect(clippy::too_many_arguments, reason = "internal; callers pass their own fields")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "internal; callers pass their own fields"
+)]
 pub(crate) fn decide(
     doc: &PolicyDoc,
     restrictions: &[Restriction],
@@ -295,8 +302,7 @@ pub(crate) fn decide(
             .iter()
             .find(|r| &r.processor == processor && &r.scope == scope)
     };
-    let from_restriction =
-        |r: &Restriction| deny(r.code, r.message.clone(), fallback);
+    let from_restriction = |r: &Restriction| deny(r.code, r.message.clone(), fallback);
 
     let Some(p) = doc.processors.get(processor) else {
         if let Some(r) = restricted(&Scope::Processor) {
@@ -384,7 +390,11 @@ pub(crate) fn decide(
     Decision::Allow {
         obligations: Obligations {
             policy_version: version,
-            redactions: if p.ai_provider { redactor.kinds() } else { Vec::new() },
+            redactions: if p.ai_provider {
+                redactor.kinds()
+            } else {
+                Vec::new()
+            },
             request_flags,
             require_tls: doc.security.require_tls,
             legal_hold: subject.legal_hold,

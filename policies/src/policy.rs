@@ -290,7 +290,9 @@ fn validate(doc: &PolicyDoc, text: &str, file: &str) -> Result<(), PolicyError> 
         if rule.purposes.get_ref().is_empty() {
             return Err(err(
                 rule.purposes.span(),
-                format!("categories.{cat}.purposes is empty: a category needs at least one purpose"),
+                format!(
+                    "categories.{cat}.purposes is empty: a category needs at least one purpose"
+                ),
             ));
         }
         if !doc.retention.contains_key(cat) {
@@ -353,7 +355,10 @@ fn validate(doc: &PolicyDoc, text: &str, file: &str) -> Result<(), PolicyError> 
         let span = p.span();
         let rule = p.get_ref();
         if !names.insert(rule.name.clone()) {
-            return Err(err(span, format!("redaction pattern `{}` is defined twice", rule.name)));
+            return Err(err(
+                span,
+                format!("redaction pattern `{}` is defined twice", rule.name),
+            ));
         }
         compile_pattern(&rule.name, &rule.regex).map_err(|e| err(span.clone(), e.to_string()))?;
     }
@@ -363,13 +368,17 @@ fn validate(doc: &PolicyDoc, text: &str, file: &str) -> Result<(), PolicyError> 
         if p.categories.get_ref().is_empty() {
             return Err(err(
                 p.categories.span(),
-                format!("processors.{id}.categories is empty: a processor needs at least one category"),
+                format!(
+                    "processors.{id}.categories is empty: a processor needs at least one category"
+                ),
             ));
         }
         if p.purposes.get_ref().is_empty() {
             return Err(err(
                 p.purposes.span(),
-                format!("processors.{id}.purposes is empty: a processor needs at least one purpose"),
+                format!(
+                    "processors.{id}.purposes is empty: a processor needs at least one purpose"
+                ),
             ));
         }
         for cat in p.categories.get_ref() {

@@ -256,13 +256,20 @@ fn md(s: &str) -> String {
 }
 
 fn date(t: Option<OffsetDateTime>) -> String {
-    t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| "-".to_owned())
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(|| "-".to_owned())
 }
 
 fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
-    if v.is_empty() { "-".to_owned() } else { v.join(", ") }
+    if v.is_empty() {
+        "-".to_owned()
+    } else {
+        v.join(", ")
+    }
 }
 
 impl Records {
@@ -270,13 +277,39 @@ impl Records {
     pub fn to_markdown(&self) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "# Record of processing activities (GDPR Art. 30(2))\n");
-        let _ = writeln!(o, "- Processor: {} ({})", md(&self.processor.name), md(self.processor.contact.as_deref().unwrap_or("-")));
-        let _ = writeln!(o, "- Controller: {} ({})", md(&self.controller.name), md(self.controller.contact.as_deref().unwrap_or("contact not on file")));
-        let _ = writeln!(o, "- Policy version: `{}` (platform `{}`)", self.policy_version, self.platform_version);
-        let _ = writeln!(o, "- Period: {} to {}\n", date(self.period_from), date(self.period_to));
+        let _ = writeln!(
+            o,
+            "- Processor: {} ({})",
+            md(&self.processor.name),
+            md(self.processor.contact.as_deref().unwrap_or("-"))
+        );
+        let _ = writeln!(
+            o,
+            "- Controller: {} ({})",
+            md(&self.controller.name),
+            md(self
+                .controller
+                .contact
+                .as_deref()
+                .unwrap_or("contact not on file"))
+        );
+        let _ = writeln!(
+            o,
+            "- Policy version: `{}` (platform `{}`)",
+            self.policy_version, self.platform_version
+        );
+        let _ = writeln!(
+            o,
+            "- Period: {} to {}\n",
+            date(self.period_from),
+            date(self.period_to)
+        );
 
         let _ = writeln!(o, "## Categories of processing\n");
-        let _ = writeln!(o, "| category | description | purposes | recipients | retention while active | after termination | anonymized kept |");
+        let _ = writeln!(
+            o,
+            "| category | description | purposes | recipients | retention while active | after termination | anonymized kept |"
+        );
         let _ = writeln!(o, "|---|---|---|---|---|---|---|");
         for a in &self.processing {
             let _ = writeln!(
@@ -293,7 +326,10 @@ impl Records {
         }
 
         let _ = writeln!(o, "\n## Sub-processors\n");
-        let _ = writeln!(o, "| id | name | service | AI | region | categories | purposes | request settings | calls | first | last | sent |");
+        let _ = writeln!(
+            o,
+            "| id | name | service | AI | region | categories | purposes | request settings | calls | first | last | sent |"
+        );
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for s in &self.sub_processors {
             let mut req = Vec::new();
@@ -334,7 +370,9 @@ impl Records {
                 o,
                 "- {}: {}; safeguard: {}",
                 t.processor,
-                t.region.as_deref().map_or("region not known, to be confirmed".to_owned(), md),
+                t.region
+                    .as_deref()
+                    .map_or("region not known, to be confirmed".to_owned(), md),
                 t.safeguard.as_deref().map_or("none stated".to_owned(), md)
             );
         }
@@ -358,7 +396,10 @@ impl Records {
         }
         let _ = writeln!(o, "\n## Findings\n");
         if self.findings.is_empty() {
-            let _ = writeln!(o, "None: everything recorded in the ledger is allowed by the policy.");
+            let _ = writeln!(
+                o,
+                "None: everything recorded in the ledger is allowed by the policy."
+            );
         }
         for f in &self.findings {
             let _ = writeln!(o, "- {}", md(f));

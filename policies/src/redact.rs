@@ -293,7 +293,11 @@ struct Group {
 /// accepts, longest window first at each starting group.
 ///
 /// `classify(digits, group_lengths, preceded_by_plus)`.
-fn replace_numbers<F>(text: &str, counts: &mut BTreeMap<RedactionKind, usize>, classify: F) -> String
+fn replace_numbers<F>(
+    text: &str,
+    counts: &mut BTreeMap<RedactionKind, usize>,
+    classify: F,
+) -> String
 where
     F: Fn(&[u8], &[usize], bool) -> Option<RedactionKind>,
 {

@@ -144,7 +144,11 @@ impl RegistryChange {
 
 /// The changes from `old` to `new`, announced at `announced_at`. Widening
 /// changes take effect after `new`'s `notice_period_days`.
-pub fn diff_registries(old: &Policy, new: &Policy, announced_at: OffsetDateTime) -> Vec<RegistryChange> {
+pub fn diff_registries(
+    old: &Policy,
+    new: &Policy,
+    announced_at: OffsetDateTime,
+) -> Vec<RegistryChange> {
     let notice = time::Duration::days(i64::from(*new.doc().notice_period_days.get_ref()));
     let effective = announced_at.saturating_add(notice);
     let new_version = new.version();
@@ -154,7 +158,11 @@ pub fn diff_registries(old: &Policy, new: &Policy, announced_at: OffsetDateTime)
         h.update(&new_version.0);
         h.update(processor.as_str().as_bytes());
         h.update(b"\0");
-        h.update(serde_json::to_string(&change).unwrap_or_default().as_bytes());
+        h.update(
+            serde_json::to_string(&change)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
         let id = ChangeId(format!("chg_{}", &h.finalize().to_hex()[..24]));
         let effective_at = if change.needs_notice() {
             effective
@@ -230,7 +238,9 @@ fn diff_processor(
     if old.request.store.is_some() && new.request.store != old.request.store {
         weaker.push("request.store no longer forced".to_owned());
     }
-    if old.request.pseudonymous_user_field.is_some() && new.request.pseudonymous_user_field.is_none() {
+    if old.request.pseudonymous_user_field.is_some()
+        && new.request.pseudonymous_user_field.is_none()
+    {
         weaker.push("request.pseudonymous_user_field dropped".to_owned());
     }
     if old.request.no_training && !new.request.no_training {

@@ -127,7 +127,10 @@ pub struct TightenError {
 }
 
 fn display_all(v: &[Violation]) -> String {
-    v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What the decision needs to know about a tenant: its overrides, the
@@ -194,7 +197,10 @@ impl Policy {
     /// The effective policy for a tenant with these overrides (no registry
     /// changes pending). Fails, listing every rule, if the overrides would
     /// loosen the platform policy.
-    pub fn effective_for(&self, overrides: &TenantOverrides) -> Result<EffectivePolicy, TightenError> {
+    pub fn effective_for(
+        &self,
+        overrides: &TenantOverrides,
+    ) -> Result<EffectivePolicy, TightenError> {
         self.effective(overrides, &[], &BTreeSet::new(), None)
     }
 
@@ -247,7 +253,10 @@ impl Policy {
         if let Some(days) = o.rights.response_days {
             let platform = *doc.rights.response_days.get_ref();
             if days == 0 {
-                v.push(violation("rights.response_days", "must be at least 1 day".to_owned()));
+                v.push(violation(
+                    "rights.response_days",
+                    "must be at least 1 day".to_owned(),
+                ));
             } else if days > platform {
                 v.push(violation(
                     "rights.response_days",
@@ -270,7 +279,8 @@ impl Policy {
                 let code = if objections.contains(&c.id) {
                     DenyCode::TenantObjectedToChange
                 } else if !c.is_effective(now) {
-                    valid_until = Some(valid_until.map_or(c.effective_at, |u| u.min(c.effective_at)));
+                    valid_until =
+                        Some(valid_until.map_or(c.effective_at, |u| u.min(c.effective_at)));
                     DenyCode::ChangeNotYetEffective
                 } else {
                     continue;
@@ -360,7 +370,10 @@ fn apply_processors(
         };
         let p = p.get_mut();
         if let Some(want) = &po.categories {
-            let extra: Vec<_> = want.difference(p.categories.get_ref()).map(|c| c.as_str()).collect();
+            let extra: Vec<_> = want
+                .difference(p.categories.get_ref())
+                .map(|c| c.as_str())
+                .collect();
             if !extra.is_empty() {
                 v.push(violation(
                     &format!("processors.{id}.categories"),
@@ -383,7 +396,10 @@ fn apply_processors(
             }
         }
         if let Some(want) = &po.purposes {
-            let extra: Vec<_> = want.difference(p.purposes.get_ref()).map(|c| c.as_str()).collect();
+            let extra: Vec<_> = want
+                .difference(p.purposes.get_ref())
+                .map(|c| c.as_str())
+                .collect();
             if !extra.is_empty() {
                 v.push(violation(
                     &format!("processors.{id}.purposes"),
@@ -410,7 +426,11 @@ fn apply_processors(
 
 fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
     let v: Vec<&str> = items.collect();
-    if v.is_empty() { "nothing".to_owned() } else { v.join(", ") }
+    if v.is_empty() {
+        "nothing".to_owned()
+    } else {
+        v.join(", ")
+    }
 }
 
 fn apply_retention(doc: &mut PolicyDoc, o: &TenantOverrides, v: &mut Vec<Violation>) {
@@ -527,11 +547,18 @@ fn apply_redaction(doc: &mut PolicyDoc, o: &TenantOverrides, v: &mut Vec<Violati
             _ => {}
         }
     }
-    let mut names: BTreeSet<String> = r.patterns.iter().map(|p| p.get_ref().name.clone()).collect();
+    let mut names: BTreeSet<String> = r
+        .patterns
+        .iter()
+        .map(|p| p.get_ref().name.clone())
+        .collect();
     for (i, p) in o.redaction.patterns.iter().enumerate() {
         let rule = format!("redaction.patterns[{i}]");
         if !names.insert(p.name.clone()) {
-            v.push(violation(&rule, format!("pattern name `{}` is already used", p.name)));
+            v.push(violation(
+                &rule,
+                format!("pattern name `{}` is already used", p.name),
+            ));
             continue;
         }
         match compile_pattern(&p.name, &p.regex) {
@@ -549,7 +576,9 @@ fn restrict_for_change(
 ) {
     let id = &c.processor;
     let why = match code {
-        DenyCode::TenantObjectedToChange => format!("the tenant objected to registry change {}", c.id),
+        DenyCode::TenantObjectedToChange => {
+            format!("the tenant objected to registry change {}", c.id)
+        }
         _ => format!(
             "registry change {} is in its notice period until {}",
             c.id,
@@ -565,7 +594,9 @@ fn restrict_for_change(
             }
             restrictions.push(Restriction {
                 processor: id.clone(),
-                scope: Scope::Category { category: *category },
+                scope: Scope::Category {
+                    category: *category,
+                },
                 code,
                 message: format!("{category} may not be sent to {id}: {why}"),
             });
@@ -708,7 +739,8 @@ impl EffectivePolicy {
                     out.push(format!("retention.{cat}.while_active_days longer"));
                 }
             }
-            if r.keep_anonymized && !(fr.keep_anonymized && f.termination.keep_anonymized_analytics) {
+            if r.keep_anonymized && !(fr.keep_anonymized && f.termination.keep_anonymized_analytics)
+            {
                 out.push(format!("retention.{cat}.keep_anonymized looser"));
             }
         }
@@ -740,7 +772,8 @@ impl EffectivePolicy {
     /// header with the versions and restrictions, then the document in the
     /// policy file format.
     pub fn to_toml_string(&self) -> Result<String, PolicyError> {
-        let body = toml::to_string_pretty(&self.doc).map_err(|e| PolicyError::Serialize(e.to_string()))?;
+        let body =
+            toml::to_string_pretty(&self.doc).map_err(|e| PolicyError::Serialize(e.to_string()))?;
         let mut out = String::new();
         out.push_str("# Effective policy\n");
         out.push_str(&format!("# version:          {}\n", self.version));
@@ -749,7 +782,9 @@ impl EffectivePolicy {
             let until = until
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
-            out.push_str(&format!("# valid until:      {until} (a registry change takes effect)\n"));
+            out.push_str(&format!(
+                "# valid until:      {until} (a registry change takes effect)\n"
+            ));
         }
         if self.restrictions.is_empty() {
             out.push_str("# restrictions:     none\n");

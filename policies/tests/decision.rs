@@ -51,41 +51,186 @@ fn subject(s: Subj) -> SubjectState {
     st
 }
 
+/// processor, categories, purpose, subject, expected deny code (None: allow).
+type Row = (
+    &'static str,
+    &'static [Category],
+    Purpose,
+    Subj,
+    Option<DenyCode>,
+);
+
 #[test]
 fn decision_table() {
     use DenyCode as D;
-    let rows: &[(&str, &[Category], Purpose, Subj, Option<D>)] = &[
-        ("openai", &[Conversations], RespondToEnquiries, Subj::Plain, None),
-        ("openai", &[Conversations, BusinessInfo, LeadData], RespondToEnquiries, Subj::Plain, None),
-        ("deepseek", &[Conversations], RespondToEnquiries, Subj::Plain, None),
+    let rows: &[Row] = &[
+        (
+            "openai",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::Plain,
+            None,
+        ),
+        (
+            "openai",
+            &[Conversations, BusinessInfo, LeadData],
+            RespondToEnquiries,
+            Subj::Plain,
+            None,
+        ),
+        (
+            "deepseek",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::Plain,
+            None,
+        ),
         ("meta", &[Conversations], ProvideService, Subj::Plain, None),
         ("cloud_host", &[ContactInfo], Support, Subj::Plain, None),
-        ("anthropic", &[Conversations], RespondToEnquiries, Subj::Plain, Some(D::ProcessorNotRegistered)),
-        ("openai", &[ContactInfo], RespondToEnquiries, Subj::Plain, Some(D::CategoryNotAllowed)),
-        ("openai", &[Conversations, UsageData], ProvideService, Subj::Plain, Some(D::CategoryNotAllowed)),
-        ("openai", &[Conversations], Analytics, Subj::Plain, Some(D::PurposeNotAllowed)),
-        ("openai", &[BusinessInfo], FollowUps, Subj::Plain, Some(D::PurposeNotAllowed)),
-        ("cloud_host", &[ContactInfo], FollowUps, Subj::Plain, Some(D::PurposeNotAllowed)),
-        ("openai", &[Conversations], RespondToEnquiries, Subj::ObjectedAi, Some(D::SubjectObjected)),
-        ("deepseek", &[Conversations], RespondToEnquiries, Subj::ObjectedAi, Some(D::SubjectObjected)),
-        ("meta", &[Conversations], RespondToEnquiries, Subj::ObjectedAi, None),
-        ("openai", &[Conversations], FollowUps, Subj::OptedOut, Some(D::SubjectOptedOut)),
-        ("meta", &[Conversations], FollowUps, Subj::OptedOut, Some(D::SubjectOptedOut)),
-        ("openai", &[Conversations], RespondToEnquiries, Subj::OptedOut, None),
-        ("openai", &[Conversations], RespondToEnquiries, Subj::Deleted, Some(D::SubjectDeleted)),
-        ("cloud_host", &[Conversations], LegalObligations, Subj::Deleted, Some(D::SubjectDeleted)),
-        ("cloud_host", &[Conversations], LegalObligations, Subj::DeletedHold, None),
-        ("cloud_host", &[Conversations], ProvideService, Subj::DeletedHold, Some(D::SubjectDeleted)),
-        ("openai", &[Conversations], RespondToEnquiries, Subj::Hold, None),
-        ("cloud_host", &[UsageData], Analytics, Subj::ObjectedAnalytics, Some(D::SubjectObjected)),
-        ("cloud_host", &[UsageData], Support, Subj::ObjectedAnalytics, None),
+        (
+            "anthropic",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::Plain,
+            Some(D::ProcessorNotRegistered),
+        ),
+        (
+            "openai",
+            &[ContactInfo],
+            RespondToEnquiries,
+            Subj::Plain,
+            Some(D::CategoryNotAllowed),
+        ),
+        (
+            "openai",
+            &[Conversations, UsageData],
+            ProvideService,
+            Subj::Plain,
+            Some(D::CategoryNotAllowed),
+        ),
+        (
+            "openai",
+            &[Conversations],
+            Analytics,
+            Subj::Plain,
+            Some(D::PurposeNotAllowed),
+        ),
+        (
+            "openai",
+            &[BusinessInfo],
+            FollowUps,
+            Subj::Plain,
+            Some(D::PurposeNotAllowed),
+        ),
+        (
+            "cloud_host",
+            &[ContactInfo],
+            FollowUps,
+            Subj::Plain,
+            Some(D::PurposeNotAllowed),
+        ),
+        (
+            "openai",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::ObjectedAi,
+            Some(D::SubjectObjected),
+        ),
+        (
+            "deepseek",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::ObjectedAi,
+            Some(D::SubjectObjected),
+        ),
+        (
+            "meta",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::ObjectedAi,
+            None,
+        ),
+        (
+            "openai",
+            &[Conversations],
+            FollowUps,
+            Subj::OptedOut,
+            Some(D::SubjectOptedOut),
+        ),
+        (
+            "meta",
+            &[Conversations],
+            FollowUps,
+            Subj::OptedOut,
+            Some(D::SubjectOptedOut),
+        ),
+        (
+            "openai",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::OptedOut,
+            None,
+        ),
+        (
+            "openai",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::Deleted,
+            Some(D::SubjectDeleted),
+        ),
+        (
+            "cloud_host",
+            &[Conversations],
+            LegalObligations,
+            Subj::Deleted,
+            Some(D::SubjectDeleted),
+        ),
+        (
+            "cloud_host",
+            &[Conversations],
+            LegalObligations,
+            Subj::DeletedHold,
+            None,
+        ),
+        (
+            "cloud_host",
+            &[Conversations],
+            ProvideService,
+            Subj::DeletedHold,
+            Some(D::SubjectDeleted),
+        ),
+        (
+            "openai",
+            &[Conversations],
+            RespondToEnquiries,
+            Subj::Hold,
+            None,
+        ),
+        (
+            "cloud_host",
+            &[UsageData],
+            Analytics,
+            Subj::ObjectedAnalytics,
+            Some(D::SubjectObjected),
+        ),
+        (
+            "cloud_host",
+            &[UsageData],
+            Support,
+            Subj::ObjectedAnalytics,
+            None,
+        ),
     ];
     for (i, &(p, cats, purpose, s, want)) in rows.iter().enumerate() {
         let d = policy().may(&pid(p), cats, purpose, &subject(s));
         match (want, &d) {
             (None, Decision::Allow { obligations }) => {
                 assert_eq!(obligations.policy_version, policy().version(), "row {i}");
-                assert_eq!(obligations.legal_hold, matches!(s, Subj::Hold | Subj::DeletedHold), "row {i}");
+                assert_eq!(
+                    obligations.legal_hold,
+                    matches!(s, Subj::Hold | Subj::DeletedHold),
+                    "row {i}"
+                );
                 assert!(obligations.require_tls, "row {i}");
             }
             (Some(code), Decision::Deny { reason }) => {
@@ -102,19 +247,36 @@ fn provider_obligations_carry_the_request_settings() {
     let s = SubjectState::default();
     let openai = policy().may(&pid("openai"), &[Conversations], RespondToEnquiries, &s);
     let o = openai.obligations().unwrap();
-    assert!(o.request_flags.contains(&RequestFlag::Store { value: false }));
-    assert!(o.request_flags.contains(&RequestFlag::PseudonymousUser { field: "safety_identifier".into() }));
+    assert!(
+        o.request_flags
+            .contains(&RequestFlag::Store { value: false })
+    );
+    assert!(o.request_flags.contains(&RequestFlag::PseudonymousUser {
+        field: "safety_identifier".into()
+    }));
     assert!(o.request_flags.contains(&RequestFlag::NoTraining));
     assert_eq!(
         o.redactions,
-        vec![RedactionKind::Card, RedactionKind::Aadhaar, RedactionKind::Pan, RedactionKind::Email, RedactionKind::Phone]
+        vec![
+            RedactionKind::Card,
+            RedactionKind::Aadhaar,
+            RedactionKind::Pan,
+            RedactionKind::Email,
+            RedactionKind::Phone
+        ]
     );
     assert_eq!(o.region.as_deref(), Some("US"));
 
     let ds = policy().may(&pid("deepseek"), &[Conversations], RespondToEnquiries, &s);
     let o = ds.obligations().unwrap();
-    assert!(o.request_flags.contains(&RequestFlag::PseudonymousUser { field: "user_id".into() }));
-    assert!(!o.request_flags.iter().any(|f| matches!(f, RequestFlag::Store { .. })));
+    assert!(o.request_flags.contains(&RequestFlag::PseudonymousUser {
+        field: "user_id".into()
+    }));
+    assert!(
+        !o.request_flags
+            .iter()
+            .any(|f| matches!(f, RequestFlag::Store { .. }))
+    );
 
     // Meta delivers the customer's message as written: no redaction.
     let meta = policy().may(&pid("meta"), &[Conversations], RespondToEnquiries, &s);
@@ -126,21 +288,44 @@ fn fallbacks() {
     let s = subject(Subj::ObjectedAi);
     let d = policy().may(&pid("openai"), &[Conversations], RespondToEnquiries, &s);
     assert_eq!(d.fallback(), Some(Fallback::OfflineAssistant));
-    let d = policy().may(&pid("meta"), &[ContactInfo], RespondToEnquiries, &SubjectState::default());
+    let d = policy().may(
+        &pid("meta"),
+        &[ContactInfo],
+        RespondToEnquiries,
+        &SubjectState::default(),
+    );
     assert_eq!(d.fallback(), Some(Fallback::Human));
-    let d = policy().may(&pid("openai"), &[Conversations], FollowUps, &subject(Subj::OptedOut));
+    let d = policy().may(
+        &pid("openai"),
+        &[Conversations],
+        FollowUps,
+        &subject(Subj::OptedOut),
+    );
     assert_eq!(d.fallback(), Some(Fallback::Drop));
-    let d = policy().may(&pid("openai"), &[Conversations], RespondToEnquiries, &SubjectState::default());
+    let d = policy().may(
+        &pid("openai"),
+        &[Conversations],
+        RespondToEnquiries,
+        &SubjectState::default(),
+    );
     assert_eq!(d.fallback(), None);
 }
 
 #[test]
 fn decisions_serialize_with_stable_codes() {
-    let d = policy().may(&pid("anthropic"), &[Conversations], RespondToEnquiries, &SubjectState::default());
+    let d = policy().may(
+        &pid("anthropic"),
+        &[Conversations],
+        RespondToEnquiries,
+        &SubjectState::default(),
+    );
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["decision"], "deny");
     assert_eq!(json["reason"]["code"], "processor_not_registered");
-    assert_eq!(DenyCode::TenantObjectedToChange.as_str(), "tenant_objected_to_change");
+    assert_eq!(
+        DenyCode::TenantObjectedToChange.as_str(),
+        "tenant_objected_to_change"
+    );
     let back: Decision = serde_json::from_value(json).unwrap();
     assert_eq!(back, d);
 }
@@ -159,18 +344,35 @@ fn pseudonyms_are_stable_and_unlinkable() {
 }
 
 fn processors() -> Vec<&'static str> {
-    vec!["openai", "deepseek", "meta", "cloud_host", "anthropic", "mistral"]
+    vec![
+        "openai",
+        "deepseek",
+        "meta",
+        "cloud_host",
+        "anthropic",
+        "mistral",
+    ]
 }
 
 fn arb_subject() -> impl Strategy<Value = SubjectState> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), prop::collection::btree_set(prop::sample::select(Purpose::ALL.to_vec()), 0..3))
-        .prop_map(|(objected_to_ai, opted_out_of_follow_ups, deleted, legal_hold, objected_purposes)| SubjectState {
-            objected_to_ai,
-            objected_purposes,
-            opted_out_of_follow_ups,
-            deleted,
-            legal_hold,
-        })
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::btree_set(prop::sample::select(Purpose::ALL.to_vec()), 0..3),
+    )
+        .prop_map(
+            |(objected_to_ai, opted_out_of_follow_ups, deleted, legal_hold, objected_purposes)| {
+                SubjectState {
+                    objected_to_ai,
+                    objected_purposes,
+                    opted_out_of_follow_ups,
+                    deleted,
+                    legal_hold,
+                }
+            },
+        )
 }
 
 proptest! {

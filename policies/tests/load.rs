@@ -21,11 +21,19 @@ fn line_of(text: &str, needle: &str) -> usize {
 #[track_caller]
 fn assert_invalid(text: &str, want_line: usize, reason_has: &str) {
     match load(text) {
-        Err(PolicyError::Invalid { file, line, column, reason }) => {
+        Err(PolicyError::Invalid {
+            file,
+            line,
+            column,
+            reason,
+        }) => {
             assert_eq!(file, "tenant/test.toml");
             assert_eq!(line, want_line, "reason: {reason}");
             assert!(column >= 1);
-            assert!(reason.contains(reason_has), "reason `{reason}` lacks `{reason_has}`");
+            assert!(
+                reason.contains(reason_has),
+                "reason `{reason}` lacks `{reason_has}`"
+            );
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
@@ -44,7 +52,10 @@ fn version_displays_and_parses_as_hex() {
     let v = Policy::platform_default().unwrap().version();
     let s = v.to_string();
     assert_eq!(s.len(), 64);
-    assert!(s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     assert_eq!(s.parse::<PolicyVersion>().unwrap(), v);
     assert!("xyz".parse::<PolicyVersion>().is_err());
     assert!(s[..63].parse::<PolicyVersion>().is_err());
@@ -95,12 +106,19 @@ fn unknown_category_names_file_and_line() {
         "categories = [\"business_info\", \"conversations\", \"lead_data\"]\npurposes = [\"provide_service\", \"respond_to_enquiries\", \"follow_ups\"]\n\n[processors.deepseek.request]",
         "categories = [\"business_info\", \"health_data\"]\npurposes = [\"provide_service\", \"respond_to_enquiries\", \"follow_ups\"]\n\n[processors.deepseek.request]",
     );
-    assert_invalid(&text, line_of(&text, "\"health_data\""), "unknown variant `health_data`");
+    assert_invalid(
+        &text,
+        line_of(&text, "\"health_data\""),
+        "unknown variant `health_data`",
+    );
 }
 
 #[test]
 fn unknown_key_names_file_and_line() {
-    let text = edit("ai_provider = true\nregion = \"CN\"", "ai_provider = true\nregoin = \"CN\"");
+    let text = edit(
+        "ai_provider = true\nregion = \"CN\"",
+        "ai_provider = true\nregoin = \"CN\"",
+    );
     assert_invalid(&text, line_of(&text, "regoin"), "unknown field `regoin`");
 }
 
@@ -110,7 +128,11 @@ fn processor_without_categories_is_refused() {
         "categories = [\"business_info\", \"contact_info\", \"conversations\", \"lead_data\", \"usage_data\"]",
         "categories = []",
     );
-    assert_invalid(&text, line_of(&text, "categories = []"), "needs at least one category");
+    assert_invalid(
+        &text,
+        line_of(&text, "categories = []"),
+        "needs at least one category",
+    );
 }
 
 #[test]
@@ -135,7 +157,9 @@ fn redaction_pattern_that_does_not_compile_is_refused() {
     );
     let line = line_of(&text, "[[redaction.patterns]]");
     match load(&text) {
-        Err(PolicyError::Invalid { line: l, reason, .. }) => {
+        Err(PolicyError::Invalid {
+            line: l, reason, ..
+        }) => {
             assert!(reason.contains("does not compile"), "{reason}");
             // The span of the pattern table: its header or its first key.
             assert!(l == line || l == line + 1, "line {l}, header at {line}");
@@ -155,7 +179,10 @@ fn retention_of_zero_is_refused() {
             assert!(reason.contains("retention.lead_data"), "{reason}");
             assert!(reason.contains("zero"), "{reason}");
             let header = line_of(&text, "[retention.lead_data]");
-            assert!(line == header || line == header + 1, "line {line}, header {header}");
+            assert!(
+                line == header || line == header + 1,
+                "line {line}, header {header}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -170,7 +197,9 @@ fn ai_provider_must_promise_no_training() {
         "pseudonymous_user_field = \"user_id\"\nno_training = false",
     );
     match load(&text) {
-        Err(PolicyError::Invalid { reason, .. }) => assert!(reason.contains("no_training"), "{reason}"),
+        Err(PolicyError::Invalid { reason, .. }) => {
+            assert!(reason.contains("no_training"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -196,10 +225,16 @@ fn syntax_error_points_at_the_line() {
 
 #[test]
 fn error_display_is_file_line_column_reason() {
-    let text = edit("ai_provider = true\nregion = \"CN\"", "ai_provider = true\nregoin = \"CN\"");
+    let text = edit(
+        "ai_provider = true\nregion = \"CN\"",
+        "ai_provider = true\nregoin = \"CN\"",
+    );
     let e = load(&text).unwrap_err().to_string();
     let line = line_of(&text, "regoin");
-    assert!(e.starts_with(&format!("tenant/test.toml:{line}:1: ")), "{e}");
+    assert!(
+        e.starts_with(&format!("tenant/test.toml:{line}:1: ")),
+        "{e}"
+    );
 }
 
 #[test]

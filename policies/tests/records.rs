@@ -44,7 +44,11 @@ fn the_record_has_every_part_of_art_30_2() {
     assert_eq!(r.controller.contact.as_deref(), Some("owner@acme.example"));
     // (b) categories of processing
     assert_eq!(r.processing.len(), 5);
-    let conv = r.processing.iter().find(|a| a.category == Category::Conversations).unwrap();
+    let conv = r
+        .processing
+        .iter()
+        .find(|a| a.category == Category::Conversations)
+        .unwrap();
     assert!(conv.recipients.contains(&pid("openai")));
     assert!(!conv.recipients.contains(&pid("deepseek")));
     assert_eq!(conv.retention_after_termination_days, 30);
@@ -56,7 +60,11 @@ fn the_record_has_every_part_of_art_30_2() {
     assert_eq!(r.policy_version, eff.version());
     assert_eq!(r.restrictions.len(), 1);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
-    let openai = r.sub_processors.iter().find(|s| s.id == pid("openai")).unwrap();
+    let openai = r
+        .sub_processors
+        .iter()
+        .find(|s| s.id == pid("openai"))
+        .unwrap();
     assert_eq!(openai.usage.as_ref().unwrap().calls, 120);
 
     let json = serde_json::to_value(&r).unwrap();
@@ -65,7 +73,15 @@ fn the_record_has_every_part_of_art_30_2() {
     assert_eq!(json["processing"][2]["category"], "conversations");
 
     let md = r.to_markdown();
-    for h in ["# Record of processing activities", "## Categories of processing", "## Sub-processors", "## Transfers to third countries", "## Security measures", "## Retention", "## Findings"] {
+    for h in [
+        "# Record of processing activities",
+        "## Categories of processing",
+        "## Sub-processors",
+        "## Transfers to third countries",
+        "## Security measures",
+        "## Retention",
+        "## Findings",
+    ] {
         assert!(md.contains(h), "missing {h}");
     }
     assert!(md.contains("| openai | OpenAI |"));
@@ -79,12 +95,26 @@ fn ledger_use_outside_the_policy_is_a_finding() {
     let o = TenantOverrides::from_toml_str("forbid_processors = [\"deepseek\"]\n", "t").unwrap();
     let eff = p.effective_for(&o).unwrap();
     let mut u = usage();
-    u.processors.get_mut(&pid("openai")).unwrap().categories_sent.insert(Category::ContactInfo);
-    u.processors.insert(pid("deepseek"), ProcessorUsage { calls: 2, ..ProcessorUsage::default() });
+    u.processors
+        .get_mut(&pid("openai"))
+        .unwrap()
+        .categories_sent
+        .insert(Category::ContactInfo);
+    u.processors.insert(
+        pid("deepseek"),
+        ProcessorUsage {
+            calls: 2,
+            ..ProcessorUsage::default()
+        },
+    );
     let r = records_of_processing(&eff, "Acme Salon", &u);
     assert_eq!(r.findings.len(), 2, "{:?}", r.findings);
     assert!(r.findings.iter().any(|f| f.contains("contact_info")));
-    assert!(r.findings.iter().any(|f| f.starts_with("deepseek: 2 calls")));
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.starts_with("deepseek: 2 calls"))
+    );
     assert!(!r.to_markdown().contains("None: everything recorded"));
 }
 

@@ -38,7 +38,10 @@ fn group(digits: &str, sizes: &[usize], sep: &str) -> String {
 fn checksums() {
     assert!(luhn_valid(b"4111111111111111"));
     assert!(!luhn_valid(b"4111111111111112"));
-    assert_eq!(with_check("411111111111111", luhn_check_digit), "4111111111111111");
+    assert_eq!(
+        with_check("411111111111111", luhn_check_digit),
+        "4111111111111111"
+    );
     // Verhoeff example from the literature: 236 -> check digit 3.
     assert_eq!(with_check("236", verhoeff_check_digit), "2363");
     assert!(verhoeff_valid(b"2363"));
@@ -75,7 +78,10 @@ fn the_customers_own_number_is_kept_and_others_are_not() {
         "my number is +91 98765 43210, my friend's is 9123456789",
         Some("919876543210"),
     );
-    assert_eq!(r.text, "my number is +91 98765 43210, my friend's is [phone]");
+    assert_eq!(
+        r.text,
+        "my number is +91 98765 43210, my friend's is [phone]"
+    );
     let r = redactor().redact("call +91 98765 43210 or 022 2345 6789", None);
     assert_eq!(r.text, "call [phone] or [phone]");
     assert_eq!(r.counts.get(&RedactionKind::Phone), Some(&2));
@@ -97,9 +103,15 @@ fn tenant_patterns_are_applied() {
         regex: r"\b[\w.\-]+@(?:okaxis|oksbi|ybl|paytm)\b".to_owned(),
     });
     let eff = p.effective_for(&o).unwrap();
-    let r = eff.redactor().redact("pay to shop.name@okaxis please", None);
+    let r = eff
+        .redactor()
+        .redact("pay to shop.name@okaxis please", None);
     assert_eq!(r.text, "pay to [upi] please");
-    assert!(eff.redactor().kinds().contains(&RedactionKind::Custom("upi".to_owned())));
+    assert!(
+        eff.redactor()
+            .kinds()
+            .contains(&RedactionKind::Custom("upi".to_owned()))
+    );
 }
 
 fn card() -> impl Strategy<Value = String> {
@@ -207,7 +219,11 @@ fn ordinary() -> impl Strategy<Value = String> {
         _ => format!("{d} Nov {y}"),
     });
     let time = (0..=23u32, 0..=59u32, any::<bool>()).prop_map(|(h, m, pm)| {
-        if pm { format!("{}:{m:02} pm", h % 12 + 1) } else { format!("{h:02}:{m:02}") }
+        if pm {
+            format!("{}:{m:02} pm", h % 12 + 1)
+        } else {
+            format!("{h:02}:{m:02}")
+        }
     });
     let price = (1..=999_999u32, 0..4usize).prop_map(|(n, f)| match f {
         0 => format!("Rs {n}"),
@@ -215,11 +231,12 @@ fn ordinary() -> impl Strategy<Value = String> {
         2 => format!("INR {n}.50"),
         _ => format!("Rs. {},{:03}", n / 1000 + 1, n % 1000),
     });
-    let code = ("[A-Z]{2}", 1000..=9999u32, "[A-Z0-9]{4}", 0..3usize).prop_map(|(a, n, b, f)| match f {
-        0 => format!("BK-{n}-{b}"),
-        1 => format!("booking {a}{n}"),
-        _ => format!("order #{n}{}", n % 97),
-    });
+    let code =
+        ("[A-Z]{2}", 1000..=9999u32, "[A-Z0-9]{4}", 0..3usize).prop_map(|(a, n, b, f)| match f {
+            0 => format!("BK-{n}-{b}"),
+            1 => format!("booking {a}{n}"),
+            _ => format!("order #{n}{}", n % 97),
+        });
     let count = (1..=40u32).prop_map(|n| format!("table for {n} people"));
     prop_oneof![date, time, price, code, count]
 }

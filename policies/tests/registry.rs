@@ -58,7 +58,7 @@ fn code(d: &Decision) -> Option<DenyCode> {
     d.deny_reason().map(|r| r.code)
 }
 
-fn find<'a>(cs: &'a [RegistryChange], f: impl Fn(&ChangeKind) -> bool) -> &'a RegistryChange {
+fn find(cs: &[RegistryChange], f: impl Fn(&ChangeKind) -> bool) -> &RegistryChange {
     cs.iter().find(|c| f(&c.change)).unwrap()
 }
 
@@ -69,7 +69,14 @@ fn diff_finds_each_change_with_its_notice() {
     let add = find(&cs, |k| matches!(k, ChangeKind::AddProcessor { .. }));
     assert_eq!(add.processor, pid("mistral"));
     assert_eq!(add.effective_at, ANNOUNCED + Duration::days(30));
-    let cat = find(&cs, |k| matches!(k, ChangeKind::AddCategory { category: Category::ContactInfo }));
+    let cat = find(&cs, |k| {
+        matches!(
+            k,
+            ChangeKind::AddCategory {
+                category: Category::ContactInfo
+            }
+        )
+    });
     assert_eq!(cat.processor, pid("openai"));
     assert!(cat.id.0.starts_with("chg_"));
     assert_ne!(add.id, cat.id);
@@ -91,12 +98,27 @@ fn before_the_notice_period_ends_the_change_is_not_effective() {
     let now = ANNOUNCED + Duration::days(10);
     let eff = new().effective_in(&ctx(now, &[])).unwrap();
     let s = SubjectState::default();
-    let d = eff.may(&pid("mistral"), &[Category::Conversations], Purpose::RespondToEnquiries, &s);
+    let d = eff.may(
+        &pid("mistral"),
+        &[Category::Conversations],
+        Purpose::RespondToEnquiries,
+        &s,
+    );
     assert_eq!(code(&d), Some(DenyCode::ChangeNotYetEffective));
-    let d = eff.may(&pid("openai"), &[Category::ContactInfo], Purpose::ProvideService, &s);
+    let d = eff.may(
+        &pid("openai"),
+        &[Category::ContactInfo],
+        Purpose::ProvideService,
+        &s,
+    );
     assert_eq!(code(&d), Some(DenyCode::ChangeNotYetEffective));
     // What was already authorised continues.
-    let d = eff.may(&pid("openai"), &[Category::Conversations], Purpose::RespondToEnquiries, &s);
+    let d = eff.may(
+        &pid("openai"),
+        &[Category::Conversations],
+        Purpose::RespondToEnquiries,
+        &s,
+    );
     assert!(d.is_allow());
     assert_eq!(eff.valid_until(), Some(cs[0].effective_at));
     assert!(eff.to_toml_string().unwrap().contains("valid until"));
@@ -107,8 +129,24 @@ fn after_the_notice_period_the_change_applies() {
     let now = ANNOUNCED + Duration::days(30);
     let eff = new().effective_in(&ctx(now, &[])).unwrap();
     let s = SubjectState::default();
-    assert!(eff.may(&pid("mistral"), &[Category::Conversations], Purpose::RespondToEnquiries, &s).is_allow());
-    assert!(eff.may(&pid("openai"), &[Category::ContactInfo], Purpose::ProvideService, &s).is_allow());
+    assert!(
+        eff.may(
+            &pid("mistral"),
+            &[Category::Conversations],
+            Purpose::RespondToEnquiries,
+            &s
+        )
+        .is_allow()
+    );
+    assert!(
+        eff.may(
+            &pid("openai"),
+            &[Category::ContactInfo],
+            Purpose::ProvideService,
+            &s
+        )
+        .is_allow()
+    );
     assert_eq!(eff.valid_until(), None);
     assert_eq!(eff.version(), new().version());
 }
@@ -119,14 +157,32 @@ fn an_objection_keeps_the_change_denied_for_that_tenant() {
     let add = find(&cs, |k| matches!(k, ChangeKind::AddProcessor { .. }));
     let cat = find(&cs, |k| matches!(k, ChangeKind::AddCategory { .. }));
     let s = SubjectState::default();
-    for now in [ANNOUNCED + Duration::days(1), ANNOUNCED + Duration::days(400)] {
+    for now in [
+        ANNOUNCED + Duration::days(1),
+        ANNOUNCED + Duration::days(400),
+    ] {
         let eff = new().effective_in(&ctx(now, &[add, cat])).unwrap();
-        let d = eff.may(&pid("mistral"), &[Category::Conversations], Purpose::RespondToEnquiries, &s);
+        let d = eff.may(
+            &pid("mistral"),
+            &[Category::Conversations],
+            Purpose::RespondToEnquiries,
+            &s,
+        );
         assert_eq!(code(&d), Some(DenyCode::TenantObjectedToChange));
         assert!(d.deny_reason().unwrap().message.contains(&add.id.0));
-        let d = eff.may(&pid("openai"), &[Category::ContactInfo], Purpose::ProvideService, &s);
+        let d = eff.may(
+            &pid("openai"),
+            &[Category::ContactInfo],
+            Purpose::ProvideService,
+            &s,
+        );
         assert_eq!(code(&d), Some(DenyCode::TenantObjectedToChange));
-        let d = eff.may(&pid("openai"), &[Category::Conversations], Purpose::RespondToEnquiries, &s);
+        let d = eff.may(
+            &pid("openai"),
+            &[Category::Conversations],
+            Purpose::RespondToEnquiries,
+            &s,
+        );
         assert!(d.is_allow());
     }
     // The same through the one-call API.
@@ -146,9 +202,22 @@ fn a_region_change_holds_the_whole_processor() {
     let moved = Policy::from_toml_str(&text, "moved.toml").unwrap();
     let cs = diff_registries(&old(), &moved, ANNOUNCED);
     assert_eq!(cs.len(), 1);
-    assert!(matches!(&cs[0].change, ChangeKind::ChangeRegion { from: Some(f), to: Some(t) } if f == "CN" && t == "SG"));
-    let c = TenantContext { overrides: TenantOverrides::default(), changes: cs, objections: BTreeSet::new(), now: ANNOUNCED };
-    let d = moved.may_for(&c, &pid("deepseek"), &[Category::Conversations], Purpose::RespondToEnquiries, &SubjectState::default());
+    assert!(
+        matches!(&cs[0].change, ChangeKind::ChangeRegion { from: Some(f), to: Some(t) } if f == "CN" && t == "SG")
+    );
+    let c = TenantContext {
+        overrides: TenantOverrides::default(),
+        changes: cs,
+        objections: BTreeSet::new(),
+        now: ANNOUNCED,
+    };
+    let d = moved.may_for(
+        &c,
+        &pid("deepseek"),
+        &[Category::Conversations],
+        Purpose::RespondToEnquiries,
+        &SubjectState::default(),
+    );
     assert_eq!(code(&d), Some(DenyCode::ChangeNotYetEffective));
 }
 
@@ -158,7 +227,9 @@ fn weaker_terms_are_a_change() {
     let weaker = Policy::from_toml_str(&text, "w.toml").unwrap();
     let cs = diff_registries(&old(), &weaker, ANNOUNCED);
     assert_eq!(cs.len(), 1);
-    assert!(matches!(&cs[0].change, ChangeKind::WeakerTerms { what } if what.contains("pseudonymous_user_field")));
+    assert!(
+        matches!(&cs[0].change, ChangeKind::WeakerTerms { what } if what.contains("pseudonymous_user_field"))
+    );
     assert!(cs[0].change.needs_notice());
 }
 
@@ -172,7 +243,11 @@ fn who_is_notified() {
     o.forbid_processors.insert(pid("mistral"));
     assert!(!add.affects(&o));
     assert!(cat.affects(&o));
-    let o = TenantOverrides::from_toml_str("[processors.openai]\ncategories = [\"conversations\"]\n", "t").unwrap();
+    let o = TenantOverrides::from_toml_str(
+        "[processors.openai]\ncategories = [\"conversations\"]\n",
+        "t",
+    )
+    .unwrap();
     assert!(!cat.affects(&o));
 }
 
@@ -191,7 +266,12 @@ fn a_tenant_forbidding_a_new_processor_is_unaffected_by_its_notice() {
     let mut c = ctx(ANNOUNCED, &[]);
     c.overrides.forbid_processors.insert(pid("mistral"));
     let eff = new().effective_in(&c).unwrap();
-    let d = eff.may(&pid("mistral"), &[Category::Conversations], Purpose::RespondToEnquiries, &SubjectState::default());
+    let d = eff.may(
+        &pid("mistral"),
+        &[Category::Conversations],
+        Purpose::RespondToEnquiries,
+        &SubjectState::default(),
+    );
     assert_eq!(code(&d), Some(DenyCode::TenantForbidsProcessor));
 }
 

@@ -1,5 +1,9 @@
 //! Tenant overrides: tightening works, loosening is refused rule by rule.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 use std::collections::BTreeSet;
 
@@ -29,13 +33,27 @@ fn no_overrides_keep_the_platform_version() {
 
 #[test]
 fn a_tenant_can_forbid_deepseek() {
-    let o = TenantOverrides::from_toml_str("forbid_processors = [\"deepseek\"]\n", "t.toml").unwrap();
+    let o =
+        TenantOverrides::from_toml_str("forbid_processors = [\"deepseek\"]\n", "t.toml").unwrap();
     let eff = policy().effective_for(&o).unwrap();
     assert_ne!(eff.version(), policy().version());
     let s = SubjectState::default();
-    let d = eff.may(&pid("deepseek"), &[Category::Conversations], Purpose::RespondToEnquiries, &s);
-    assert_eq!(d.deny_reason().unwrap().code, DenyCode::TenantForbidsProcessor);
-    let d = eff.may(&pid("openai"), &[Category::Conversations], Purpose::RespondToEnquiries, &s);
+    let d = eff.may(
+        &pid("deepseek"),
+        &[Category::Conversations],
+        Purpose::RespondToEnquiries,
+        &s,
+    );
+    assert_eq!(
+        d.deny_reason().unwrap().code,
+        DenyCode::TenantForbidsProcessor
+    );
+    let d = eff.may(
+        &pid("openai"),
+        &[Category::Conversations],
+        Purpose::RespondToEnquiries,
+        &s,
+    );
     assert!(d.is_allow());
     assert_eq!(d.obligations().unwrap().policy_version, eff.version());
     let shown = eff.to_toml_string().unwrap();
@@ -55,10 +73,26 @@ fn dropping_a_category_for_a_processor() {
     .unwrap();
     let eff = policy().effective_for(&o).unwrap();
     let s = SubjectState::default();
-    let d = eff.may(&pid("openai"), &[Category::LeadData], Purpose::RespondToEnquiries, &s);
-    assert_eq!(d.deny_reason().unwrap().code, DenyCode::TenantForbidsProcessor);
+    let d = eff.may(
+        &pid("openai"),
+        &[Category::LeadData],
+        Purpose::RespondToEnquiries,
+        &s,
+    );
+    assert_eq!(
+        d.deny_reason().unwrap().code,
+        DenyCode::TenantForbidsProcessor
+    );
     assert!(d.deny_reason().unwrap().message.contains("lead_data"));
-    assert!(eff.may(&pid("deepseek"), &[Category::LeadData], Purpose::RespondToEnquiries, &s).is_allow());
+    assert!(
+        eff.may(
+            &pid("deepseek"),
+            &[Category::LeadData],
+            Purpose::RespondToEnquiries,
+            &s
+        )
+        .is_allow()
+    );
 }
 
 #[test]
@@ -73,7 +107,12 @@ fn retention_can_be_shortened() {
     assert_eq!(r.while_active_days, Some(180));
     assert_eq!(r.after_termination_days, 7);
     assert!(!r.keep_anonymized);
-    assert_eq!(eff.retention(Category::BusinessInfo).unwrap().after_termination_days, 7);
+    assert_eq!(
+        eff.retention(Category::BusinessInfo)
+            .unwrap()
+            .after_termination_days,
+        7
+    );
     assert!(eff.loosenings_against(policy()).is_empty());
 }
 
@@ -140,18 +179,31 @@ regex = "(unclosed"
     .into();
     assert_eq!(rules, want, "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("tenant asks to send contact_info to openai"), "{msg}");
-    assert!(msg.contains("tenant asks 90 days, platform allows at most 30 days"), "{msg}");
+    assert!(
+        msg.contains("tenant asks to send contact_info to openai"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("tenant asks 90 days, platform allows at most 30 days"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn overrides_with_unknown_keys_fail_with_a_line() {
-    let err = TenantOverrides::from_toml_str("\n\nforbid_processor = [\"deepseek\"]\n", "acme.toml").unwrap_err();
+    let err =
+        TenantOverrides::from_toml_str("\n\nforbid_processor = [\"deepseek\"]\n", "acme.toml")
+            .unwrap_err();
     match err {
-        PolicyError::Invalid { file, line, reason, .. } => {
+        PolicyError::Invalid {
+            file, line, reason, ..
+        } => {
             assert_eq!(file, "acme.toml");
             assert_eq!(line, 3);
-            assert!(reason.contains("unknown field `forbid_processor`"), "{reason}");
+            assert!(
+                reason.contains("unknown field `forbid_processor`"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -164,11 +216,18 @@ fn overrides_read_from_json() {
     )
     .unwrap();
     let eff = policy().effective_for(&o).unwrap();
-    assert_eq!(eff.retention(Category::Conversations).unwrap().while_active_days, Some(90));
+    assert_eq!(
+        eff.retention(Category::Conversations)
+            .unwrap()
+            .while_active_days,
+        Some(90)
+    );
     assert!(serde_json::from_str::<TenantOverrides>(r#"{"allow_training":true}"#).is_err());
 }
 
-fn opt<T: std::fmt::Debug + Clone>(s: impl Strategy<Value = T>) -> impl Strategy<Value = Option<T>> {
+fn opt<T: std::fmt::Debug + Clone>(
+    s: impl Strategy<Value = T>,
+) -> impl Strategy<Value = Option<T>> {
     prop::option::of(s)
 }
 
@@ -181,8 +240,14 @@ fn arb_overrides() -> impl Strategy<Value = TenantOverrides> {
         prop::collection::btree_map(
             prop::sample::select(ids),
             (
-                opt(prop::collection::btree_set(prop::sample::select(cats.clone()), 0..5)),
-                opt(prop::collection::btree_set(prop::sample::select(purposes), 0..6)),
+                opt(prop::collection::btree_set(
+                    prop::sample::select(cats.clone()),
+                    0..5,
+                )),
+                opt(prop::collection::btree_set(
+                    prop::sample::select(purposes),
+                    0..6,
+                )),
             ),
             0..3,
         ),
@@ -198,7 +263,13 @@ fn arb_overrides() -> impl Strategy<Value = TenantOverrides> {
             let mut o = TenantOverrides::default();
             o.forbid_processors = forbid.into_iter().map(pid).collect();
             for (id, (categories, purposes)) in procs {
-                o.processors.insert(pid(id), ProcessorOverride { categories, purposes });
+                o.processors.insert(
+                    pid(id),
+                    ProcessorOverride {
+                        categories,
+                        purposes,
+                    },
+                );
             }
             for (cat, (active, after, keep)) in ret {
                 o.retention.insert(
@@ -272,9 +343,18 @@ proptest! {
 
 #[test]
 fn sending_nothing_to_a_processor_forbids_it() {
-    let o = TenantOverrides::from_toml_str("[processors.deepseek]\ncategories = []\n", "t.toml").unwrap();
+    let o = TenantOverrides::from_toml_str("[processors.deepseek]\ncategories = []\n", "t.toml")
+        .unwrap();
     let eff = policy().effective_for(&o).unwrap();
     assert!(!eff.doc().processors.contains_key(&pid("deepseek")));
-    let d = eff.may(&pid("deepseek"), &[], Purpose::RespondToEnquiries, &SubjectState::default());
-    assert_eq!(d.deny_reason().unwrap().code, DenyCode::TenantForbidsProcessor);
+    let d = eff.may(
+        &pid("deepseek"),
+        &[],
+        Purpose::RespondToEnquiries,
+        &SubjectState::default(),
+    );
+    assert_eq!(
+        d.deny_reason().unwrap().code,
+        DenyCode::TenantForbidsProcessor
+    );
 }
