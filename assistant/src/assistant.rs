@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, TokioClock};
-use crate::intent::{Normalized, detect_normalized};
-use crate::offline::OfflineAssistant;
+use crate::intent::Normalized;
+use crate::offline::{OfflineAssistant, detect_with_profile};
 use crate::prompt::build_system_prompt;
 use crate::provider::ChatProvider;
 use crate::types::{Reply, ReplyRequest, ReplySource};
@@ -76,7 +76,7 @@ impl Assistant {
     pub async fn reply(&self, req: &ReplyRequest) -> Reply {
         let start = self.clock.now();
         let normalized = Normalized::new(&req.customer_message);
-        let intent = detect_normalized(&normalized);
+        let intent = detect_with_profile(&normalized, &req.profile);
         let mut attempts = Vec::new();
         let use_providers =
             req.flags.allow_providers && !intent.is_handled_locally() && !self.chain.is_empty();

@@ -359,11 +359,21 @@ fn capabilities(p: &BusinessProfile, lang: Lang) -> String {
     }
 }
 
+/// Detects the intent, then turns `Other` into `Services` or `Staff` when the message
+/// names one of the profile's services or staff ("is Asha in?", "facial?").
+pub fn detect_with_profile(n: &Normalized, profile: &BusinessProfile) -> Intent {
+    match detect_normalized(n) {
+        Intent::Other if mentioned_service(profile, n).is_some() => Intent::Services,
+        Intent::Other if mentioned_staff(profile, n).is_some() => Intent::Staff,
+        other => other,
+    }
+}
+
 impl OfflineAssistant {
     /// Answers a request from the profile alone.
     pub fn answer(&self, req: &ReplyRequest) -> OfflineAnswer {
         let n = Normalized::new(&req.customer_message);
-        let intent = detect_normalized(&n);
+        let intent = detect_with_profile(&n, &req.profile);
         self.answer_intent(req, &n, intent)
     }
 

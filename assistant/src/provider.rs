@@ -453,9 +453,14 @@ impl ChatProvider {
             UserIdField::SafetyIdentifier => (pseudonym, None),
             UserIdField::UserId => (None, pseudonym),
         };
-        let store = match flags.store {
-            None if openai => Some(false),
-            other => other,
+        // `store` is OpenAI's parameter: always sent to OpenAI (false unless the policy
+        // says otherwise), never to DeepSeek, as the flags say to other servers.
+        let store = if openai {
+            Some(flags.store.unwrap_or(false))
+        } else if deepseek {
+            None
+        } else {
+            flags.store
         };
         let thinking = if deepseek {
             flags.thinking.map(|on| Thinking {

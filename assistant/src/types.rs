@@ -114,8 +114,8 @@ pub struct RequestFlags {
     /// Whether any AI provider may see this conversation (false after a policy denial
     /// or the subject's objection): then the offline assistant answers.
     pub allow_providers: bool,
-    /// Value of OpenAI's `store`. `None` omits the field, except for OpenAI, where it is
-    /// sent as `false`.
+    /// Value of OpenAI's `store`: sent to OpenAI (`None` means `false`) and to other
+    /// compatible servers when set; never to DeepSeek, which has no such field.
     pub store: Option<bool>,
     /// Where the pseudonym goes.
     pub user_field: UserIdField,
