@@ -129,6 +129,14 @@ fn decision_table() {
             Subj::Plain,
             Some(D::PurposeNotAllowed),
         ),
+        // s.4: conversations serve the assistant and the owner's analytics only.
+        (
+            "cloud_host",
+            &[Conversations],
+            Support,
+            Subj::Plain,
+            Some(D::PurposeNotAllowed),
+        ),
         (
             "openai",
             &[Conversations],

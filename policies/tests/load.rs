@@ -251,3 +251,23 @@ fn load_reads_a_file_and_reports_missing_ones() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn there_is_no_training_or_sale_purpose() {
+    for purpose in ["model_training", "sale", "marketing"] {
+        let text = edit(
+            "purposes = [\"provide_service\", \"support\", \"legal_obligations\"]",
+            &format!("purposes = [\"provide_service\", \"{purpose}\"]"),
+        );
+        match load(&text) {
+            Err(PolicyError::Invalid { reason, line, .. }) => {
+                assert!(
+                    reason.contains(&format!("unknown variant `{purpose}`")),
+                    "{reason}"
+                );
+                assert_eq!(line, line_of(&text, &format!("\"{purpose}\"")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
