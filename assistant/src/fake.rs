@@ -129,13 +129,37 @@ fn failure_response(f: Failure) -> Response {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let (msg, kind, c) = match code {
                 400 => ("Invalid request", "invalid_request_error", None),
-                401 => ("Incorrect API key provided", "invalid_request_error", Some("invalid_api_key")),
-                402 => ("Insufficient Balance", "invalid_request_error", Some("insufficient_balance")),
-                403 => ("Country, region, or territory not supported", "invalid_request_error", Some("unsupported_country_region_territory")),
-                404 => ("The model does not exist", "invalid_request_error", Some("model_not_found")),
+                401 => (
+                    "Incorrect API key provided",
+                    "invalid_request_error",
+                    Some("invalid_api_key"),
+                ),
+                402 => (
+                    "Insufficient Balance",
+                    "invalid_request_error",
+                    Some("insufficient_balance"),
+                ),
+                403 => (
+                    "Country, region, or territory not supported",
+                    "invalid_request_error",
+                    Some("unsupported_country_region_territory"),
+                ),
+                404 => (
+                    "The model does not exist",
+                    "invalid_request_error",
+                    Some("model_not_found"),
+                ),
                 422 => ("Invalid parameters", "invalid_request_error", None),
-                503 => ("The engine is currently overloaded, please try again later", "server_error", None),
-                _ => ("The server had an error while processing your request", "server_error", None),
+                503 => (
+                    "The engine is currently overloaded, please try again later",
+                    "server_error",
+                    None,
+                ),
+                _ => (
+                    "The server had an error while processing your request",
+                    "server_error",
+                    None,
+                ),
             };
             json_response(status, error_body(msg, kind, None, c))
         }
@@ -179,7 +203,10 @@ fn validate(body: &Value) -> Result<(&str, &Vec<Value>), (&'static str, &'static
             .is_some_and(|r| matches!(r, "system" | "developer" | "user" | "assistant" | "tool"));
         let content_ok = m.get("content").is_some_and(Value::is_string);
         if !role_ok || !content_ok {
-            return Err(("messages", "each message needs a valid role and string content"));
+            return Err((
+                "messages",
+                "each message needs a valid role and string content",
+            ));
         }
     }
     Ok((model, messages))
@@ -235,7 +262,9 @@ async fn chat(State(state): State<Shared>, uri: Uri, headers: HeaderMap, raw: By
                 rl.window_start = now;
                 rl.used = 0;
             }
-            let reset = rl.window.saturating_sub(now.duration_since(rl.window_start));
+            let reset = rl
+                .window
+                .saturating_sub(now.duration_since(rl.window_start));
             if rl.used >= rl.limit {
                 let mut r = failure_response(Failure::RateLimited {
                     retry_after_secs: reset.as_secs_f64().ceil() as u64,

@@ -86,7 +86,8 @@ impl Normalized {
         let mut devanagari = false;
         let mut last_space = true;
         for c in input.chars() {
-            let is_deva = ('\u{0900}'..='\u{097F}').contains(&c) && c != '\u{0964}' && c != '\u{0965}';
+            let is_deva =
+                ('\u{0900}'..='\u{097F}').contains(&c) && c != '\u{0964}' && c != '\u{0965}';
             if is_deva {
                 devanagari = true;
                 match c {
@@ -282,7 +283,18 @@ const OPT_OUT_PHRASES: &[&str] = &[
 
 const OPT_OUT_SINGLE: &[&str] = &["stop", "unsubscribe", "end", "quit", "band", "बंद", "रोको"];
 const FILLER: &[&str] = &[
-    "please", "pls", "plz", "all", "it", "now", "ok", "okay", "karo", "kro", "करो", "कृपया",
+    "please",
+    "pls",
+    "plz",
+    "all",
+    "it",
+    "now",
+    "ok",
+    "okay",
+    "karo",
+    "kro",
+    "करो",
+    "कृपया",
 ];
 
 const HANDOFF_PHRASES: &[&str] = &[

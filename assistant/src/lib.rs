@@ -20,7 +20,7 @@ pub use error::{ApiError, ProfileError, ProviderError, RequestError};
 pub use intent::{HoursQuery, Intent, detect_intent};
 pub use offline::{Lang, OfflineAnswer, OfflineAssistant};
 pub use profile::{
-    BookingLink, BusinessProfile, ClockTime, Interval, Service, StaffMember, WeeklyHours, Weekday,
+    BookingLink, BusinessProfile, ClockTime, Interval, Service, StaffMember, Weekday, WeeklyHours,
 };
 pub use prompt::build_system_prompt;
 pub use provider::{ChatProvider, Completion, ProviderKind, ProviderRun};

@@ -62,8 +62,8 @@ impl LocalNow {
         let ts = jiff::Timestamp::from_second(now.unix_timestamp())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let dt = tz.to_datetime(ts);
-        let minute_of_day = u16::try_from(i32::from(dt.hour()) * 60 + i32::from(dt.minute()))
-            .unwrap_or(0);
+        let minute_of_day =
+            u16::try_from(i32::from(dt.hour()) * 60 + i32::from(dt.minute())).unwrap_or(0);
         LocalNow {
             weekday: Weekday::from_jiff(dt.weekday()),
             minute_of_day,
@@ -167,9 +167,16 @@ fn now_text(p: &BusinessProfile, lang: Lang, now: LocalNow) -> String {
         Some((ahead, day, at)) => {
             let at = at.to_12h();
             match (lang, ahead) {
-                (Lang::English, 0) => format!("We're closed right now. We open again today at {at}."),
-                (Lang::English, 1) => format!("We're closed right now. We open tomorrow ({}) at {at}.", day.name()),
-                (Lang::English, _) => format!("We're closed right now. We open on {} at {at}.", day.name()),
+                (Lang::English, 0) => {
+                    format!("We're closed right now. We open again today at {at}.")
+                }
+                (Lang::English, 1) => format!(
+                    "We're closed right now. We open tomorrow ({}) at {at}.",
+                    day.name()
+                ),
+                (Lang::English, _) => {
+                    format!("We're closed right now. We open on {} at {at}.", day.name())
+                }
                 (Lang::Hindi, 0) => format!("हम अभी बंद हैं। आज {at} बजे फिर खुलेंगे।"),
                 (Lang::Hindi, 1) => format!("हम अभी बंद हैं। कल ({}) {at} बजे खुलेंगे।", day.hindi_name()),
                 (Lang::Hindi, _) => format!("हम अभी बंद हैं। {} को {at} बजे खुलेंगे।", day.hindi_name()),
@@ -350,12 +357,12 @@ fn capabilities(p: &BusinessProfile, lang: Lang) -> String {
     }
     let list = topics.join(", ");
     match lang {
-        Lang::English => format!(
-            "I can help with {list}. To talk to a person, just say \"human\"."
-        ),
-        Lang::Hindi => format!(
-            "मैं {list} के बारे में बता सकता हूं। किसी व्यक्ति से बात करने के लिए \"इंसान\" लिखें।"
-        ),
+        Lang::English => {
+            format!("I can help with {list}. To talk to a person, just say \"human\".")
+        }
+        Lang::Hindi => {
+            format!("मैं {list} के बारे में बता सकता हूं। किसी व्यक्ति से बात करने के लिए \"इंसान\" लिखें।")
+        }
     }
 }
 
@@ -378,7 +385,12 @@ impl OfflineAssistant {
     }
 
     /// Answers with an intent the caller already detected.
-    pub fn answer_intent(&self, req: &ReplyRequest, n: &Normalized, intent: Intent) -> OfflineAnswer {
+    pub fn answer_intent(
+        &self,
+        req: &ReplyRequest,
+        n: &Normalized,
+        intent: Intent,
+    ) -> OfflineAnswer {
         let p = &req.profile;
         let lang = if n.has_devanagari() && p.speaks("hi") {
             Lang::Hindi
@@ -398,11 +410,9 @@ impl OfflineAssistant {
                 "You're welcome! Anything else I can help with?",
                 "आपका स्वागत है! और कुछ मदद चाहिए?",
             ),
-            Intent::OpeningHours(q) => {
-                hours_text(p, lang, q, LocalNow::for_profile(p, req.now))
-            }
-            Intent::Services => services_text(p, lang, &n),
-            Intent::Staff => staff_text(p, lang, &n),
+            Intent::OpeningHours(q) => hours_text(p, lang, q, LocalNow::for_profile(p, req.now)),
+            Intent::Services => services_text(p, lang, n),
+            Intent::Staff => staff_text(p, lang, n),
             Intent::Booking => booking_text(p, lang),
             Intent::Location => match &p.location {
                 Some(l) => match lang {
@@ -411,7 +421,11 @@ impl OfflineAssistant {
                 },
                 None => format!(
                     "{} {}",
-                    tr(lang, "We haven't listed our address here.", "हमारा पता यहां दर्ज नहीं है।"),
+                    tr(
+                        lang,
+                        "We haven't listed our address here.",
+                        "हमारा पता यहां दर्ज नहीं है।"
+                    ),
                     p.handoff_message
                 ),
             },
@@ -422,7 +436,11 @@ impl OfflineAssistant {
                 },
                 None => format!(
                     "{} {}",
-                    tr(lang, "You're already talking to us here.", "आप यहीं हमसे बात कर रहे हैं।"),
+                    tr(
+                        lang,
+                        "You're already talking to us here.",
+                        "आप यहीं हमसे बात कर रहे हैं।"
+                    ),
                     p.handoff_message
                 ),
             },

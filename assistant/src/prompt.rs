@@ -58,7 +58,10 @@ pub fn build_system_prompt(p: &BusinessProfile, now: OffsetDateTime) -> String {
         if iv.is_empty() {
             let _ = writeln!(s, "- {}: closed", d.name());
         } else {
-            let parts: Vec<String> = iv.iter().map(|i| format!("{}-{}", i.open, i.close)).collect();
+            let parts: Vec<String> = iv
+                .iter()
+                .map(|i| format!("{}-{}", i.open, i.close))
+                .collect();
             let _ = writeln!(s, "- {}: {}", d.name(), parts.join(", "));
         }
     }

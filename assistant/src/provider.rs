@@ -145,7 +145,9 @@ fn normalize_base_url(url: &str) -> Result<String, ProviderError> {
         return Err(ProviderError::Config("base URL must start with https://"));
     }
     if url.contains('?') || url.contains('#') {
-        return Err(ProviderError::Config("base URL must not have a query or fragment"));
+        return Err(ProviderError::Config(
+            "base URL must not have a query or fragment",
+        ));
     }
     Ok(url.to_owned())
 }
@@ -344,12 +346,25 @@ impl ChatProvider {
 
     /// OpenAI at `https://api.openai.com/v1`.
     pub fn openai(api_key: SecretString, model: impl Into<String>) -> Result<Self, ProviderError> {
-        ChatProvider::new(ProviderKind::OpenAi, "https://api.openai.com/v1", api_key, model)
+        ChatProvider::new(
+            ProviderKind::OpenAi,
+            "https://api.openai.com/v1",
+            api_key,
+            model,
+        )
     }
 
     /// DeepSeek at `https://api.deepseek.com`.
-    pub fn deepseek(api_key: SecretString, model: impl Into<String>) -> Result<Self, ProviderError> {
-        ChatProvider::new(ProviderKind::DeepSeek, "https://api.deepseek.com", api_key, model)
+    pub fn deepseek(
+        api_key: SecretString,
+        model: impl Into<String>,
+    ) -> Result<Self, ProviderError> {
+        ChatProvider::new(
+            ProviderKind::DeepSeek,
+            "https://api.deepseek.com",
+            api_key,
+            model,
+        )
     }
 
     /// Sets the per-attempt timeout (connect + response).
@@ -418,7 +433,11 @@ impl ChatProvider {
     /// The exact JSON body that would be sent: the system prompt, the most recent
     /// `flags.max_history_turns` history turns and the customer message, plus `store`,
     /// the pseudonym field and the token bound chosen by provider and flags.
-    pub fn request_body(&self, req: &ReplyRequest, system_prompt: &str) -> Result<Vec<u8>, ProviderError> {
+    pub fn request_body(
+        &self,
+        req: &ReplyRequest,
+        system_prompt: &str,
+    ) -> Result<Vec<u8>, ProviderError> {
         let flags = &req.flags;
         let skip = req.history.len().saturating_sub(flags.max_history_turns);
         let mut messages = Vec::with_capacity(req.history.len() - skip + 2);
@@ -481,11 +500,16 @@ impl ChatProvider {
             thinking,
             stream: false,
         };
-        serde_json::to_vec(&body).map_err(|_| ProviderError::Request("body could not be serialized"))
+        serde_json::to_vec(&body)
+            .map_err(|_| ProviderError::Request("body could not be serialized"))
     }
 
     /// One attempt, no retries.
-    pub async fn complete(&self, req: &ReplyRequest, system_prompt: &str) -> Result<Completion, ProviderError> {
+    pub async fn complete(
+        &self,
+        req: &ReplyRequest,
+        system_prompt: &str,
+    ) -> Result<Completion, ProviderError> {
         let body = self.request_body(req, system_prompt)?;
         self.send(body, self.timeout).await.0
     }
@@ -495,7 +519,11 @@ impl ChatProvider {
         &self,
         body: Vec<u8>,
         timeout: Duration,
-    ) -> (Result<Completion, ProviderError>, Option<u16>, Option<String>) {
+    ) -> (
+        Result<Completion, ProviderError>,
+        Option<u16>,
+        Option<String>,
+    ) {
         let response = self
             .client
             .post(self.endpoint())
@@ -551,7 +579,11 @@ impl ChatProvider {
                 c
             })
         } else {
-            Err(ProviderError::Api(parse_api_error(status, &bytes, retry_after)))
+            Err(ProviderError::Api(parse_api_error(
+                status,
+                &bytes,
+                retry_after,
+            )))
         };
         (result, Some(status), request_id)
     }
@@ -571,7 +603,12 @@ impl ChatProvider {
         let mut attempts = Vec::new();
         let body = match self.request_body(req, system_prompt) {
             Ok(b) => b,
-            Err(e) => return ProviderRun { result: Err(e), attempts },
+            Err(e) => {
+                return ProviderRun {
+                    result: Err(e),
+                    attempts,
+                };
+            }
         };
         let digest: [u8; 32] = *blake3::hash(&body).as_bytes();
         let mut attempt = 0u32;
@@ -613,21 +650,35 @@ impl ChatProvider {
                 provider_request_id,
             });
             let err = match result {
-                Ok(c) => return ProviderRun { result: Ok(c), attempts },
+                Ok(c) => {
+                    return ProviderRun {
+                        result: Ok(c),
+                        attempts,
+                    };
+                }
                 Err(e) => e,
             };
             if !err.is_retryable() || attempt >= self.retry.max_attempts {
-                return ProviderRun { result: Err(err), attempts };
+                return ProviderRun {
+                    result: Err(err),
+                    attempts,
+                };
             }
             let wait = match err.retry_after() {
                 Some(d) if d > self.retry.max_retry_after => {
-                    return ProviderRun { result: Err(err), attempts };
+                    return ProviderRun {
+                        result: Err(err),
+                        attempts,
+                    };
                 }
                 Some(d) => d,
                 None => self.retry.backoff(attempt - 1, &mut rand::thread_rng()),
             };
             if clock.now() + wait >= deadline {
-                return ProviderRun { result: Err(err), attempts };
+                return ProviderRun {
+                    result: Err(err),
+                    attempts,
+                };
             }
             clock.sleep(wait).await;
         }
@@ -663,13 +714,20 @@ mod tests {
         assert!(!ProviderError::Api(e.clone()).is_retryable());
         // Display and Debug never show the provider's message.
         assert!(!format!("{e} {e:?}").contains("exceeded"));
-        let e = parse_api_error(429, br#"{"error":{"message":"m","type":"requests","code":"rate_limit_exceeded"}}"#, None);
+        let e = parse_api_error(
+            429,
+            br#"{"error":{"message":"m","type":"requests","code":"rate_limit_exceeded"}}"#,
+            None,
+        );
         assert!(ProviderError::Api(e).is_retryable());
         let e = parse_api_error(503, b"<html>overloaded</html>", None);
         assert_eq!(e.code, None);
         assert!(ProviderError::Api(e).is_retryable());
         for s in [400u16, 401, 402, 403, 404, 422] {
-            assert!(!ProviderError::Api(parse_api_error(s, b"{}", None)).is_retryable(), "{s}");
+            assert!(
+                !ProviderError::Api(parse_api_error(s, b"{}", None)).is_retryable(),
+                "{s}"
+            );
         }
     }
 
@@ -679,12 +737,22 @@ mod tests {
         let c = parse_completion(body, "asked").unwrap();
         assert_eq!(c.text, "Hi there");
         assert_eq!(c.model, "gpt-x");
-        assert_eq!(c.usage, Some(TokenUsage { prompt: 12, completion: 3 }));
+        assert_eq!(
+            c.usage,
+            Some(TokenUsage {
+                prompt: 12,
+                completion: 3
+            })
+        );
         assert!(parse_completion(br#"{"choices":[]}"#, "m").is_err());
         assert!(parse_completion(br#"{"choices":[{"message":{"content":"  "}}]}"#, "m").is_err());
         assert!(parse_completion(b"not json", "m").is_err());
         // DeepSeek may send blank keep-alive lines before the JSON.
-        let c = parse_completion(b"\n\n  {\"choices\":[{\"message\":{\"content\":\"ok\"}}]}", "m").unwrap();
+        let c = parse_completion(
+            b"\n\n  {\"choices\":[{\"message\":{\"content\":\"ok\"}}]}",
+            "m",
+        )
+        .unwrap();
         assert_eq!(c.model, "m");
     }
 

@@ -62,7 +62,9 @@ const RETRY_AFTER_CLAMP: Duration = Duration::from_secs(3_600);
 
 fn seconds(v: f64) -> Option<Duration> {
     if v.is_finite() && v >= 0.0 {
-        Some(Duration::from_secs_f64(v.min(RETRY_AFTER_CLAMP.as_secs_f64())))
+        Some(Duration::from_secs_f64(
+            v.min(RETRY_AFTER_CLAMP.as_secs_f64()),
+        ))
     } else {
         None
     }
@@ -115,7 +117,10 @@ mod tests {
 
     #[test]
     fn delta_seconds() {
-        assert_eq!(parse_retry_after_value("2", at(0)), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after_value("2", at(0)),
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(
             parse_retry_after_value(" 1.5 ", at(0)),
             Some(Duration::from_millis(1500))
@@ -148,7 +153,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("20"));
         h.insert("retry-after-ms", HeaderValue::from_static("1500"));
-        assert_eq!(parse_retry_after(&h, at(0)), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after(&h, at(0)),
+            Some(Duration::from_millis(1500))
+        );
         h.remove("retry-after-ms");
         assert_eq!(parse_retry_after(&h, at(0)), Some(Duration::from_secs(20)));
         h.insert("retry-after-ms", HeaderValue::from_static("-3"));

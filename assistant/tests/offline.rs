@@ -6,8 +6,8 @@ mod common;
 use common::{request, request_at, salon};
 use proptest::prelude::*;
 use smartchat_assistant::{
-    BusinessProfile, ClockTime, HoursQuery, Intent, Lang, OfflineAssistant, ProfileError, Pseudonym,
-    Weekday, detect_intent,
+    BusinessProfile, ClockTime, HoursQuery, Intent, Lang, OfflineAssistant, ProfileError,
+    Pseudonym, Weekday, detect_intent,
 };
 use time::macros::datetime;
 
@@ -17,8 +17,14 @@ fn intents_table() {
     use Intent::*;
     let cases: &[(&str, Intent)] = &[
         // hours
-        ("What time do you open on Saturday?", OpeningHours(Day(Weekday::Saturday))),
-        ("what time do u open on saturday??? 🙏", OpeningHours(Day(Weekday::Saturday))),
+        (
+            "What time do you open on Saturday?",
+            OpeningHours(Day(Weekday::Saturday)),
+        ),
+        (
+            "what time do u open on saturday??? 🙏",
+            OpeningHours(Day(Weekday::Saturday)),
+        ),
         ("Are you open now?", OpeningHours(Now)),
         ("r u open", OpeningHours(Now)),
         ("are you open today", OpeningHours(Today)),
@@ -29,7 +35,10 @@ fn intents_table() {
         ("sunday?", OpeningHours(Day(Weekday::Sunday))),
         ("kab khulte ho", OpeningHours(Week)),
         ("kal khule ho?", OpeningHours(Tomorrow)),
-        ("shanivar ko kab tak khula hai", OpeningHours(Day(Weekday::Saturday))),
+        (
+            "shanivar ko kab tak khula hai",
+            OpeningHours(Day(Weekday::Saturday)),
+        ),
         ("abhi khule ho kya", OpeningHours(Now)),
         ("समय क्या है", OpeningHours(Week)),
         ("आप कब खुलते हैं?", OpeningHours(Week)),
@@ -110,15 +119,26 @@ fn intents_table() {
             failures.push(format!("{msg:?}: got {got:?}, want {want:?}"));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn not_opt_out_when_stop_is_part_of_a_question() {
-    assert_ne!(detect_intent("what time do you stop taking walk-ins?"), Intent::OptOut);
+    assert_ne!(
+        detect_intent("what time do you stop taking walk-ins?"),
+        Intent::OptOut
+    );
     assert_ne!(detect_intent("my facebook"), Intent::Booking);
     assert_ne!(detect_intent("kab band hote ho"), Intent::OptOut);
-    assert_eq!(detect_intent("kab band hote ho"), Intent::OpeningHours(HoursQuery::Week));
+    assert_eq!(
+        detect_intent("kab band hote ho"),
+        Intent::OpeningHours(HoursQuery::Week)
+    );
 }
 
 fn answer(msg: &str) -> (String, Intent, Lang) {
@@ -133,7 +153,10 @@ fn answer_at(msg: &str, now: time::OffsetDateTime) -> String {
 #[test]
 fn saturday_hours_are_saturdays_actual_hours() {
     let (text, intent, _) = answer("What time do you open on Saturday?");
-    assert_eq!(intent, Intent::OpeningHours(HoursQuery::Day(Weekday::Saturday)));
+    assert_eq!(
+        intent,
+        Intent::OpeningHours(HoursQuery::Day(Weekday::Saturday))
+    );
     assert_eq!(text, "On Saturday we're open 9 AM – 2 PM.");
     let (text, _, _) = answer("open on tuesday?");
     assert_eq!(text, "On Tuesday we're open 10 AM – 1 PM and 2 PM – 7 PM.");
@@ -141,14 +164,20 @@ fn saturday_hours_are_saturdays_actual_hours() {
 
 #[test]
 fn closed_day_says_closed() {
-    assert_eq!(answer("are you open on sunday?").0, "We're closed on Sunday.");
+    assert_eq!(
+        answer("are you open on sunday?").0,
+        "We're closed on Sunday."
+    );
     assert_eq!(answer("Monday timings").0, "We're closed on Monday.");
 }
 
 #[test]
 fn open_now_depends_on_local_time() {
     // Saturday 11:00 IST: open until 2 PM.
-    assert_eq!(answer("are you open now?").0, "Yes, we're open now until 2 PM.");
+    assert_eq!(
+        answer("are you open now?").0,
+        "Yes, we're open now until 2 PM."
+    );
     // The same instant expressed in UTC gives the same local answer.
     assert_eq!(
         answer_at("are you open now?", datetime!(2026-11-28 05:30 UTC)),
@@ -178,24 +207,42 @@ fn open_now_depends_on_local_time() {
 
 #[test]
 fn today_and_tomorrow() {
-    assert_eq!(answer("open today?").0, "Today (Saturday) we're open 9 AM – 2 PM.");
-    assert_eq!(answer("open tomorrow?").0, "Tomorrow (Sunday) we're closed.");
+    assert_eq!(
+        answer("open today?").0,
+        "Today (Saturday) we're open 9 AM – 2 PM."
+    );
+    assert_eq!(
+        answer("open tomorrow?").0,
+        "Tomorrow (Sunday) we're closed."
+    );
 }
 
 #[test]
 fn week_lists_every_day() {
     let (text, _, _) = answer("what are your opening hours");
-    for d in ["Monday: closed", "Saturday: 9 AM – 2 PM", "Sunday: closed", "Friday: 10 AM – 1 PM and 2 PM – 7 PM"] {
+    for d in [
+        "Monday: closed",
+        "Saturday: 9 AM – 2 PM",
+        "Sunday: closed",
+        "Friday: 10 AM – 1 PM and 2 PM – 7 PM",
+    ] {
         assert!(text.contains(d), "{d} missing in {text}");
     }
 }
 
 #[test]
 fn booking_returns_the_link() {
-    for msg in ["How do I book?", "booking kaise karu", "appointment chahiye"] {
+    for msg in [
+        "How do I book?",
+        "booking kaise karu",
+        "appointment chahiye",
+    ] {
         let (text, intent, _) = answer(msg);
         assert_eq!(intent, Intent::Booking, "{msg}");
-        assert!(text.contains("https://book.example.com/glow"), "{msg}: {text}");
+        assert!(
+            text.contains("https://book.example.com/glow"),
+            "{msg}: {text}"
+        );
     }
     let mut p = salon();
     p.booking_links.push(smartchat_assistant::BookingLink {
@@ -216,7 +263,10 @@ fn services_and_prices() {
     assert!(text.contains("Hair colour — ₹1,200 (90 min)"), "{text}");
     assert!(text.contains("Facial — ₹800 (45 min)"), "{text}");
     let (text, _, _) = answer("How much is a facial?");
-    assert!(text.starts_with("Facial: Cleanse and glow facial"), "{text}");
+    assert!(
+        text.starts_with("Facial: Cleanse and glow facial"),
+        "{text}"
+    );
     assert!(text.contains("Price: ₹800"));
     // Naming a service alone is enough.
     let (text, intent, _) = answer("haircut?");
@@ -238,22 +288,33 @@ fn greeting_location_contact_handoff_fallback() {
     let (text, _, _) = answer("Hi!");
     assert!(text.starts_with("Hello from Glow Salon! 💇"));
     assert!(text.contains("opening hours"));
-    assert_eq!(answer("where are you?").0, "You can find us at: 12 MG Road, Pune");
-    assert_eq!(answer("email?").0, "You can reach us at: hello@glow.example.com");
+    assert_eq!(
+        answer("where are you?").0,
+        "You can find us at: 12 MG Road, Pune"
+    );
+    assert_eq!(
+        answer("email?").0,
+        "You can reach us at: hello@glow.example.com"
+    );
     assert_eq!(
         answer("talk to a human").0,
         "Sure, a member of our team will reply here shortly."
     );
     let (text, intent, _) = answer("xyzzy plugh");
     assert_eq!(intent, Intent::Other);
-    assert!(text.contains("opening hours, services and prices, booking, our team, location, contact details"));
+    assert!(text.contains(
+        "opening hours, services and prices, booking, our team, location, contact details"
+    ));
     assert!(text.contains("\"human\""));
 }
 
 #[test]
 fn hindi_in_devanagari_gets_hindi() {
     let (text, intent, lang) = answer("शनिवार को कब खुलते हैं?");
-    assert_eq!(intent, Intent::OpeningHours(HoursQuery::Day(Weekday::Saturday)));
+    assert_eq!(
+        intent,
+        Intent::OpeningHours(HoursQuery::Day(Weekday::Saturday))
+    );
     assert_eq!(lang, Lang::Hindi);
     assert_eq!(text, "शनिवार को हम 9 AM – 2 PM खुले रहते हैं।");
     let (text, _, lang) = answer("बुक कैसे करें?");
@@ -351,16 +412,29 @@ fn profile_json_round_trip_and_validation() {
     let back = BusinessProfile::from_json(&json).unwrap();
     assert_eq!(back, salon());
     let bad = json.replace("Asia/Kolkata", "Nowhere/City");
-    assert_eq!(BusinessProfile::from_json(&bad), Err(ProfileError::UnknownTimeZone));
+    assert_eq!(
+        BusinessProfile::from_json(&bad),
+        Err(ProfileError::UnknownTimeZone)
+    );
     let bad = json.replace(r#""open":"09:00""#, r#""open":"9am""#);
-    assert!(matches!(BusinessProfile::from_json(&bad), Err(ProfileError::Json(_))));
+    assert!(matches!(
+        BusinessProfile::from_json(&bad),
+        Err(ProfileError::Json(_))
+    ));
 }
 
 #[test]
 fn debug_output_carries_no_names_or_text() {
     let req = request("my name is Priya, book me with Asha");
     let dbg = format!("{req:?} {:?}", OfflineAssistant.answer(&req));
-    for secret in ["Priya", "Asha", "Glow Salon", "MG Road", "hello@glow", "Haircut"] {
+    for secret in [
+        "Priya",
+        "Asha",
+        "Glow Salon",
+        "MG Road",
+        "hello@glow",
+        "Haircut",
+    ] {
         assert!(!dbg.contains(secret), "{secret} leaked in {dbg}");
     }
 }

@@ -11,7 +11,11 @@ use time::macros::datetime;
 pub const PSEUDONYM: &str = "3f9a0c7e5b1d24681f9a0c7e5b1d2468";
 
 fn iv(open: &str, close: &str) -> Interval {
-    Interval::new(ClockTime::parse(open).unwrap(), ClockTime::parse(close).unwrap()).unwrap()
+    Interval::new(
+        ClockTime::parse(open).unwrap(),
+        ClockTime::parse(close).unwrap(),
+    )
+    .unwrap()
 }
 
 /// Glow Salon, Pune: closed Sunday and Monday; Tue-Fri 10-13 and 14-19; Sat 9-14.
@@ -52,8 +56,14 @@ pub fn salon() -> BusinessProfile {
             },
         ],
         staff: vec![
-            StaffMember { name: "Asha".into(), role: "senior stylist".into() },
-            StaffMember { name: "Ravi".into(), role: "colour specialist".into() },
+            StaffMember {
+                name: "Asha".into(),
+                role: "senior stylist".into(),
+            },
+            StaffMember {
+                name: "Ravi".into(),
+                role: "colour specialist".into(),
+            },
         ],
         booking_links: vec![BookingLink {
             label: "Book online".into(),
@@ -76,10 +86,25 @@ pub fn saturday_11() -> OffsetDateTime {
 
 pub fn request_at(message: &str, now: OffsetDateTime) -> ReplyRequest {
     let history = vec![
-        ConversationTurn { role: Role::Customer, text: "hi".into(), at: now },
-        ConversationTurn { role: Role::Assistant, text: "Hello from Glow Salon!".into(), at: now },
+        ConversationTurn {
+            role: Role::Customer,
+            text: "hi".into(),
+            at: now,
+        },
+        ConversationTurn {
+            role: Role::Assistant,
+            text: "Hello from Glow Salon!".into(),
+            at: now,
+        },
     ];
-    ReplyRequest::new(salon(), history, message, Pseudonym::parse(PSEUDONYM).unwrap(), now).unwrap()
+    ReplyRequest::new(
+        salon(),
+        history,
+        message,
+        Pseudonym::parse(PSEUDONYM).unwrap(),
+        now,
+    )
+    .unwrap()
 }
 
 pub fn request(message: &str) -> ReplyRequest {
