@@ -1,1 +1,10 @@
-//! smartchat-api (placeholder, filled by its issue).
+//! smartchat-api: the HTTP API and the `smartchat` binary's commands.
+//!
+//! It owns start-up (configuration, keys, databases), the axum router and the one mapping
+//! of library errors to HTTP (RFC 9457 problem details). Handlers stay thin: extract,
+//! authorize, call one service function, map the result. It must never put personal data
+//! in a log line or a response it was not asked for, nor details of a 5xx in its body.
+
+pub mod app;
+pub mod boot;
+pub mod error;

@@ -1,1 +1,16 @@
-//! smartchat-core (placeholder, filled by its issue).
+//! smartchat-core: the domain, storage and key hierarchy every other part stands on.
+//!
+//! It owns the typed configuration, the one storage code path over PostgreSQL and SQLite
+//! (`db`), the key hierarchy and crypto-shredding (`crypto`), the repositories (`store`),
+//! and the ledger's storage (`audit`, `ledger_store`). It must never store personal data
+//! in plaintext, log it, or put a key in an error or a `Debug` string.
+
+pub mod audit;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod store;
+
+pub use error::CoreError;

@@ -1,0 +1,328 @@
+//! The `smartchat` binary: one program, one subcommand per job.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use smartchat_api::boot;
+use smartchat_core::config::{Config, LogFormat, Secret};
+use smartchat_core::crypto::MasterKey;
+use smartchat_core::crypto::keyring::Keyring;
+use smartchat_core::db::{DbPool, OpenOptions, Schema};
+use smartchat_core::ids::{Handle, PhoneNumberId, TenantId};
+use smartchat_core::store::{NewTenant, Profile, Store};
+
+/// smartchat: compliance-first AI messaging for WhatsApp Business.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// A TOML configuration file (environment variables SMARTCHAT_* override it).
+    #[arg(long, global = true, env = "SMARTCHAT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (embedded default: SQLite and keys under ./data, 127.0.0.1:8080).
+    Serve,
+    /// Apply database migrations (main database and key store) and exit.
+    Migrate,
+    /// Manage tenants (businesses).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage the key hierarchy.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and, optionally, connect its WhatsApp number.
+    Create(CreateTenant),
+    /// List tenants.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant (by id or handle) with its business profile.
+    Show {
+        /// Tenant id or handle.
+        tenant: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateTenant {
+    /// Business name.
+    #[arg(long)]
+    name: String,
+    /// Public handle (a-z, 0-9, '-'); derived from the name when omitted.
+    #[arg(long)]
+    handle: Option<String>,
+    /// Business type (salon, clinic, ...).
+    #[arg(long = "type", default_value = "business")]
+    business_type: String,
+    /// A JSON file with the full business profile (hours, services, staff, booking links).
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Meta's phone number id of the WhatsApp Business number.
+    #[arg(long)]
+    phone_number_id: Option<String>,
+    /// The Graph API access token for that number (stored encrypted).
+    #[arg(long, env = "SMARTCHAT_TENANT_ACCESS_TOKEN", hide_env_values = true)]
+    access_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every tenant key under a new master key (data is not re-encrypted).
+    RotateMaster {
+        /// File holding the new master key; generated when omitted (only when the current
+        /// key comes from the key file, which then receives the new key).
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("smartchat: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    match run(cli.command, config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smartchat: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SMARTCHAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let (_, report) = boot::open(&config).await?;
+            print_boot(&config, &report);
+            println!("migrations applied: {}", report.migrations_applied);
+            Ok(())
+        }
+        Command::Tenant(t) => tenant(t, config).await,
+        Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {
+            rotate_master(config, new_key_file).await
+        }
+    }
+}
+
+fn print_boot(config: &Config, report: &boot::BootReport) {
+    if let Some(p) = &report.generated_master_key {
+        eprintln!(
+            "\n!!! WARNING: generated a NEW MASTER KEY at {}.\n!!! Every tenant key is wrapped by it: \
+             back it up somewhere safe and apart from the databases.\n!!! Lose it and every tenant's data \
+             is unreadable. For production set SMARTCHAT_MASTER_KEY or SMARTCHAT_MASTER_KEY_FILE.\n",
+            p.display()
+        );
+    }
+    if report.keystore_initialized {
+        eprintln!("created key store at {}", config.keystore_url);
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let (store, report) = boot::open(&config).await?;
+    print_boot(&config, &report);
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (SMARTCHAT_BIND)", config.bind))?;
+    let addr = listener.local_addr()?;
+    println!("smartchat listening on http://{addr}");
+    println!("  database:  {}", config.database_url);
+    println!("  key store: {}", config.keystore_url);
+    println!("  data dir:  {}", config.data_dir.display());
+    let app = smartchat_api::app::router(smartchat_api::app::AppState::new(store));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
+    let (store, report) = boot::open(&config).await?;
+    print_boot(&config, &report);
+    match cmd {
+        TenantCommand::Create(c) => {
+            let mut profile = match &c.profile {
+                Some(p) => serde_json::from_str::<serde_json::Value>(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                )
+                .with_context(|| format!("{} is not valid JSON", p.display()))?,
+                None => serde_json::json!({}),
+            };
+            if let Some(obj) = profile.as_object_mut() {
+                obj.insert("name".into(), c.name.clone().into());
+                obj.entry("business_type")
+                    .or_insert(c.business_type.clone().into());
+            } else {
+                anyhow::bail!("the profile file must hold a JSON object");
+            }
+            let handle: Handle = match &c.handle {
+                Some(h) => h.parse()?,
+                None => slug(&c.name)
+                    .parse()
+                    .context("cannot derive a handle from the name; pass --handle")?,
+            };
+            let phone_number_id: Option<PhoneNumberId> =
+                c.phone_number_id.as_deref().map(str::parse).transpose()?;
+            if phone_number_id.is_some() && c.access_token.is_none() {
+                anyhow::bail!(
+                    "--phone-number-id needs --access-token (the Graph API token for that number)"
+                );
+            }
+            let id = store
+                .create_tenant(NewTenant {
+                    handle: handle.clone(),
+                    profile: Profile(profile),
+                    phone_number_id,
+                    access_token: c.access_token.map(Secret::new),
+                })
+                .await?;
+            println!("created tenant {id} (handle {handle})");
+            Ok(())
+        }
+        TenantCommand::List { json } => {
+            let list = store.list_tenants().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<36}  {:<20}  {:<10}  NAME", "ID", "HANDLE", "STATUS");
+                for t in list {
+                    println!(
+                        "{:<36}  {:<20}  {:<10}  {}",
+                        t.id,
+                        t.handle,
+                        t.status,
+                        t.name.as_deref().unwrap_or("<key shredded>")
+                    );
+                }
+            }
+            Ok(())
+        }
+        TenantCommand::Show { tenant, json } => {
+            let id = resolve_tenant(&store, &tenant).await?;
+            let view = store.tenant(id).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "tenant": view.summary,
+                        "profile": view.profile.0,
+                    }))?
+                );
+            } else {
+                println!("id:       {}", view.summary.id);
+                println!("handle:   {}", view.summary.handle);
+                println!("status:   {}", view.summary.status);
+                println!("numbers:  {}", view.summary.phone_number_ids.join(", "));
+                println!(
+                    "profile:\n{}",
+                    serde_json::to_string_pretty(&view.profile.0)?
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn resolve_tenant(store: &Store, s: &str) -> anyhow::Result<TenantId> {
+    if let Ok(id) = s.parse::<TenantId>() {
+        return Ok(id);
+    }
+    let handle: Handle = s.parse().context("not a tenant id or handle")?;
+    Ok(store.tenant_by_handle(&handle).await?)
+}
+
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for ch in name.chars().flat_map(char::to_lowercase) {
+        if ch.is_ascii_alphanumeric() {
+            out.push(ch);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').chars().take(40).collect()
+}
+
+async fn rotate_master(config: Config, new_key_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let opts = OpenOptions::default();
+    let keystore = DbPool::open(&config.keystore_url, &opts).await?;
+    keystore.migrate(Schema::Keystore).await?;
+    let mut report = boot::BootReport::default();
+    let old = boot::load_master_key(&config, &keystore, &mut report).await?;
+    if report.generated_master_key.is_some() {
+        anyhow::bail!("there was no master key to rotate; a first one was just created");
+    }
+    let (new, write_to) = match &new_key_file {
+        Some(p) => (
+            MasterKey::parse(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )?,
+            None,
+        ),
+        None => {
+            if config.master_key.is_some() {
+                anyhow::bail!(
+                    "the master key comes from SMARTCHAT_MASTER_KEY; pass --new-key-file with the new key"
+                );
+            }
+            (MasterKey::generate(), Some(config.master_key_file.clone()))
+        }
+    };
+    // Write the new key beside the old one first, so that a crash after the key store
+    // commits still leaves the new key on disk.
+    let staged = config.master_key_file.with_extension("new");
+    if write_to.is_some() {
+        boot::write_key_file(&staged, &new)?;
+    }
+    let n = Keyring::rotate_master(&keystore, &old, &new).await?;
+    if let Some(path) = write_to {
+        let backup = path.with_extension("old");
+        std::fs::copy(&path, &backup).with_context(|| format!("backing up {}", path.display()))?;
+        std::fs::rename(&staged, &path)
+            .with_context(|| format!("installing the new key at {}", path.display()))?;
+        println!(
+            "new master key written to {} (previous key kept at {} — destroy it once backups are safe)",
+            path.display(),
+            backup.display()
+        );
+    }
+    println!("re-wrapped {n} keys under master key {}", new.recipient());
+    Ok(())
+}

@@ -1,0 +1,14 @@
+DROP TABLE ledger_checkpoints;
+DROP TABLE ledger_tree;
+DROP TABLE ledger_entries;
+DROP TABLE ledger_head;
+DROP TABLE ledger_pending;
+DROP TABLE jobs;
+DROP TABLE leads;
+DROP TABLE messages;
+DROP TABLE conversations;
+DROP TABLE subject_keys;
+DROP TABLE subjects;
+DROP TABLE members;
+DROP TABLE phone_numbers;
+DROP TABLE tenants;

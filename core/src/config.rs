@@ -1,0 +1,385 @@
+//! The one typed configuration: defaults, then a TOML file, then `SMARTCHAT_*` environment
+//! variables. A bad value stops start-up with the key and what was expected.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::db::{DbUrl, SqliteSync};
+use crate::error::CoreError;
+
+/// A secret string that never prints.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The server's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the embedded defaults keep their files (`SMARTCHAT_DATA_DIR`, `./data`).
+    pub data_dir: PathBuf,
+    /// The main database (`SMARTCHAT_DATABASE_URL`, `sqlite://<data_dir>/smartchat.db`).
+    pub database_url: DbUrl,
+    /// The key store (`SMARTCHAT_KEYSTORE_URL`, `sqlite://<data_dir>/keys.db`).
+    pub keystore_url: DbUrl,
+    /// Listen address (`SMARTCHAT_BIND`, `127.0.0.1:8080`).
+    pub bind: SocketAddr,
+    /// The master key itself (`SMARTCHAT_MASTER_KEY`), if given inline.
+    pub master_key: Option<Secret>,
+    /// The master key file (`SMARTCHAT_MASTER_KEY_FILE`, `<data_dir>/master.key`).
+    pub master_key_file: PathBuf,
+    /// SQLite durability (`SMARTCHAT_SQLITE_SYNC`: `normal` or `full`; default `normal`).
+    pub sqlite_sync: SqliteSync,
+    /// Pool size (`SMARTCHAT_MAX_CONNECTIONS`, 16).
+    pub max_connections: usize,
+    /// The ledger's origin line in checkpoints (`SMARTCHAT_LEDGER_ORIGIN`).
+    pub ledger_origin: String,
+    /// Log format (`SMARTCHAT_LOG_FORMAT`: `text` or `json`).
+    pub log_format: LogFormat,
+    /// Meta app secret for webhook signatures (`SMARTCHAT_META_APP_SECRET`).
+    pub meta_app_secret: Option<Secret>,
+    /// Webhook subscription verify token (`SMARTCHAT_META_VERIFY_TOKEN`).
+    pub meta_verify_token: Option<Secret>,
+    /// Graph API base URL (`SMARTCHAT_META_GRAPH_URL`).
+    pub meta_graph_url: String,
+    /// OpenAI API key (`SMARTCHAT_OPENAI_API_KEY`).
+    pub openai_api_key: Option<Secret>,
+    /// OpenAI base URL (`SMARTCHAT_OPENAI_BASE_URL`).
+    pub openai_base_url: String,
+    /// DeepSeek API key (`SMARTCHAT_DEEPSEEK_API_KEY`).
+    pub deepseek_api_key: Option<Secret>,
+    /// DeepSeek base URL (`SMARTCHAT_DEEPSEEK_BASE_URL`).
+    pub deepseek_base_url: String,
+}
+
+/// The TOML file's shape: every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    keystore_url: Option<String>,
+    bind: Option<String>,
+    master_key: Option<Secret>,
+    master_key_file: Option<PathBuf>,
+    sqlite_sync: Option<String>,
+    max_connections: Option<usize>,
+    ledger_origin: Option<String>,
+    log_format: Option<String>,
+    meta_app_secret: Option<Secret>,
+    meta_verify_token: Option<Secret>,
+    meta_graph_url: Option<String>,
+    openai_api_key: Option<Secret>,
+    openai_base_url: Option<String>,
+    deepseek_api_key: Option<Secret>,
+    deepseek_base_url: Option<String>,
+}
+
+/// Every environment variable the server reads, for `--help` and the README.
+pub const ENV_VARS: &[&str] = &[
+    "SMARTCHAT_DATA_DIR",
+    "SMARTCHAT_DATABASE_URL",
+    "SMARTCHAT_KEYSTORE_URL",
+    "SMARTCHAT_BIND",
+    "SMARTCHAT_MASTER_KEY",
+    "SMARTCHAT_MASTER_KEY_FILE",
+    "SMARTCHAT_SQLITE_SYNC",
+    "SMARTCHAT_MAX_CONNECTIONS",
+    "SMARTCHAT_LEDGER_ORIGIN",
+    "SMARTCHAT_LOG_FORMAT",
+    "SMARTCHAT_META_APP_SECRET",
+    "SMARTCHAT_META_VERIFY_TOKEN",
+    "SMARTCHAT_META_GRAPH_URL",
+    "SMARTCHAT_OPENAI_API_KEY",
+    "SMARTCHAT_OPENAI_BASE_URL",
+    "SMARTCHAT_DEEPSEEK_API_KEY",
+    "SMARTCHAT_DEEPSEEK_BASE_URL",
+];
+
+impl Config {
+    /// Loads from an optional TOML file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, CoreError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("SMARTCHAT_"))
+            .collect();
+        Self::load_from(file, &env)
+    }
+
+    /// Loads from an optional TOML file and the given variables (tests pass their own).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, CoreError> {
+        let fc: FileConfig = match file {
+            None => FileConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| CoreError::Io {
+                    path: p.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
+                    CoreError::Config {
+                        key: format!("{}:{line}:{col}", p.display()),
+                        reason: e.message().to_owned(),
+                    }
+                })?
+            }
+        };
+        let get = |var: &str| env.get(var).filter(|v| !v.is_empty()).cloned();
+
+        let data_dir = get("SMARTCHAT_DATA_DIR")
+            .map(PathBuf::from)
+            .or(fc.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = parse_url(
+            "SMARTCHAT_DATABASE_URL",
+            get("SMARTCHAT_DATABASE_URL").or(fc.database_url),
+            &data_dir,
+            "smartchat.db",
+        )?;
+        let keystore_url = parse_url(
+            "SMARTCHAT_KEYSTORE_URL",
+            get("SMARTCHAT_KEYSTORE_URL").or(fc.keystore_url),
+            &data_dir,
+            "keys.db",
+        )?;
+        if keystore_url == database_url {
+            return Err(CoreError::Config {
+                key: "SMARTCHAT_KEYSTORE_URL".into(),
+                reason: "the key store must be a different database from SMARTCHAT_DATABASE_URL, \
+                         so that database backups never contain tenant keys"
+                    .into(),
+            });
+        }
+        let bind_s = get("SMARTCHAT_BIND")
+            .or(fc.bind)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind = bind_s.parse().map_err(|_| CoreError::Config {
+            key: "SMARTCHAT_BIND".into(),
+            reason: format!("expected host:port such as 127.0.0.1:8080, got {bind_s:?}"),
+        })?;
+        let sqlite_sync = match get("SMARTCHAT_SQLITE_SYNC")
+            .or(fc.sqlite_sync)
+            .unwrap_or_else(|| "normal".into())
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "normal" => SqliteSync::Normal,
+            "full" => SqliteSync::Full,
+            other => {
+                return Err(CoreError::Config {
+                    key: "SMARTCHAT_SQLITE_SYNC".into(),
+                    reason: format!("expected normal or full, got {other:?}"),
+                });
+            }
+        };
+        let max_connections = match get("SMARTCHAT_MAX_CONNECTIONS") {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n: &usize| *n > 0 && *n <= 1000)
+                .ok_or_else(|| CoreError::Config {
+                    key: "SMARTCHAT_MAX_CONNECTIONS".into(),
+                    reason: format!("expected a whole number from 1 to 1000, got {v:?}"),
+                })?,
+            None => fc.max_connections.unwrap_or(16),
+        };
+        let log_format = match get("SMARTCHAT_LOG_FORMAT")
+            .or(fc.log_format)
+            .unwrap_or_else(|| "text".into())
+            .as_str()
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(CoreError::Config {
+                    key: "SMARTCHAT_LOG_FORMAT".into(),
+                    reason: format!("expected text or json, got {other:?}"),
+                });
+            }
+        };
+        let secret = |var: &str, f: Option<Secret>| get(var).map(Secret).or(f);
+        let url = |var: &str, f: Option<String>, default: &str| -> Result<String, CoreError> {
+            let v = get(var).or(f).unwrap_or_else(|| default.to_owned());
+            url::Url::parse(&v).map_err(|_| CoreError::Config {
+                key: var.into(),
+                reason: format!("expected an http(s) URL, got {v:?}"),
+            })?;
+            Ok(v.trim_end_matches('/').to_owned())
+        };
+        Ok(Self {
+            master_key_file: get("SMARTCHAT_MASTER_KEY_FILE")
+                .map(PathBuf::from)
+                .or(fc.master_key_file)
+                .unwrap_or_else(|| data_dir.join("master.key")),
+            master_key: secret("SMARTCHAT_MASTER_KEY", fc.master_key),
+            ledger_origin: get("SMARTCHAT_LEDGER_ORIGIN")
+                .or(fc.ledger_origin)
+                .unwrap_or_else(|| "smartchat.local/ledger".into()),
+            meta_app_secret: secret("SMARTCHAT_META_APP_SECRET", fc.meta_app_secret),
+            meta_verify_token: secret("SMARTCHAT_META_VERIFY_TOKEN", fc.meta_verify_token),
+            meta_graph_url: url(
+                "SMARTCHAT_META_GRAPH_URL",
+                fc.meta_graph_url,
+                "https://graph.facebook.com",
+            )?,
+            openai_api_key: secret("SMARTCHAT_OPENAI_API_KEY", fc.openai_api_key),
+            openai_base_url: url(
+                "SMARTCHAT_OPENAI_BASE_URL",
+                fc.openai_base_url,
+                "https://api.openai.com/v1",
+            )?,
+            deepseek_api_key: secret("SMARTCHAT_DEEPSEEK_API_KEY", fc.deepseek_api_key),
+            deepseek_base_url: url(
+                "SMARTCHAT_DEEPSEEK_BASE_URL",
+                fc.deepseek_base_url,
+                "https://api.deepseek.com",
+            )?,
+            data_dir,
+            database_url,
+            keystore_url,
+            bind,
+            sqlite_sync,
+            max_connections,
+            log_format,
+        })
+    }
+}
+
+fn parse_url(
+    var: &str,
+    v: Option<String>,
+    data_dir: &Path,
+    file: &str,
+) -> Result<DbUrl, CoreError> {
+    match v {
+        None => Ok(DbUrl::Sqlite(data_dir.join(file))),
+        Some(s) => s.parse().map_err(|e: CoreError| match e {
+            CoreError::Config { reason, .. } => CoreError::Config {
+                key: var.into(),
+                reason,
+            },
+            other => other,
+        }),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, str::len) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = Config::load_from(None, &env(&[])).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.database_url,
+            DbUrl::Sqlite(PathBuf::from("./data/smartchat.db"))
+        );
+        assert_eq!(
+            c.keystore_url,
+            DbUrl::Sqlite(PathBuf::from("./data/keys.db"))
+        );
+        assert_eq!(c.master_key_file, PathBuf::from("./data/master.key"));
+        assert_eq!(c.sqlite_sync, SqliteSync::Normal);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "bind = \"127.0.0.1:9000\"\ndata_dir = \"/srv/x\"\n").unwrap();
+        let c = Config::load_from(Some(&p), &env(&[("SMARTCHAT_BIND", "127.0.0.1:9100")])).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/x"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::load_from(None, &env(&[("SMARTCHAT_BIND", "nope")])).unwrap_err();
+        assert!(e.to_string().contains("SMARTCHAT_BIND"), "{e}");
+        let e =
+            Config::load_from(None, &env(&[("SMARTCHAT_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(e.to_string().contains("SMARTCHAT_DATABASE_URL"), "{e}");
+        let e = Config::load_from(None, &env(&[("SMARTCHAT_SQLITE_SYNC", "off")])).unwrap_err();
+        assert!(e.to_string().contains("normal or full"), "{e}");
+        let e = Config::load_from(
+            None,
+            &env(&[
+                ("SMARTCHAT_DATABASE_URL", "sqlite://a.db"),
+                ("SMARTCHAT_KEYSTORE_URL", "sqlite://a.db"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("different database"), "{e}");
+    }
+
+    #[test]
+    fn file_errors_name_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "bind = \"127.0.0.1:9000\"\nbogus_key = 1\n").unwrap();
+        let e = Config::load_from(Some(&p), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml:2"), "{e}");
+        assert!(e.contains("bogus_key"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c =
+            Config::load_from(None, &env(&[("SMARTCHAT_OPENAI_API_KEY", "sk-live-123")])).unwrap();
+        assert!(!format!("{c:?}").contains("sk-live-123"));
+    }
+}

@@ -1,0 +1,487 @@
+//! Storage: one code path over PostgreSQL and SQLite.
+//!
+//! diesel's `MultiConnection` derive does not combine with diesel-async's
+//! `SyncConnectionWrapper` in the released crates, so the backend is an enum of two pools
+//! chosen by the URL scheme, and [`db_run!`](crate::db_run) expands one query body once per
+//! backend, each arm compiled against its concrete connection type. The macro is used only
+//! by the repository modules of this crate; callers see plain async functions.
+//!
+//! Transactions are explicit guards ([`Tx`]): `BEGIN` (SQLite: `BEGIN IMMEDIATE`, so a
+//! writer never has to upgrade a read lock), then `commit()`. A guard dropped without
+//! `commit()` (an error, a panic, a cancelled request) takes its connection out of the pool
+//! and closes it, which rolls the transaction back: nothing half-written.
+
+pub mod schema;
+
+use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::{Connection as _, SqliteConnection};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures::FutureExt as _;
+
+use crate::error::CoreError;
+
+/// SQLite behind diesel-async's blocking wrapper.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const KEYSTORE_PG_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("migrations/keystore-postgres");
+const KEYSTORE_SQLITE_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("migrations/keystore-sqlite");
+
+/// Which schema a database holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Tenants, subjects, messages, jobs, the ledger.
+    Main,
+    /// Tenant identities and service keys, wrapped by the master key.
+    Keystore,
+}
+
+/// What the embedded SQLite promises on a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// WAL with `synchronous=NORMAL`: survives a process crash, may lose the last
+    /// transactions on an OS crash or power loss.
+    Normal,
+    /// WAL with `synchronous=FULL`: survives both.
+    Full,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+}
+
+/// A database URL, parsed by scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// `postgres://` or `postgresql://`.
+    Postgres(String),
+    /// `sqlite://path` (relative or absolute) or `sqlite::memory:`.
+    Sqlite(PathBuf),
+}
+
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a PostgreSQL password.
+        match self {
+            Self::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("postgres://<unparseable>"),
+            },
+            Self::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+        }
+    }
+}
+
+impl std::fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for DbUrl {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            url::Url::parse(s).map_err(|e| CoreError::Config {
+                key: "database_url".into(),
+                reason: format!("not a valid PostgreSQL URL: {e}"),
+            })?;
+            Ok(Self::Postgres(s.to_owned()))
+        } else if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(CoreError::Config {
+                    key: "database_url".into(),
+                    reason: "sqlite:// needs a file path, e.g. sqlite://data/smartchat.db".into(),
+                });
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else {
+            Err(CoreError::Config {
+                key: "database_url".into(),
+                reason: "expected a URL starting with sqlite:// or postgres://".into(),
+            })
+        }
+    }
+}
+
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub enum DbPool {
+    /// PostgreSQL through diesel-async's native connection.
+    Postgres(Pool<AsyncPgConnection>),
+    /// SQLite through diesel-async's sync wrapper.
+    Sqlite(Pool<SqliteConn>),
+}
+
+impl std::fmt::Debug for DbPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Postgres(_) => "DbPool::Postgres",
+            Self::Sqlite(_) => "DbPool::Sqlite",
+        })
+    }
+}
+
+/// A pooled connection, outside any transaction.
+pub enum Conn {
+    /// PostgreSQL.
+    Pg(Object<AsyncPgConnection>),
+    /// SQLite.
+    Sqlite(Object<SqliteConn>),
+}
+
+/// A borrowed connection of either backend: what [`db_run!`](crate::db_run) matches on.
+pub enum Raw<'a> {
+    /// PostgreSQL.
+    Pg(&'a mut AsyncPgConnection),
+    /// SQLite.
+    Sqlite(&'a mut SqliteConn),
+}
+
+impl Conn {
+    /// The connection for a query.
+    pub fn raw(&mut self) -> Raw<'_> {
+        match self {
+            Self::Pg(c) => Raw::Pg(&mut *c),
+            Self::Sqlite(c) => Raw::Sqlite(&mut *c),
+        }
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Pg(_))
+    }
+}
+
+/// Runs one diesel-async body on whichever backend the connection is, binding the concrete
+/// connection to `$c`. Storage modules only.
+#[macro_export]
+macro_rules! db_run {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn.raw() {
+            $crate::db::Raw::Pg($c) => $body,
+            $crate::db::Raw::Sqlite($c) => $body,
+        }
+    };
+    ($conn:expr, pg |$pc:ident| $pbody:expr, sqlite |$sc:ident| $sbody:expr) => {
+        match $conn.raw() {
+            $crate::db::Raw::Pg($pc) => $pbody,
+            $crate::db::Raw::Sqlite($sc) => $sbody,
+        }
+    };
+}
+
+/// An open transaction. Commit it with [`Tx::commit`]; dropping it rolls back.
+pub struct Tx {
+    conn: Option<Conn>,
+}
+
+impl Tx {
+    /// Commits. On error the connection is discarded and the transaction is rolled back.
+    pub async fn commit(mut self) -> Result<(), CoreError> {
+        let Some(mut conn) = self.conn.take() else {
+            return Err(CoreError::Internal("transaction already finished".into()));
+        };
+        let res = db_run!(conn, |c| c.batch_execute("COMMIT").await);
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                discard(conn);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Rolls back explicitly (dropping does the same, less politely).
+    pub async fn rollback(mut self) -> Result<(), CoreError> {
+        if let Some(mut conn) = self.conn.take() {
+            let res = db_run!(conn, |c| c.batch_execute("ROLLBACK").await);
+            if let Err(e) = res {
+                discard(conn);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn discard(conn: Conn) {
+    match conn {
+        Conn::Pg(o) => drop(Object::take(o)),
+        Conn::Sqlite(o) => drop(Object::take(o)),
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Closing the connection rolls the open transaction back on both backends.
+            discard(conn);
+        }
+    }
+}
+
+impl Deref for Tx {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        // A Tx always holds its connection until commit/rollback consume it.
+        match &self.conn {
+            Some(c) => c,
+            None => unreachable_conn(),
+        }
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match &mut self.conn {
+            Some(c) => c,
+            None => unreachable_conn(),
+        }
+    }
+}
+
+#[expect(
+    clippy::panic,
+    reason = "commit/rollback take self by value, so no Tx without a connection is reachable"
+)]
+fn unreachable_conn() -> ! {
+    panic!("transaction used after commit")
+}
+
+/// Options for opening a database.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Maximum pooled connections.
+    pub max_connections: usize,
+    /// SQLite durability.
+    pub sqlite_sync: SqliteSync,
+    /// How long a SQLite writer waits for the lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            sqlite_sync: SqliteSync::Normal,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DbPool {
+    /// Opens a pool for `url` (creating the SQLite file and its folder if needed) and checks
+    /// that the database answers.
+    pub async fn open(url: &DbUrl, opts: &OpenOptions) -> Result<Self, CoreError> {
+        let pool = match url {
+            DbUrl::Postgres(u) => {
+                let mgr = AsyncDieselConnectionManager::<AsyncPgConnection>::new(u.clone());
+                let pool = Pool::builder(mgr)
+                    .max_size(opts.max_connections)
+                    .wait_timeout(Some(Duration::from_secs(30)))
+                    .create_timeout(Some(Duration::from_secs(10)))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| CoreError::Database(format!("pool: {e}")))?;
+                Self::Postgres(pool)
+            }
+            DbUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| CoreError::Io {
+                        path: dir.to_path_buf(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                let sync = opts.sqlite_sync;
+                let busy_ms = opts.busy_timeout.as_millis();
+                let mut cfg = ManagerConfig::<SqliteConn>::default();
+                cfg.custom_setup = Box::new(move |url: &str| {
+                    let url = url.to_owned();
+                    async move {
+                        let mut c = SqliteConnection::establish(&url)?;
+                        diesel::connection::SimpleConnection::batch_execute(
+                            &mut c,
+                            &format!(
+                                "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+                                 PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                                sync.pragma()
+                            ),
+                        )
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(SyncConnectionWrapper::new(c))
+                    }
+                    .boxed()
+                });
+                let mgr = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
+                    path.to_string_lossy().into_owned(),
+                    cfg,
+                );
+                let pool = Pool::builder(mgr)
+                    .max_size(opts.max_connections.min(8))
+                    .wait_timeout(Some(Duration::from_secs(30)))
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .map_err(|e| CoreError::Database(format!("pool: {e}")))?;
+                Self::Sqlite(pool)
+            }
+        };
+        // Fail now, with the reason, rather than at the first request.
+        let mut c = pool.conn().await?;
+        db_run!(c, |x| x.batch_execute("SELECT 1").await)?;
+        Ok(pool)
+    }
+
+    /// A pooled connection.
+    pub async fn conn(&self) -> Result<Conn, CoreError> {
+        match self {
+            Self::Postgres(p) => p.get().await.map(Conn::Pg).map_err(|e| {
+                CoreError::Database(format!("cannot get a PostgreSQL connection: {e}"))
+            }),
+            Self::Sqlite(p) => {
+                p.get().await.map(Conn::Sqlite).map_err(|e| {
+                    CoreError::Database(format!("cannot open the SQLite database: {e}"))
+                })
+            }
+        }
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> Result<Tx, CoreError> {
+        let mut conn = self.conn().await?;
+        let begin = match conn {
+            Conn::Pg(_) => "BEGIN",
+            Conn::Sqlite(_) => "BEGIN IMMEDIATE",
+        };
+        let res = db_run!(conn, |c| c.batch_execute(begin).await);
+        match res {
+            Ok(()) => Ok(Tx { conn: Some(conn) }),
+            Err(e) => {
+                discard(conn);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Whether this pool is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// Applies pending migrations of `schema`; returns how many ran.
+    pub async fn migrate(&self, schema: Schema) -> Result<usize, CoreError> {
+        let conn = self.conn().await?;
+        let n = match conn {
+            Conn::Pg(obj) => {
+                let set = match schema {
+                    Schema::Main => PG_MIGRATIONS,
+                    Schema::Keystore => KEYSTORE_PG_MIGRATIONS,
+                };
+                // The harness blocks; run it on the blocking pool with its own connection
+                // taken from the pool (it is returned to the pool afterwards).
+                let conn: AsyncPgConnection = Object::take(obj);
+                tokio::task::spawn_blocking(move || {
+                    let mut w: diesel_async::async_connection_wrapper::AsyncConnectionWrapper<
+                        AsyncPgConnection,
+                    > = diesel_async::async_connection_wrapper::AsyncConnectionWrapper::from(conn);
+                    w.run_pending_migrations(set)
+                        .map(|v| v.len())
+                        .map_err(|e| CoreError::Migration(e.to_string()))
+                })
+                .await
+                .map_err(|e| CoreError::Internal(format!("migration task: {e}")))??
+            }
+            Conn::Sqlite(obj) => {
+                let set = match schema {
+                    Schema::Main => SQLITE_MIGRATIONS,
+                    Schema::Keystore => KEYSTORE_SQLITE_MIGRATIONS,
+                };
+                let mut wrapper: SqliteConn = Object::take(obj);
+                wrapper
+                    .spawn_blocking(move |c| {
+                        Ok(c.run_pending_migrations(set)
+                            .map(|v| v.len())
+                            .map_err(|e| e.to_string()))
+                    })
+                    .await?
+                    .map_err(CoreError::Migration)?
+            }
+        };
+        Ok(n)
+    }
+
+    /// Whether every migration of `schema` is applied (for `/readyz`).
+    pub async fn pending_migrations(&self, schema: Schema) -> Result<usize, CoreError> {
+        let conn = self.conn().await?;
+        match conn {
+            Conn::Pg(obj) => {
+                let set = match schema {
+                    Schema::Main => PG_MIGRATIONS,
+                    Schema::Keystore => KEYSTORE_PG_MIGRATIONS,
+                };
+                let conn: AsyncPgConnection = Object::take(obj);
+                tokio::task::spawn_blocking(move || {
+                    let mut w = diesel_async::async_connection_wrapper::AsyncConnectionWrapper::<
+                        AsyncPgConnection,
+                    >::from(conn);
+                    w.pending_migrations(set)
+                        .map(|v| v.len())
+                        .map_err(|e| CoreError::Migration(e.to_string()))
+                })
+                .await
+                .map_err(|e| CoreError::Internal(format!("migration task: {e}")))?
+            }
+            Conn::Sqlite(mut obj) => {
+                let set = match schema {
+                    Schema::Main => SQLITE_MIGRATIONS,
+                    Schema::Keystore => KEYSTORE_SQLITE_MIGRATIONS,
+                };
+                let c: &mut SqliteConn = &mut obj;
+                c.spawn_blocking(move |c| {
+                    Ok(c.pending_migrations(set)
+                        .map(|v| v.len())
+                        .map_err(|e| e.to_string()))
+                })
+                .await?
+                .map_err(CoreError::Migration)
+            }
+        }
+    }
+}
+
+/// Now as unix microseconds.
+pub fn now_micros() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Whether a diesel error is a unique-constraint violation.
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

@@ -1,0 +1,903 @@
+//! The repositories: tenants, phone numbers, subjects, conversations and messages. Every
+//! personal field is sealed before it reaches SQL; lookups use blind indexes.
+//!
+//! Each write runs in one transaction with its ledger drafts ([`crate::audit::enqueue`]):
+//! no data without its entry, no entry without its data.
+
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use smartchat_ledger::{Actor, EntryDraft, EventKind, RefKind, Reference};
+
+use crate::audit;
+use crate::crypto::keyring::Keyring;
+use crate::crypto::{BlindKind, SubjectKey, TenantKey};
+use crate::db::schema::{conversations, messages, phone_numbers, subject_keys, subjects, tenants};
+use crate::db::{Conn, DbPool, Tx, is_unique_violation, now_micros};
+use crate::db_run;
+use crate::error::CoreError;
+use crate::ids::{ConversationId, Handle, MessageId, PhoneNumberId, SubjectId, TenantId};
+
+/// The storage façade: the main database and the keyring. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// The main database.
+    pub db: DbPool,
+    /// Keys.
+    pub keys: Keyring,
+}
+
+/// A business profile: what the assistant answers from. Sealed under the tenant key as a
+/// whole (staff names and the business name may name people).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Profile(pub serde_json::Value);
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Profile(<sealed>)")
+    }
+}
+
+impl Profile {
+    /// The business name, if the profile has one.
+    pub fn name(&self) -> Option<&str> {
+        self.0.get("name").and_then(|v| v.as_str())
+    }
+}
+
+/// What `tenant create` needs.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    /// Public handle.
+    pub handle: Handle,
+    /// Business profile.
+    pub profile: Profile,
+    /// Meta's id of the WhatsApp number, if connected now.
+    pub phone_number_id: Option<PhoneNumberId>,
+    /// The Graph API access token for that number.
+    pub access_token: Option<crate::config::Secret>,
+}
+
+/// A tenant as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantSummary {
+    /// Id.
+    pub id: TenantId,
+    /// Handle.
+    pub handle: String,
+    /// `active`, `terminated` or `purged`.
+    pub status: String,
+    /// Business name, or `None` when its key is shredded.
+    pub name: Option<String>,
+    /// Connected phone number ids.
+    pub phone_number_ids: Vec<String>,
+    /// Created, unix micros.
+    pub created_at: i64,
+}
+
+/// A tenant with its decrypted profile.
+#[derive(Debug, Clone)]
+pub struct TenantView {
+    /// Summary.
+    pub summary: TenantSummary,
+    /// Profile.
+    pub profile: Profile,
+}
+
+/// How Meta identified a customer in one webhook; at least one of `wa_id` and `bsuid`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SubjectContact {
+    /// Meta's `wa_id` (the phone number's digits), when Meta sends it.
+    pub wa_id: Option<String>,
+    /// The business-scoped user id (`user_id`).
+    pub bsuid: Option<String>,
+    /// A phone number the customer gave, if different from `wa_id`.
+    pub phone: Option<String>,
+    /// The WhatsApp profile name.
+    pub profile_name: Option<String>,
+}
+
+impl std::fmt::Debug for SubjectContact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectContact")
+            .field("wa_id", &self.wa_id.as_ref().map(|_| "<set>"))
+            .field("bsuid", &self.bsuid.as_ref().map(|_| "<set>"))
+            .field("phone", &self.phone.as_ref().map(|_| "<set>"))
+            .field("profile_name", &self.profile_name.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// A message as stored (body still sealed).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = messages)]
+#[diesel(check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct MessageRow {
+    /// Id.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Conversation.
+    pub conversation_id: String,
+    /// Subject.
+    pub subject_id: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// `text`, `image`, ...
+    pub kind: String,
+    /// `received`, `queued`, `sent`, `delivered`, `read`, `failed`.
+    pub status: String,
+    /// Meta's message id.
+    pub wamid: Option<String>,
+    /// Sealed body.
+    pub body_ct: Option<Vec<u8>>,
+    /// `customer`, `assistant`, `human`.
+    pub author: String,
+    /// Graph API error code of a failed message.
+    pub error_code: Option<i32>,
+    /// Created, unix micros.
+    pub created_at: i64,
+    /// Last status change, unix micros.
+    pub status_at: i64,
+}
+
+/// A message with its body opened.
+#[derive(Clone)]
+pub struct PlainMessage {
+    /// The stored row (sealed body included).
+    pub row: MessageRow,
+    /// The opened body.
+    pub body: Option<String>,
+}
+
+impl std::fmt::Debug for PlainMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PlainMessage({}, <body redacted>)", self.row.id)
+    }
+}
+
+/// A new message to store.
+#[derive(Clone)]
+pub struct NewMessage<'a> {
+    /// `in` or `out`.
+    pub direction: &'a str,
+    /// Message type.
+    pub kind: &'a str,
+    /// Initial status.
+    pub status: &'a str,
+    /// Meta's id.
+    pub wamid: Option<&'a str>,
+    /// Plain body, sealed before storing.
+    pub body: Option<&'a str>,
+    /// Author.
+    pub author: &'a str,
+}
+
+/// Context string that binds a sealed message body to its row.
+fn body_context(tenant: &str, message_id: &str) -> String {
+    format!("messages.body_ct|{tenant}|{message_id}")
+}
+
+fn contact_context(tenant: &str, subject_id: &str) -> String {
+    format!("subjects.contact_ct|{tenant}|{subject_id}")
+}
+
+impl Store {
+    /// Wraps a pool and keyring.
+    pub fn new(db: DbPool, keys: Keyring) -> Self {
+        Self { db, keys }
+    }
+
+    /// Creates a tenant: its key in the key store, then the tenant row, its phone number
+    /// and ledger entries in one transaction of the main database.
+    pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantId, CoreError> {
+        let id = TenantId::new();
+        let tid = id.to_string();
+        let key = self.keys.create_tenant_key(&tid).await?;
+        let profile_ct = key.seal(
+            &format!("tenants.profile_ct|{tid}"),
+            &serde_json::to_vec(&new.profile.0).map_err(|e| CoreError::Internal(e.to_string()))?,
+        )?;
+        match self.insert_tenant(id, &key, &new, profile_ct).await {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                // Nothing half-written: the key made for a tenant that was not created goes.
+                if let Err(cleanup) = self.keys.delete_unused_tenant_key(&tid).await {
+                    tracing::warn!(tenant.id = %tid, error = %cleanup, "could not remove the unused tenant key");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn insert_tenant(
+        &self,
+        id: TenantId,
+        key: &TenantKey,
+        new: &NewTenant,
+        profile_ct: Vec<u8>,
+    ) -> Result<(), CoreError> {
+        let tid = id.to_string();
+        let now = now_micros();
+        let mut tx = self.db.begin().await?;
+        let handle = new.handle.as_str().to_owned();
+        let res = db_run!(tx, |c| diesel::insert_into(tenants::table)
+            .values((
+                tenants::id.eq(&tid),
+                tenants::handle.eq(&handle),
+                tenants::status.eq("active"),
+                tenants::profile_ct.eq(&profile_ct),
+                tenants::created_at.eq(now),
+            ))
+            .execute(c)
+            .await);
+        match res {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(CoreError::Conflict {
+                    what: "tenant handle",
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(pnid) = &new.phone_number_id {
+            let token = new.access_token.as_ref().map(|s| s.expose()).unwrap_or("");
+            self.connect_number_in(&mut tx, key, id, pnid, token)
+                .await?;
+        }
+        audit::enqueue(
+            &mut tx,
+            &EntryDraft::new(EventKind::TENANT_CREATED, Actor::System).tenant(id.bytes()),
+        )
+        .await?;
+        audit::enqueue(
+            &mut tx,
+            &EntryDraft::new(EventKind::KEY_CREATED, Actor::System)
+                .tenant(id.bytes())
+                .reference(Reference::digest(
+                    RefKind::KEY,
+                    *blake3::hash(key.recipient().as_bytes()).as_bytes(),
+                )),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    async fn connect_number_in(
+        &self,
+        tx: &mut Tx,
+        key: &TenantKey,
+        tenant: TenantId,
+        pnid: &PhoneNumberId,
+        token: &str,
+    ) -> Result<(), CoreError> {
+        let tid = tenant.to_string();
+        let ct = key.seal(
+            &format!("phone_numbers.access_token_ct|{tid}|{pnid}"),
+            token.as_bytes(),
+        )?;
+        let now = now_micros();
+        let res = db_run!(tx, |c| diesel::insert_into(phone_numbers::table)
+            .values((
+                phone_numbers::phone_number_id.eq(pnid.as_str()),
+                phone_numbers::tenant_id.eq(&tid),
+                phone_numbers::access_token_ct.eq(&ct),
+                phone_numbers::created_at.eq(now),
+            ))
+            .execute(c)
+            .await);
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(CoreError::Conflict {
+                what: "phone number id",
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lists tenants (names opened where their key still exists).
+    pub async fn list_tenants(&self) -> Result<Vec<TenantSummary>, CoreError> {
+        let mut c = self.db.conn().await?;
+        let rows: Vec<(String, String, String, Vec<u8>, i64)> = db_run!(c, |c| tenants::table
+            .select((
+                tenants::id,
+                tenants::handle,
+                tenants::status,
+                tenants::profile_ct,
+                tenants::created_at
+            ))
+            .order(tenants::created_at)
+            .load(c)
+            .await)?;
+        let numbers: Vec<(String, String)> = db_run!(c, |c| phone_numbers::table
+            .select((phone_numbers::tenant_id, phone_numbers::phone_number_id))
+            .load(c)
+            .await)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, handle, status, profile_ct, created_at) in rows {
+            let name = match self.open_profile(&id, &profile_ct).await {
+                Ok(p) => p.name().map(str::to_owned),
+                Err(CoreError::Shredded { .. } | CoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            out.push(TenantSummary {
+                id: id.parse()?,
+                phone_number_ids: numbers
+                    .iter()
+                    .filter(|(t, _)| *t == id)
+                    .map(|(_, p)| p.clone())
+                    .collect(),
+                handle,
+                status,
+                name,
+                created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn open_profile(&self, tid: &str, ct: &[u8]) -> Result<Profile, CoreError> {
+        let key = self.keys.tenant_key(tid).await?;
+        let bytes = key.open(&format!("tenants.profile_ct|{tid}"), ct)?;
+        serde_json::from_slice(&bytes)
+            .map(Profile)
+            .map_err(|_| CoreError::Crypto("profile does not parse".into()))
+    }
+
+    /// One tenant with its profile; `Shredded` when its key is gone.
+    pub async fn tenant(&self, id: TenantId) -> Result<TenantView, CoreError> {
+        let tid = id.to_string();
+        let mut c = self.db.conn().await?;
+        let row: Option<(String, String, Vec<u8>, i64)> = db_run!(c, |c| tenants::table
+            .find(&tid)
+            .select((
+                tenants::handle,
+                tenants::status,
+                tenants::profile_ct,
+                tenants::created_at
+            ))
+            .first(c)
+            .await
+            .optional())?;
+        let (handle, status, profile_ct, created_at) =
+            row.ok_or(CoreError::NotFound { what: "tenant" })?;
+        let numbers: Vec<String> = db_run!(c, |c| phone_numbers::table
+            .filter(phone_numbers::tenant_id.eq(&tid))
+            .select(phone_numbers::phone_number_id)
+            .load(c)
+            .await)?;
+        let profile = self.open_profile(&tid, &profile_ct).await?;
+        Ok(TenantView {
+            summary: TenantSummary {
+                id,
+                handle,
+                status,
+                name: profile.name().map(str::to_owned),
+                phone_number_ids: numbers,
+                created_at,
+            },
+            profile,
+        })
+    }
+
+    /// Finds a tenant by handle.
+    pub async fn tenant_by_handle(&self, handle: &Handle) -> Result<TenantId, CoreError> {
+        let mut c = self.db.conn().await?;
+        let id: Option<String> = db_run!(c, |c| tenants::table
+            .filter(tenants::handle.eq(handle.as_str()))
+            .select(tenants::id)
+            .first(c)
+            .await
+            .optional())?;
+        id.ok_or(CoreError::NotFound { what: "tenant" })?.parse()
+    }
+
+    /// The tenant that owns a WhatsApp phone number id.
+    pub async fn tenant_for_number(&self, pnid: &PhoneNumberId) -> Result<TenantId, CoreError> {
+        let mut c = self.db.conn().await?;
+        let id: Option<String> = db_run!(c, |c| phone_numbers::table
+            .find(pnid.as_str())
+            .select(phone_numbers::tenant_id)
+            .first(c)
+            .await
+            .optional())?;
+        id.ok_or(CoreError::NotFound {
+            what: "phone number",
+        })?
+        .parse()
+    }
+
+    /// Finds a subject by one identifier, through its blind index.
+    pub async fn find_subject(
+        &self,
+        tenant: TenantId,
+        kind: BlindKind,
+        value: &str,
+    ) -> Result<Option<SubjectId>, CoreError> {
+        let key = self.keys.tenant_key(&tenant.to_string()).await?;
+        let mut c = self.db.conn().await?;
+        find_subject_in(&mut c, tenant, &key, kind, value).await
+    }
+
+    /// Finds or creates the subject Meta identified, inside the caller's transaction,
+    /// linking `wa_id` and BSUID when both are known. Returns the id and whether it is new.
+    pub async fn upsert_subject(
+        &self,
+        tx: &mut Tx,
+        tenant: TenantId,
+        key: &TenantKey,
+        contact: &SubjectContact,
+    ) -> Result<(SubjectId, bool), CoreError> {
+        if contact.wa_id.is_none() && contact.bsuid.is_none() {
+            return Err(CoreError::Invalid {
+                field: "contact",
+                reason: "Meta sent neither wa_id nor user_id".into(),
+            });
+        }
+        let tid = tenant.to_string();
+        let wa_blind = contact
+            .wa_id
+            .as_deref()
+            .map(|v| key.blind(BlindKind::WaId, v).to_vec());
+        let bsuid_blind = contact
+            .bsuid
+            .as_deref()
+            .map(|v| key.blind(BlindKind::Bsuid, v).to_vec());
+        let phone_blind = contact
+            .phone
+            .as_deref()
+            .or(contact.wa_id.as_deref())
+            .map(|v| key.blind(BlindKind::Phone, v).to_vec());
+        let mut found: Option<(String, Option<Vec<u8>>, Option<Vec<u8>>)> = None;
+        for (col_is_wa, blind) in [(true, &wa_blind), (false, &bsuid_blind)] {
+            let Some(b) = blind else { continue };
+            let row: Option<(String, Option<Vec<u8>>, Option<Vec<u8>>)> = if col_is_wa {
+                db_run!(tx, |c| subjects::table
+                    .filter(subjects::tenant_id.eq(&tid))
+                    .filter(subjects::wa_id_blind.eq(b))
+                    .select((subjects::id, subjects::wa_id_blind, subjects::bsuid_blind))
+                    .first(c)
+                    .await
+                    .optional())?
+            } else {
+                db_run!(tx, |c| subjects::table
+                    .filter(subjects::tenant_id.eq(&tid))
+                    .filter(subjects::bsuid_blind.eq(b))
+                    .select((subjects::id, subjects::wa_id_blind, subjects::bsuid_blind))
+                    .first(c)
+                    .await
+                    .optional())?
+            };
+            if row.is_some() {
+                found = row;
+                break;
+            }
+        }
+        if let Some((sid, have_wa, have_bsuid)) = found {
+            // Link an identifier Meta reveals later.
+            let sid_parsed: SubjectId = sid.parse()?;
+            if (have_wa.is_none() && wa_blind.is_some())
+                || (have_bsuid.is_none() && bsuid_blind.is_some())
+            {
+                let skey = self.subject_key_in(tx, &tid, &sid, key).await?;
+                let mut merged = self.open_contact(&skey, &tid, &sid, tx).await?;
+                merged.wa_id = merged.wa_id.or_else(|| contact.wa_id.clone());
+                merged.bsuid = merged.bsuid.or_else(|| contact.bsuid.clone());
+                merged.profile_name = contact.profile_name.clone().or(merged.profile_name);
+                let ct = skey.seal(
+                    &contact_context(&tid, &sid),
+                    &serde_json::to_vec(&merged).map_err(|e| CoreError::Internal(e.to_string()))?,
+                )?;
+                let new_wa = have_wa.or(wa_blind);
+                let new_bsuid = have_bsuid.or(bsuid_blind);
+                db_run!(tx, |c| diesel::update(subjects::table.find(&sid))
+                    .set((
+                        subjects::wa_id_blind.eq(&new_wa),
+                        subjects::bsuid_blind.eq(&new_bsuid),
+                        subjects::contact_ct.eq(&ct),
+                    ))
+                    .execute(c)
+                    .await)?;
+            }
+            return Ok((sid_parsed, false));
+        }
+        let id = SubjectId::new();
+        let sid = id.to_string();
+        let skey = SubjectKey::generate();
+        let wrapped = key.wrap_subject_key(&skey)?;
+        let ct = skey.seal(
+            &contact_context(&tid, &sid),
+            &serde_json::to_vec(contact).map_err(|e| CoreError::Internal(e.to_string()))?,
+        )?;
+        let now = now_micros();
+        db_run!(tx, |c| diesel::insert_into(subjects::table)
+            .values((
+                subjects::id.eq(&sid),
+                subjects::tenant_id.eq(&tid),
+                subjects::wa_id_blind.eq(&wa_blind),
+                subjects::bsuid_blind.eq(&bsuid_blind),
+                subjects::phone_blind.eq(&phone_blind),
+                subjects::contact_ct.eq(&ct),
+                subjects::created_at.eq(now),
+            ))
+            .execute(c)
+            .await)?;
+        db_run!(tx, |c| diesel::insert_into(subject_keys::table)
+            .values((
+                subject_keys::subject_id.eq(&sid),
+                subject_keys::tenant_id.eq(&tid),
+                subject_keys::wrapped_key.eq(&wrapped),
+                subject_keys::created_at.eq(now),
+            ))
+            .execute(c)
+            .await)?;
+        audit::enqueue(
+            tx,
+            &EntryDraft::new(EventKind::KEY_CREATED, Actor::System)
+                .tenant(tenant.bytes())
+                .subject(key.pseudonym(&sid)),
+        )
+        .await?;
+        Ok((id, true))
+    }
+
+    async fn open_contact(
+        &self,
+        skey: &SubjectKey,
+        tid: &str,
+        sid: &str,
+        c: &mut Conn,
+    ) -> Result<SubjectContact, CoreError> {
+        let ct: Vec<u8> = db_run!(c, |c| subjects::table
+            .find(sid)
+            .select(subjects::contact_ct)
+            .first(c)
+            .await)?;
+        let bytes = skey.open(&contact_context(tid, sid), &ct)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|_| CoreError::Crypto("contact does not parse".into()))
+    }
+
+    /// The subject's contact fields, opened.
+    pub async fn subject_contact(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> Result<SubjectContact, CoreError> {
+        let tid = tenant.to_string();
+        let sid = subject.to_string();
+        let key = self.keys.tenant_key(&tid).await?;
+        let mut c = self.db.conn().await?;
+        let skey = self.subject_key_in(&mut c, &tid, &sid, &key).await?;
+        self.open_contact(&skey, &tid, &sid, &mut c).await
+    }
+
+    /// A subject's data key: `Shredded` once its wrapped key is gone, `NotFound` if the
+    /// subject never existed for this tenant.
+    pub async fn subject_key_in(
+        &self,
+        c: &mut Conn,
+        tid: &str,
+        sid: &str,
+        key: &TenantKey,
+    ) -> Result<SubjectKey, CoreError> {
+        let wrapped: Option<Vec<u8>> = db_run!(c, |c| subject_keys::table
+            .filter(subject_keys::subject_id.eq(sid))
+            .filter(subject_keys::tenant_id.eq(tid))
+            .select(subject_keys::wrapped_key)
+            .first(c)
+            .await
+            .optional())?;
+        match wrapped {
+            Some(w) => self.keys.open_subject_key(key, &w),
+            None => {
+                let exists: i64 = db_run!(c, |c| subjects::table
+                    .filter(subjects::id.eq(sid))
+                    .filter(subjects::tenant_id.eq(tid))
+                    .count()
+                    .get_result(c)
+                    .await)?;
+                if exists > 0 {
+                    Err(CoreError::Shredded {
+                        what: "subject key",
+                    })
+                } else {
+                    Err(CoreError::NotFound { what: "subject" })
+                }
+            }
+        }
+    }
+
+    /// Opens (or creates) the subject's conversation on a number, in the caller's transaction.
+    pub async fn conversation_for(
+        &self,
+        tx: &mut Tx,
+        tenant: TenantId,
+        subject: SubjectId,
+        pnid: &PhoneNumberId,
+    ) -> Result<ConversationId, CoreError> {
+        let tid = tenant.to_string();
+        let sid = subject.to_string();
+        let existing: Option<String> = db_run!(tx, |c| conversations::table
+            .filter(conversations::tenant_id.eq(&tid))
+            .filter(conversations::subject_id.eq(&sid))
+            .filter(conversations::phone_number_id.eq(pnid.as_str()))
+            .select(conversations::id)
+            .first(c)
+            .await
+            .optional())?;
+        if let Some(id) = existing {
+            return id.parse();
+        }
+        let id = ConversationId::new();
+        let cid = id.to_string();
+        let now = now_micros();
+        db_run!(tx, |c| diesel::insert_into(conversations::table)
+            .values((
+                conversations::id.eq(&cid),
+                conversations::tenant_id.eq(&tid),
+                conversations::subject_id.eq(&sid),
+                conversations::phone_number_id.eq(pnid.as_str()),
+                conversations::mode.eq("assistant"),
+                conversations::created_at.eq(now),
+                conversations::updated_at.eq(now),
+            ))
+            .execute(c)
+            .await)?;
+        Ok(id)
+    }
+
+    /// Stores one message, its body sealed under the subject key, in the caller's
+    /// transaction. A `wamid` already stored for this tenant returns `Conflict`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per direction; a struct would only rename them"
+    )]
+    pub async fn insert_message(
+        &self,
+        tx: &mut Tx,
+        tenant: TenantId,
+        key: &TenantKey,
+        subject: SubjectId,
+        conversation: ConversationId,
+        msg: &NewMessage<'_>,
+        at_micros: i64,
+    ) -> Result<MessageId, CoreError> {
+        let tid = tenant.to_string();
+        let sid = subject.to_string();
+        let id = MessageId::new();
+        let mid = id.to_string();
+        let body_ct = match msg.body {
+            Some(b) => {
+                let skey = self.subject_key_in(tx, &tid, &sid, key).await?;
+                Some(skey.seal(&body_context(&tid, &mid), b.as_bytes())?)
+            }
+            None => None,
+        };
+        let cid = conversation.to_string();
+        let res = db_run!(tx, |c| diesel::insert_into(messages::table)
+            .values((
+                messages::id.eq(&mid),
+                messages::tenant_id.eq(&tid),
+                messages::conversation_id.eq(&cid),
+                messages::subject_id.eq(&sid),
+                messages::direction.eq(msg.direction),
+                messages::kind.eq(msg.kind),
+                messages::status.eq(msg.status),
+                messages::wamid.eq(msg.wamid),
+                messages::body_ct.eq(&body_ct),
+                messages::author.eq(msg.author),
+                messages::created_at.eq(at_micros),
+                messages::status_at.eq(at_micros),
+            ))
+            .execute(c)
+            .await);
+        match res {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(CoreError::Conflict { what: "message" });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let now = now_micros();
+        if msg.direction == "in" {
+            db_run!(tx, |c| diesel::update(conversations::table.find(&cid))
+                .set((
+                    conversations::last_inbound_at.eq(Some(at_micros)),
+                    conversations::updated_at.eq(now)
+                ))
+                .execute(c)
+                .await)?;
+        } else {
+            db_run!(tx, |c| diesel::update(conversations::table.find(&cid))
+                .set(conversations::updated_at.eq(now))
+                .execute(c)
+                .await)?;
+        }
+        let kind = if msg.direction == "in" {
+            EventKind::MESSAGE_RECEIVED
+        } else {
+            EventKind::MESSAGE_SENT
+        };
+        let mut draft = EntryDraft::new(
+            kind,
+            if msg.direction == "in" {
+                Actor::DataSubject
+            } else {
+                Actor::System
+            },
+        )
+        .tenant(tenant.bytes())
+        .subject(key.pseudonym(&sid))
+        .reference(Reference::id(RefKind::MESSAGE, id.bytes()));
+        if let Some(ct) = &body_ct {
+            draft = draft.reference(Reference::digest(
+                RefKind::RECORD_DIGEST,
+                *blake3::hash(ct).as_bytes(),
+            ));
+        }
+        audit::enqueue(tx, &draft).await?;
+        Ok(id)
+    }
+
+    /// Every message of a subject, oldest first, bodies opened. One key unwrap for the
+    /// whole history, then one AEAD open per message.
+    pub async fn subject_messages(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> Result<Vec<PlainMessage>, CoreError> {
+        let tid = tenant.to_string();
+        let sid = subject.to_string();
+        let key = self.keys.tenant_key(&tid).await?;
+        let mut c = self.db.conn().await?;
+        let skey = self.subject_key_in(&mut c, &tid, &sid, &key).await?;
+        let rows: Vec<MessageRow> = db_run!(c, |c| messages::table
+            .filter(messages::tenant_id.eq(&tid))
+            .filter(messages::subject_id.eq(&sid))
+            .order((messages::created_at, messages::id))
+            .select(MessageRow::as_select())
+            .load(c)
+            .await)?;
+        open_messages(&skey, &tid, rows)
+    }
+
+    /// Crypto-shreds one subject: their wrapped key is deleted in one transaction with the
+    /// ledger entry. O(1) in the number of their messages; rows are cleaned up separately.
+    pub async fn shred_subject(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        actor: Actor,
+    ) -> Result<(), CoreError> {
+        let tid = tenant.to_string();
+        let sid = subject.to_string();
+        let key = self.keys.tenant_key(&tid).await?;
+        let mut tx = self.db.begin().await?;
+        let wrapped: Option<Vec<u8>> = db_run!(tx, |c| subject_keys::table
+            .filter(subject_keys::subject_id.eq(&sid))
+            .filter(subject_keys::tenant_id.eq(&tid))
+            .select(subject_keys::wrapped_key)
+            .first(c)
+            .await
+            .optional())?;
+        let Some(wrapped) = wrapped else {
+            // Already shredded (idempotent) or never existed.
+            let exists: i64 = db_run!(tx, |c| subjects::table
+                .filter(subjects::id.eq(&sid))
+                .filter(subjects::tenant_id.eq(&tid))
+                .count()
+                .get_result(c)
+                .await)?;
+            return if exists > 0 {
+                Ok(())
+            } else {
+                Err(CoreError::NotFound { what: "subject" })
+            };
+        };
+        db_run!(tx, |c| diesel::delete(subject_keys::table.find(&sid))
+            .execute(c)
+            .await)?;
+        audit::enqueue(
+            &mut tx,
+            &EntryDraft::new(EventKind::KEY_SHREDDED, actor)
+                .tenant(tenant.bytes())
+                .subject(key.pseudonym(&sid))
+                .reference(Reference::digest(
+                    RefKind::KEY,
+                    *blake3::hash(&wrapped).as_bytes(),
+                )),
+        )
+        .await?;
+        tx.commit().await?;
+        self.keys.forget_subject_key(&wrapped);
+        Ok(())
+    }
+
+    /// Crypto-shreds a tenant: its identity is destroyed in the key store (so every subject
+    /// key, profile and token under it is unreadable at once), then the ledger records it.
+    pub async fn shred_tenant(&self, tenant: TenantId, actor: Actor) -> Result<(), CoreError> {
+        let tid = tenant.to_string();
+        let key = self.keys.tenant_key(&tid).await;
+        let recipient_digest = match &key {
+            Ok(k) => Some(*blake3::hash(k.recipient().as_bytes()).as_bytes()),
+            Err(CoreError::Shredded { .. }) => None,
+            Err(e) => return Err(clone_err(e)),
+        };
+        self.keys.shred_tenant(&tid).await?;
+        let mut tx = self.db.begin().await?;
+        let mut draft = EntryDraft::new(EventKind::KEY_SHREDDED, actor).tenant(tenant.bytes());
+        if let Some(d) = recipient_digest {
+            draft = draft.reference(Reference::digest(RefKind::KEY, d));
+        }
+        audit::enqueue(&mut tx, &draft).await?;
+        tx.commit().await
+    }
+
+    /// The tenant key, for callers that hold it across one operation.
+    pub async fn tenant_key(&self, tenant: TenantId) -> Result<Arc<TenantKey>, CoreError> {
+        self.keys.tenant_key(&tenant.to_string()).await
+    }
+}
+
+fn clone_err(e: &CoreError) -> CoreError {
+    CoreError::Internal(e.to_string())
+}
+
+/// Opens the bodies of a batch of rows of one subject.
+pub fn open_messages(
+    skey: &SubjectKey,
+    tid: &str,
+    rows: Vec<MessageRow>,
+) -> Result<Vec<PlainMessage>, CoreError> {
+    rows.into_iter()
+        .map(|row| {
+            let body = match &row.body_ct {
+                Some(ct) => Some(
+                    String::from_utf8(skey.open(&body_context(tid, &row.id), ct)?)
+                        .map_err(|_| CoreError::Crypto("body is not UTF-8".into()))?,
+                ),
+                None => None,
+            };
+            Ok(PlainMessage { row, body })
+        })
+        .collect()
+}
+
+async fn find_subject_in(
+    c: &mut Conn,
+    tenant: TenantId,
+    key: &TenantKey,
+    kind: BlindKind,
+    value: &str,
+) -> Result<Option<SubjectId>, CoreError> {
+    let tid = tenant.to_string();
+    let blind = key.blind(kind, value).to_vec();
+    let id: Option<String> = match kind {
+        BlindKind::WaId => db_run!(c, |c| subjects::table
+            .filter(subjects::tenant_id.eq(&tid))
+            .filter(subjects::wa_id_blind.eq(&blind))
+            .select(subjects::id)
+            .first(c)
+            .await
+            .optional())?,
+        BlindKind::Bsuid => db_run!(c, |c| subjects::table
+            .filter(subjects::tenant_id.eq(&tid))
+            .filter(subjects::bsuid_blind.eq(&blind))
+            .select(subjects::id)
+            .first(c)
+            .await
+            .optional())?,
+        BlindKind::Phone => db_run!(c, |c| subjects::table
+            .filter(subjects::tenant_id.eq(&tid))
+            .filter(subjects::phone_blind.eq(&blind))
+            .select(subjects::id)
+            .first(c)
+            .await
+            .optional())?,
+        BlindKind::Login => None,
+    };
+    id.map(|s| s.parse()).transpose()
+}
