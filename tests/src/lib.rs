@@ -1,1 +1,249 @@
-//! smartchat-tests (placeholder, filled by its issue).
+//! The test harness: a fresh database per test on PostgreSQL and on SQLite, and a store
+//! with its own key store and master key. Every storage test runs on both backends
+//! (`both_backends!`). PostgreSQL comes from `SMARTCHAT_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); if it is unreachable the test fails,
+//! it is never skipped.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test harness: a broken harness should stop the test loudly"
+)]
+
+use std::path::PathBuf;
+
+use smartchat_core::config::Config;
+use smartchat_core::crypto::MasterKey;
+use smartchat_core::crypto::keyring::Keyring;
+use smartchat_core::db::{DbPool, DbUrl, OpenOptions, Schema};
+use smartchat_core::store::Store;
+
+/// The admin URL of the test PostgreSQL server.
+pub fn pg_admin_url() -> String {
+    std::env::var("SMARTCHAT_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite files in a temp dir.
+    Sqlite,
+    /// Fresh PostgreSQL databases.
+    Postgres,
+}
+
+/// A fresh PostgreSQL database, dropped (with FORCE) when this value drops.
+#[derive(Debug)]
+pub struct PgDatabase {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates a database with a random name.
+    pub async fn create() -> Self {
+        let admin = pg_admin_url();
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is unreachable ({e}); start it (see README) — storage tests never skip"));
+        tokio::spawn(conn);
+        let name = format!("sc_test_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let url = url_with_db(&admin, &name);
+        Self { name, url }
+    }
+}
+
+fn url_with_db(admin: &str, db: &str) -> String {
+    match admin.rfind('/') {
+        Some(i) if i > "postgres://".len() => {
+            let (base, rest) = admin.split_at(i);
+            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+            format!("{base}/{db}{query}")
+        }
+        _ => format!("{admin}/{db}"),
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = pg_admin_url();
+        // Drop from a thread of its own: Drop cannot await, and the test's runtime may be
+        // shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A store on fresh databases with its own master key.
+pub struct TestEnv {
+    /// The backend.
+    pub backend: Backend,
+    /// Temp dir holding SQLite files and anything else the test writes.
+    pub dir: tempfile::TempDir,
+    /// The store.
+    pub store: Store,
+    /// The master key's text (tests re-open with it).
+    pub master_secret: String,
+    /// Main database URL.
+    pub db_url: DbUrl,
+    /// Key store URL.
+    pub keystore_url: DbUrl,
+    _pg: Vec<PgDatabase>,
+}
+
+impl TestEnv {
+    /// A fresh environment on `backend`.
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut pg = Vec::new();
+        let (db_url, keystore_url) = match backend {
+            Backend::Sqlite => (
+                DbUrl::Sqlite(dir.path().join("smartchat.db")),
+                DbUrl::Sqlite(dir.path().join("keys.db")),
+            ),
+            Backend::Postgres => {
+                let main = PgDatabase::create().await;
+                let keys = PgDatabase::create().await;
+                let urls = (
+                    DbUrl::Postgres(main.url.clone()),
+                    DbUrl::Postgres(keys.url.clone()),
+                );
+                pg.push(main);
+                pg.push(keys);
+                urls
+            }
+        };
+        let master = MasterKey::generate();
+        let master_secret = secret_text(&master);
+        let store = open_store(&db_url, &keystore_url, master)
+            .await
+            .expect("open store");
+        Self {
+            backend,
+            dir,
+            store,
+            master_secret,
+            db_url,
+            keystore_url,
+            _pg: pg,
+        }
+    }
+
+    /// Re-opens the same databases with another master key text.
+    pub async fn reopen(&self, master_secret: &str) -> Result<Store, smartchat_core::CoreError> {
+        open_store(
+            &self.db_url,
+            &self.keystore_url,
+            MasterKey::parse(master_secret)?,
+        )
+        .await
+    }
+
+    /// A server configuration pointing at these databases.
+    pub fn config(&self) -> Config {
+        let mut env = std::collections::HashMap::new();
+        env.insert(
+            "SMARTCHAT_DATA_DIR".to_owned(),
+            self.dir.path().display().to_string(),
+        );
+        env.insert(
+            "SMARTCHAT_DATABASE_URL".to_owned(),
+            url_string(&self.db_url),
+        );
+        env.insert(
+            "SMARTCHAT_KEYSTORE_URL".to_owned(),
+            url_string(&self.keystore_url),
+        );
+        env.insert(
+            "SMARTCHAT_MASTER_KEY".to_owned(),
+            self.master_secret.clone(),
+        );
+        Config::load_from(None, &env).expect("test config")
+    }
+
+    /// Files under the temp dir (SQLite databases, WAL files, key files).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The URL string of a [`DbUrl`] (with its password, for tests only).
+pub fn url_string(u: &DbUrl) -> String {
+    match u {
+        DbUrl::Postgres(s) => s.clone(),
+        DbUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+    }
+}
+
+/// The secret text of a master key.
+pub fn secret_text(m: &MasterKey) -> String {
+    use smartchat_core::crypto::ExposeSecretText as _;
+    m.to_secret_string().expose_text()
+}
+
+/// Opens a store as the server does.
+pub async fn open_store(
+    db_url: &DbUrl,
+    keystore_url: &DbUrl,
+    master: MasterKey,
+) -> Result<Store, smartchat_core::CoreError> {
+    let opts = OpenOptions::default();
+    let ks = DbPool::open(keystore_url, &opts).await?;
+    let (keys, _) = Keyring::open(ks, master).await?;
+    let db = DbPool::open(db_url, &opts).await?;
+    db.migrate(Schema::Main).await?;
+    Ok(Store::new(db, keys))
+}
+
+/// Runs one async test body on SQLite and on PostgreSQL, as two tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::TestEnv::new($crate::Backend::Sqlite).await).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::TestEnv::new($crate::Backend::Postgres).await).await;
+                }
+            }
+        )*
+    };
+}

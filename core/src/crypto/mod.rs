@@ -90,6 +90,18 @@ impl MasterKey {
     }
 }
 
+/// Reads a `SecretString` out as a plain `String`, for writing key files and tests.
+pub trait ExposeSecretText {
+    /// The secret text.
+    fn expose_text(&self) -> String;
+}
+
+impl ExposeSecretText for secrecy::SecretString {
+    fn expose_text(&self) -> String {
+        self.expose_secret().to_owned()
+    }
+}
+
 /// Bytes that are zeroed on drop and never printed.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct SecretBytes(Vec<u8>);
