@@ -140,6 +140,21 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The span of the first line that starts with `needle` (after
+/// indentation), for rules about a whole section that has no value span.
+fn find_key(text: &str, needle: &str) -> Option<Range<usize>> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(needle) {
+            let start = offset + (line.len() - trimmed.len());
+            return Some(start..start + needle.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// Parses TOML into `T`, turning toml's errors into [`PolicyError::Invalid`].
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
@@ -281,7 +296,7 @@ fn validate(doc: &PolicyDoc, text: &str, file: &str) -> Result<(), PolicyError> 
         return Err(PolicyError::at(
             file,
             text,
-            None,
+            find_key(text, "require_tls"),
             "security.require_tls must be true (privacy policy s.5, s.6: encryption in transit)"
                 .to_owned(),
         ));
@@ -299,7 +314,7 @@ fn validate(doc: &PolicyDoc, text: &str, file: &str) -> Result<(), PolicyError> 
             return Err(PolicyError::at(
                 file,
                 text,
-                None,
+                find_key(text, &format!("[categories.{cat}]")),
                 format!("category {cat} has no [retention.{cat}] rule"),
             ));
         }
@@ -345,7 +360,7 @@ fn validate(doc: &PolicyDoc, text: &str, file: &str) -> Result<(), PolicyError> 
         return Err(PolicyError::at(
             file,
             text,
-            None,
+            find_key(text, "[redaction]"),
             "redaction.card, redaction.aadhaar and redaction.pan must be true while an AI provider is registered"
                 .to_owned(),
         ));

@@ -271,3 +271,28 @@ fn there_is_no_training_or_sale_purpose() {
         }
     }
 }
+
+#[test]
+fn section_rules_point_at_their_section() {
+    let text = edit("require_tls = true", "require_tls = false");
+    assert_invalid(
+        &text,
+        line_of(&text, "require_tls = false"),
+        "require_tls must be true",
+    );
+    let text = edit("card = true ", "card = false ");
+    assert_invalid(
+        &text,
+        line_of(&text, "[redaction]"),
+        "while an AI provider is registered",
+    );
+    let text = edit(
+        "[retention.usage_data]\nafter_termination_days = 30\nkeep_anonymized = true\n",
+        "",
+    );
+    assert_invalid(
+        &text,
+        line_of(&text, "[categories.usage_data]"),
+        "has no [retention.usage_data] rule",
+    );
+}
