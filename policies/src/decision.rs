@@ -281,9 +281,7 @@ pub(crate) fn decide(
         .get(processor)
         .map(|p| p.get_ref().ai_provider)
         .unwrap_or(true);
-    let fallback = if purpose == Purpose::FollowUps {
-        Fallback::Drop
-    } else if ai {
+    let fallback = if ai {
         Fallback::OfflineAssistant
     } else {
         Fallback::Human

@@ -230,8 +230,20 @@ impl Redactor {
         if let Some(re) = &self.pan {
             out = replace_regex(&out, re, &RedactionKind::Pan, &mut counts);
         }
+        let own = customer_own_number
+            .map(national_digits)
+            .filter(|own| !own.is_empty());
+        let is_own = |digits: &[u8]| {
+            own.as_ref()
+                .is_some_and(|own| national_digits_bytes(digits) == *own)
+        };
         if self.card || self.aadhaar {
             out = replace_numbers(&out, &mut counts, |digits, shape, _| {
+                // The customer's own number, written without separators,
+                // can look like an Aadhaar number: it is neither.
+                if digits.len() <= 13 && is_own(digits) {
+                    return None;
+                }
                 if self.card && (13..=19).contains(&digits.len()) && luhn_valid(digits) {
                     return Some(RedactionKind::Card);
                 }
@@ -247,15 +259,8 @@ impl Redactor {
             });
         }
         if self.phone {
-            let own = customer_own_number.map(national_digits);
             out = replace_numbers(&out, &mut counts, |digits, _, plus| {
-                if !is_phone(digits, plus) {
-                    return None;
-                }
-                match &own {
-                    Some(own) if !own.is_empty() && national_digits_bytes(digits) == *own => None,
-                    _ => Some(RedactionKind::Phone),
-                }
+                (is_phone(digits, plus) && !is_own(digits)).then_some(RedactionKind::Phone)
             });
         }
         for (kind, re) in &self.custom {

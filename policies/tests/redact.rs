@@ -240,3 +240,16 @@ fn ordinary() -> impl Strategy<Value = String> {
     let count = (1..=40u32).prop_map(|n| format!("table for {n} people"));
     prop_oneof![date, time, price, code, count]
 }
+
+#[test]
+fn the_customers_own_number_is_never_taken_for_an_aadhaar() {
+    // Find a 91-prefixed mobile number that is Verhoeff-valid.
+    let own = (0..10_000u32)
+        .map(|i| format!("9198765{i:05}"))
+        .find(|n| verhoeff_valid(n.as_bytes()))
+        .unwrap();
+    let r = redactor().redact(&format!("reach me on {own}"), Some(&own));
+    assert_eq!(r.text, format!("reach me on {own}"));
+    let r = redactor().redact(&format!("reach me on {own}"), None);
+    assert_eq!(r.total(), 1);
+}
