@@ -41,6 +41,7 @@ pub use send::{
     classify_code,
 };
 pub use verify::{
-    SignatureError, WebhookError, signature_header, verify_signature, verify_subscription,
+    MAX_WEBHOOK_BODY_BYTES, SIGNATURE_HEADER, SignatureError, WebhookError, signature_header,
+    verify_signature, verify_subscription,
 };
 pub use window::{CUSTOMER_SERVICE_WINDOW, OutboundKind, WindowPermit, check_window, window_open};

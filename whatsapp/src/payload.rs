@@ -585,26 +585,35 @@ pub struct MessageContext {
 
 /// `messages[].referral`: the click-to-WhatsApp ad the user came from.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[expect(missing_docs, reason = "field names are Meta's and self-describing")]
 pub struct Referral {
+    /// URL of the ad or post.
     #[serde(default)]
     pub source_url: Option<String>,
+    /// Ad or post id.
     #[serde(default)]
     pub source_id: Option<String>,
+    /// `ad` or `post`.
     #[serde(default)]
     pub source_type: Option<String>,
+    /// Ad headline.
     #[serde(default)]
     pub headline: Option<String>,
+    /// Ad body.
     #[serde(default)]
     pub body: Option<String>,
+    /// `image` or `video`.
     #[serde(default)]
     pub media_type: Option<String>,
+    /// Ad image URL.
     #[serde(default)]
     pub image_url: Option<String>,
+    /// Ad video URL.
     #[serde(default)]
     pub video_url: Option<String>,
+    /// Ad thumbnail URL.
     #[serde(default)]
     pub thumbnail_url: Option<String>,
+    /// Click id of a click-to-WhatsApp ad.
     #[serde(default)]
     pub ctwa_clid: Option<String>,
 }

@@ -346,12 +346,48 @@ impl GraphClient {
         self.post(phone_number_id, token, &req).await
     }
 
+    /// Marks an inbound message as read (blue ticks). Allowed at any time for messages the
+    /// user sent; Meta answers `{"success": true}`.
+    pub async fn mark_read(
+        &self,
+        phone_number_id: &PhoneNumberId,
+        token: &AccessToken,
+        message_id: &Wamid,
+    ) -> Result<(), SendError> {
+        let req = json!({
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id.as_str(),
+        });
+        let bytes = self.post_raw(phone_number_id, token, &req).await?;
+        #[derive(Deserialize)]
+        struct Success {
+            #[serde(default)]
+            success: bool,
+        }
+        match serde_json::from_slice::<Success>(&bytes) {
+            Ok(Success { success: true }) => Ok(()),
+            _ => Err(SendError::Decode),
+        }
+    }
+
     async fn post(
         &self,
         phone_number_id: &PhoneNumberId,
         token: &AccessToken,
         body: &serde_json::Value,
     ) -> Result<SentMessage, SendError> {
+        let bytes = self.post_raw(phone_number_id, token, body).await?;
+        parse_success(&bytes)
+    }
+
+    /// Posts `body`; returns the body of a 2xx answer, else the classified error.
+    async fn post_raw(
+        &self,
+        phone_number_id: &PhoneNumberId,
+        token: &AccessToken,
+        body: &serde_json::Value,
+    ) -> Result<Vec<u8>, SendError> {
         let resp = self
             .http
             .post(self.messages_url(phone_number_id))
@@ -369,7 +405,7 @@ impl GraphClient {
             .and_then(|v| parse_retry_after(v, OffsetDateTime::now_utc()));
         let bytes = resp.bytes().await.map_err(map_reqwest)?;
         if (200..300).contains(&status) {
-            return parse_success(&bytes);
+            return Ok(bytes.to_vec());
         }
         Err(match GraphError::from_body(&bytes) {
             Some(error) => SendError::Graph {

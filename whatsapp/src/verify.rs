@@ -9,6 +9,10 @@ type HmacSha256 = Hmac<Sha256>;
 /// Name of the header carrying the payload signature.
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
 
+/// Body limit for the webhook route: Meta's payloads are at most about 3 MB, so 4 MiB leaves
+/// headroom. Answer 413 before buffering more.
+pub const MAX_WEBHOOK_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// Longest `hub.challenge` echoed back (Meta sends a short integer).
 pub const MAX_CHALLENGE_LEN: usize = 256;
 

@@ -322,3 +322,16 @@ async fn fake_rejects_malformed_bodies_with_code_100() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test]
+async fn mark_read() {
+    let s = setup().await;
+    let w = Wamid::new("wamid.INBOUND2").unwrap();
+    s.client.mark_read(&s.pn, &s.token, &w).await.unwrap();
+    let b = s.fake.requests()[0].body.clone().unwrap();
+    assert_eq!(b["status"], "read");
+    assert_eq!(b["message_id"], "wamid.INBOUND2");
+    let wrong = AccessToken::new("EAAGwrong").unwrap();
+    let e = s.client.mark_read(&s.pn, &wrong, &w).await.unwrap_err();
+    assert_eq!(e.code(), Some(190));
+}
