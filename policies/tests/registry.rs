@@ -14,12 +14,18 @@ fn pid(s: &str) -> ProcessorId {
     ProcessorId::new(s).unwrap()
 }
 
-fn old() -> Policy {
-    Policy::platform_default().unwrap()
+fn old() -> &'static Policy {
+    static P: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+    P.get_or_init(|| Policy::platform_default().unwrap())
 }
 
 /// The default plus a new AI provider and contact_info sent to OpenAI.
-fn new() -> Policy {
+fn new() -> &'static Policy {
+    static P: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+    P.get_or_init(new_uncached)
+}
+
+fn new_uncached() -> Policy {
     let text = PLATFORM_DEFAULT_TOML.replacen(
         "categories = [\"business_info\", \"conversations\", \"lead_data\"]\npurposes = [\"provide_service\", \"respond_to_enquiries\", \"follow_ups\"]\n\n[processors.openai.request]",
         "categories = [\"business_info\", \"contact_info\", \"conversations\", \"lead_data\"]\npurposes = [\"provide_service\", \"respond_to_enquiries\", \"follow_ups\"]\n\n[processors.openai.request]",
@@ -42,7 +48,7 @@ no_training = true
 const ANNOUNCED: OffsetDateTime = datetime!(2026-12-01 00:00 UTC);
 
 fn changes() -> Vec<RegistryChange> {
-    diff_registries(&old(), &new(), ANNOUNCED)
+    diff_registries(old(), new(), ANNOUNCED)
 }
 
 fn ctx(now: OffsetDateTime, objections: &[&RegistryChange]) -> TenantContext {
@@ -83,13 +89,13 @@ fn diff_finds_each_change_with_its_notice() {
     // Stable ids.
     assert_eq!(changes(), cs);
     // Removal runs the other way and is immediate.
-    let back = diff_registries(&new(), &old(), ANNOUNCED);
+    let back = diff_registries(new(), old(), ANNOUNCED);
     assert_eq!(back.len(), 2);
     for c in &back {
         assert!(!c.change.needs_notice());
         assert_eq!(c.effective_at, ANNOUNCED);
     }
-    assert!(diff_registries(&old(), &old(), ANNOUNCED).is_empty());
+    assert!(diff_registries(old(), old(), ANNOUNCED).is_empty());
 }
 
 #[test]
@@ -200,7 +206,7 @@ fn an_objection_keeps_the_change_denied_for_that_tenant() {
 fn a_region_change_holds_the_whole_processor() {
     let text = PLATFORM_DEFAULT_TOML.replacen("region = \"CN\"", "region = \"SG\"", 1);
     let moved = Policy::from_toml_str(&text, "moved.toml").unwrap();
-    let cs = diff_registries(&old(), &moved, ANNOUNCED);
+    let cs = diff_registries(old(), &moved, ANNOUNCED);
     assert_eq!(cs.len(), 1);
     assert!(
         matches!(&cs[0].change, ChangeKind::ChangeRegion { from: Some(f), to: Some(t) } if f == "CN" && t == "SG")
@@ -225,7 +231,7 @@ fn a_region_change_holds_the_whole_processor() {
 fn weaker_terms_are_a_change() {
     let text = PLATFORM_DEFAULT_TOML.replacen("pseudonymous_user_field = \"user_id\"\n", "", 1);
     let weaker = Policy::from_toml_str(&text, "w.toml").unwrap();
-    let cs = diff_registries(&old(), &weaker, ANNOUNCED);
+    let cs = diff_registries(old(), &weaker, ANNOUNCED);
     assert_eq!(cs.len(), 1);
     assert!(
         matches!(&cs[0].change, ChangeKind::WeakerTerms { what } if what.contains("pseudonymous_user_field"))
