@@ -290,6 +290,8 @@ pub(crate) fn run(
     let mut batch = EntryBatch::default();
     loop {
         let more = source.next(&mut batch)?;
+        // Leaves are only needed while a checkpoint root remains to be checked or a proof built.
+        let need_tree = next_cp < pending.len() || want_leaf.is_some();
         let results: Vec<EntryResult> = batch
             .items
             .par_iter()
@@ -309,7 +311,8 @@ pub(crate) fn run(
                         return Err("database columns (seq, tenant_id, kind, time_micros) differ from the entry".into());
                     }
                 }
-                Ok((h, eh, merkle::leaf_hash(&eh)))
+                let leaf = if need_tree { merkle::leaf_hash(&eh) } else { [0; 32] };
+                Ok((h, eh, leaf))
             })
             .collect();
         let mut leaves = Vec::with_capacity(results.len());
@@ -351,6 +354,9 @@ pub(crate) fn run(
             expected += 1;
         }
         // Merkle: aligned full chunks in parallel, the rest leaf by leaf.
+        if !need_tree {
+            leaves.clear();
+        }
         let mut i = 0usize;
         while i < leaves.len() {
             let pos = cr.size();
