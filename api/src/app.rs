@@ -8,7 +8,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use smartchat_core::db::Schema;
+use smartchat_core::ledger_store::Ledger;
 use smartchat_core::store::Store;
+
+use crate::boot::Services;
 
 use crate::error::AppError;
 
@@ -19,20 +22,25 @@ pub struct AppState {
 }
 
 struct Inner {
-    store: Store,
+    services: Services,
 }
 
 impl AppState {
     /// Builds the state.
-    pub fn new(store: Store) -> Self {
+    pub fn new(services: Services) -> Self {
         Self {
-            inner: Arc::new(Inner { store }),
+            inner: Arc::new(Inner { services }),
         }
     }
 
     /// The store.
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        &self.inner.services.store
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.services.ledger
     }
 }
 
@@ -44,8 +52,31 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(get_health))
         .route("/readyz", get(get_readiness))
+        .route(LEDGER_KEY_PATH, get(get_ledger_key))
+        .route(
+            "/.well-known/smartchat/ledger-checkpoint",
+            get(get_ledger_checkpoint),
+        )
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Where the ledger's checkpoint verifier key is published (C2SP vkey, text/plain).
+pub const LEDGER_KEY_PATH: &str = "/.well-known/smartchat/ledger-key";
+
+/// The checkpoint verifier key, so auditors can pin it.
+async fn get_ledger_key(State(state): State<AppState>) -> String {
+    format!("{}\n", state.ledger().vkey())
+}
+
+/// The latest signed checkpoint (a C2SP signed note), 404 before the first one.
+async fn get_ledger_checkpoint(State(state): State<AppState>) -> Result<String, AppError> {
+    match state.ledger().latest_checkpoint().await? {
+        Some(cp) => Ok(cp.note),
+        None => Err(AppError::Core(smartchat_core::CoreError::NotFound {
+            what: "checkpoint",
+        })),
+    }
 }
 
 /// The process is up.

@@ -9,6 +9,7 @@ use smartchat_core::config::Config;
 use smartchat_core::crypto::MasterKey;
 use smartchat_core::crypto::keyring::{Keyring, KeystoreState};
 use smartchat_core::db::{DbPool, OpenOptions, Schema};
+use smartchat_core::ledger_store::Ledger;
 use smartchat_core::store::Store;
 
 /// What start-up did, for the operator.
@@ -22,8 +23,17 @@ pub struct BootReport {
     pub migrations_applied: usize,
 }
 
+/// What the server runs on, built once at start-up.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// Databases and keys.
+    pub store: Store,
+    /// The audit ledger.
+    pub ledger: Ledger,
+}
+
 /// Opens databases and keys, applying migrations.
-pub async fn open(config: &Config) -> Result<(Store, BootReport), CoreError> {
+pub async fn open(config: &Config) -> Result<(Services, BootReport), CoreError> {
     let opts = OpenOptions {
         max_connections: config.max_connections,
         sqlite_sync: config.sqlite_sync,
@@ -36,7 +46,14 @@ pub async fn open(config: &Config) -> Result<(Store, BootReport), CoreError> {
     report.keystore_initialized = state == KeystoreState::Initialized;
     let db = DbPool::open(&config.database_url, &opts).await?;
     report.migrations_applied = db.migrate(Schema::Main).await?;
-    Ok((Store::new(db, keys), report))
+    let ledger = Ledger::open(db.clone(), &keys, &config.ledger_origin).await?;
+    Ok((
+        Services {
+            store: Store::new(db, keys),
+            ledger,
+        },
+        report,
+    ))
 }
 
 /// The master key from `SMARTCHAT_MASTER_KEY`, else the key file; generated into the key

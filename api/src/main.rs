@@ -35,6 +35,36 @@ enum Command {
     /// Manage the key hierarchy.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The audit ledger: status, checkpoints, proofs, export for auditors.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Sequence pending entries and print the ledger's size, head and public key.
+    Status,
+    /// Sequence pending entries and sign a checkpoint of the head.
+    Checkpoint,
+    /// Write an export bundle (entries, checkpoints, consistency proofs, public key) for
+    /// `smartchat-verify`.
+    Export {
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// First sequence number.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// One past the last sequence number (default: the latest checkpoint's size; a
+        /// checkpoint is signed first so the bundle covers everything sequenced).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Print a c2sp.org/tlog-proof that entry SEQ is in the latest checkpoint.
+    Prove {
+        /// Sequence number.
+        seq: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +155,7 @@ fn init_tracing(format: LogFormat) {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
+        Command::Ledger(cmd) => ledger(cmd, config).await,
         Command::Migrate => {
             let (_, report) = boot::open(&config).await?;
             print_boot(&config, &report);
@@ -153,7 +184,7 @@ fn print_boot(config: &Config, report: &boot::BootReport) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let (store, report) = boot::open(&config).await?;
+    let (services, report) = boot::open(&config).await?;
     print_boot(&config, &report);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
@@ -163,17 +194,99 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  database:  {}", config.database_url);
     println!("  key store: {}", config.keystore_url);
     println!("  data dir:  {}", config.data_dir.display());
-    let app = smartchat_api::app::router(smartchat_api::app::AppState::new(store));
+    println!("  ledger key: {}", services.ledger.vkey());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(smartchat_api::background::ledger_worker(
+        services.ledger.clone(),
+        stop_rx,
+    ));
+    let app = smartchat_api::app::router(smartchat_api::app::AppState::new(services));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
         })
         .await?;
+    let _ = stop_tx.send(true);
+    worker.await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn ledger(cmd: LedgerCommand, config: Config) -> anyhow::Result<()> {
+    let (services, report) = boot::open(&config).await?;
+    print_boot(&config, &report);
+    let ledger = &services.ledger;
+    ledger.sequence_all().await?;
+    match cmd {
+        LedgerCommand::Status => {
+            let size = ledger.size().await?;
+            let cp = ledger.latest_checkpoint().await?;
+            println!("entries:    {size}");
+            println!("pending:    {}", ledger.pending().await?);
+            match cp {
+                Some(cp) => println!(
+                    "checkpoint: size {} signed at {} (unix micros)",
+                    cp.size, cp.created_micros
+                ),
+                None => println!("checkpoint: none yet"),
+            }
+            println!("public key: {}", ledger.vkey());
+        }
+        LedgerCommand::Checkpoint => match ledger.checkpoint().await? {
+            Some(cp) => print!("{}", cp.note),
+            None => println!("the ledger is empty; nothing to sign"),
+        },
+        LedgerCommand::Export { out, from, to } => {
+            if to.is_none() {
+                ledger.checkpoint().await?;
+            }
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            let (from, to, w) = ledger
+                .export(from, to, std::io::BufWriter::new(file))
+                .await?;
+            w.into_inner()
+                .map_err(|e| anyhow::anyhow!("writing {}: {}", out.display(), e.error()))?
+                .sync_all()?;
+            println!("wrote entries {from}..{to} to {}", out.display());
+            println!(
+                "verify with: smartchat-verify bundle {} --key '{}'",
+                out.display(),
+                ledger.vkey()
+            );
+        }
+        LedgerCommand::Prove { seq } => {
+            let proof = ledger.tlog_proof(seq).await?;
+            print!("{}", proof.render());
+        }
+    }
     Ok(())
 }
 
 async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
-    let (store, report) = boot::open(&config).await?;
+    let (services, report) = boot::open(&config).await?;
+    let store = services.store;
     print_boot(&config, &report);
     match cmd {
         TenantCommand::Create(c) => {
@@ -213,6 +326,7 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
                     access_token: c.access_token.map(Secret::new),
                 })
                 .await?;
+            services.ledger.sequence_all().await?;
             println!("created tenant {id} (handle {handle})");
             Ok(())
         }

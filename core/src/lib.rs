@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod ids;
+pub mod ledger_store;
 pub mod store;
 
 pub use error::CoreError;

@@ -144,3 +144,6 @@ CREATE TABLE ledger_checkpoints (
     note TEXT NOT NULL,
     created_micros BIGINT NOT NULL
 );
+-- The head row always exists (size 0 = empty log); sequencers lock it.
+INSERT INTO ledger_head (id, size, last_hash, last_time_micros)
+VALUES (1, 0, decode('0000000000000000000000000000000000000000000000000000000000000000', 'hex'), 0);
