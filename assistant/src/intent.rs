@@ -75,6 +75,8 @@ impl Intent {
 #[derive(Clone, Debug)]
 pub struct Normalized {
     text: String,
+    /// Byte ranges of the words in `text`.
+    spans: Vec<(usize, usize)>,
     devanagari: bool,
 }
 
@@ -113,7 +115,41 @@ impl Normalized {
         if text.ends_with(' ') {
             text.pop();
         }
-        Normalized { text, devanagari }
+        let mut spans = Vec::new();
+        let mut start = 0;
+        for w in text.split(' ') {
+            if !w.is_empty() {
+                spans.push((start, start + w.len()));
+            }
+            start += w.len() + 1;
+        }
+        Normalized {
+            text,
+            spans,
+            devanagari,
+        }
+    }
+
+    fn word(&self, i: usize) -> &str {
+        self.spans
+            .get(i)
+            .and_then(|&(a, b)| self.text.get(a..b))
+            .unwrap_or("")
+    }
+
+    /// Position of the first occurrence of the phrase pattern.
+    fn phrase_at(&self, phrase: &str) -> Option<usize> {
+        let n = phrase.split(' ').count();
+        let len = self.spans.len();
+        if n == 0 || n > len {
+            return None;
+        }
+        (0..=len - n).find(|&start| {
+            phrase
+                .split(' ')
+                .enumerate()
+                .all(|(k, p)| word_match(self.word(start + k), p))
+        })
     }
 
     /// The normalized text, words separated by single spaces.
@@ -128,13 +164,12 @@ impl Normalized {
 
     /// The words.
     pub fn words(&self) -> impl Iterator<Item = &str> {
-        self.text.split(' ').filter(|w| !w.is_empty())
+        (0..self.spans.len()).map(|i| self.word(i))
     }
 
     /// Whether any pattern occurs (see module docs for the pattern syntax).
     pub fn has_any(&self, patterns: &[&str]) -> bool {
-        let words: Vec<&str> = self.words().collect();
-        patterns.iter().any(|p| phrase_at(&words, p).is_some())
+        patterns.iter().any(|p| self.phrase_at(p).is_some())
     }
 
     /// Whether the whole message is one of the patterns' words (ignoring filler words).
@@ -156,20 +191,6 @@ fn word_match(word: &str, pattern: &str) -> bool {
         Some(prefix) => word.starts_with(prefix),
         None => word == pattern,
     }
-}
-
-/// Position of the first occurrence of the phrase pattern in `words`.
-fn phrase_at(words: &[&str], phrase: &str) -> Option<usize> {
-    let n = phrase.split(' ').count();
-    if n == 0 || n > words.len() {
-        return None;
-    }
-    (0..=words.len() - n).find(|&start| {
-        phrase
-            .split(' ')
-            .zip(&words[start..start + n])
-            .all(|(p, w)| word_match(w, p))
-    })
 }
 
 const DATA_OBJECTS: &[&str] = &[
@@ -575,10 +596,9 @@ const THANKS_PHRASES: &[&str] = &[
 
 /// The weekday the text names, if any (the first one mentioned).
 pub fn mentioned_weekday(n: &Normalized) -> Option<Weekday> {
-    let words: Vec<&str> = n.words().collect();
     WEEKDAYS
         .iter()
-        .filter_map(|(p, d)| phrase_at(&words, p).map(|pos| (pos, *d)))
+        .filter_map(|(p, d)| n.phrase_at(p).map(|pos| (pos, *d)))
         .min_by_key(|(pos, _)| *pos)
         .map(|(_, d)| d)
 }
