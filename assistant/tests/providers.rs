@@ -114,6 +114,12 @@ async fn openai_request_shape() {
     // The record serializes without any message text.
     let rec = serde_json::to_string(&reply.attempts).unwrap();
     assert!(!rec.contains("dry hair") && !rec.contains("Glow"));
+    // Debug of the reply and of the provider shows neither text nor key.
+    let dbg = format!("{reply:?} {:?}", openai(&fake));
+    assert!(
+        !dbg.contains("fake reply") && !dbg.contains(&fake.api_key),
+        "{dbg}"
+    );
 }
 
 #[tokio::test]
