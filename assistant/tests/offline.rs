@@ -107,7 +107,18 @@ fn intents_table() {
         ("what data do you have about me", ExportMyData),
         ("mera data bhejo", ExportMyData),
         ("मेरा डेटा भेजो", ExportMyData),
+        // mixed, everyday phrasing
+        ("Kitne baje khulta hai?", OpeningHours(Week)),
+        ("Sunday ko open ho?", OpeningHours(Day(Weekday::Sunday))),
+        ("helo kya aap aaj khule ho", OpeningHours(Today)),
+        ("mujhe haircut book karna hai", Booking),
+        ("I want to cancel my appointment", Booking),
+        ("rate kya hai", Services),
+        ("बाल कटवाने का कितना लगेगा", Services),
+        ("aapka address kya hai", Location),
+        ("hlo", Greeting),
         // other
+        ("ok 👍", Other),
         ("asdf qwerty", Other),
         ("🙂🙂🙂", Other),
         ("", Other),

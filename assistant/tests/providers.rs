@@ -587,3 +587,16 @@ async fn tokio_clock_works_with_paused_time() {
     assert!(reply.latency_ms >= 2_000);
     assert_eq!(reply.usage.map(|u: TokenUsage| u.completion), Some(5));
 }
+
+#[test]
+fn reply_future_is_send_so_it_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Assistant>();
+    assert_send_sync::<ChatProvider>();
+    let assistant = Assistant::offline_only();
+    let req = request("hi");
+    let fut = assistant.reply(&req);
+    assert_send(&fut);
+    drop(fut);
+}
