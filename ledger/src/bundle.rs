@@ -72,7 +72,8 @@ impl<W: Write> BundleWriter<W> {
         w.write_all(BUNDLE_MAGIC)?;
         w.write_all(&[BUNDLE_VERSION])?;
         let vkey = h.vkey.as_bytes();
-        let vlen = u16::try_from(vkey.len()).map_err(|_| LedgerError::Invalid("vkey length".into()))?;
+        let vlen =
+            u16::try_from(vkey.len()).map_err(|_| LedgerError::Invalid("vkey length".into()))?;
         w.write_all(&vlen.to_be_bytes())?;
         w.write_all(vkey)?;
         w.write_all(&h.from.to_be_bytes())?;
@@ -107,7 +108,9 @@ impl<W: Write> BundleWriter<W> {
     /// [`LedgerError::Io`], or [`LedgerError::Invalid`] past the header's range.
     pub fn write_entry(&mut self, bytes: &[u8], hash: &Hash) -> Result<(), LedgerError> {
         if self.remaining == 0 {
-            return Err(LedgerError::Invalid("more entries than the header's range".into()));
+            return Err(LedgerError::Invalid(
+                "more entries than the header's range".into(),
+            ));
         }
         put_len(&mut self.w, bytes.len(), MAX_ENTRY_LEN)?;
         self.w.write_all(bytes)?;
@@ -123,7 +126,10 @@ impl<W: Write> BundleWriter<W> {
     /// [`LedgerError::Io`], or [`LedgerError::Invalid`] if entries are missing.
     pub fn finish(mut self) -> Result<W, LedgerError> {
         if self.remaining != 0 {
-            return Err(LedgerError::Invalid(format!("{} entries missing", self.remaining)));
+            return Err(LedgerError::Invalid(format!(
+                "{} entries missing",
+                self.remaining
+            )));
         }
         self.w.write_all(TRAILER_MAGIC)?;
         self.w.write_all(&self.written.to_be_bytes())?;
@@ -333,8 +339,9 @@ impl<R: Read> BundleReader<R> {
                 Ok(()) => {
                     let mut extra = [0u8; 1];
                     t[..8] == TRAILER_MAGIC[..]
-                        && u64::from_be_bytes([t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15]])
-                            == self.read
+                        && u64::from_be_bytes([
+                            t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
+                        ]) == self.read
                         && matches!(self.r.read(&mut extra), Ok(0))
                 }
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => false,
@@ -342,7 +349,8 @@ impl<R: Read> BundleReader<R> {
             };
             self.failed = true;
             if !ok {
-                batch.error = Some("bad trailer: entries missing, extra or bundle truncated".into());
+                batch.error =
+                    Some("bad trailer: entries missing, extra or bundle truncated".into());
             }
             return Ok(false);
         }
@@ -368,11 +376,14 @@ impl<R: Read> BundleReader<R> {
     }
 }
 
+/// An entry's bytes and stored hash.
+pub type RawEntry = (Vec<u8>, Hash);
+
 /// Parses a whole bundle held in memory (for tests and tools): header and `(bytes, hash)` pairs.
 ///
 /// # Errors
 /// [`LedgerError::Malformed`] for any deviation.
-pub fn parse_bundle(bytes: &[u8]) -> Result<(BundleHeader, Vec<(Vec<u8>, Hash)>), LedgerError> {
+pub fn parse_bundle(bytes: &[u8]) -> Result<(BundleHeader, Vec<RawEntry>), LedgerError> {
     let mut rd = BundleReader::new(bytes)?;
     let header = rd.header().clone();
     let mut out = Vec::new();
@@ -396,11 +407,13 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<(BundleHeader, Vec<(Vec<u8>, Hash)>)
 ///
 /// # Errors
 /// [`LedgerError::Invalid`] if the entries do not match the header's range.
-pub fn write_bundle(header: &BundleHeader, entries: &[(Vec<u8>, Hash)]) -> Result<Vec<u8>, LedgerError> {
+pub fn write_bundle(
+    header: &BundleHeader,
+    entries: &[(Vec<u8>, Hash)],
+) -> Result<Vec<u8>, LedgerError> {
     let mut w = BundleWriter::new(Vec::new(), header)?;
     for (b, h) in entries {
         w.write_entry(b, h)?;
     }
     w.finish()
 }
-

@@ -30,7 +30,12 @@ impl Checkpoint {
     /// The note text: origin, decimal size, base64 root, each ending in a newline.
     #[must_use]
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parses a note text produced by [`Checkpoint::body`] (extension lines are rejected).
@@ -39,7 +44,9 @@ impl Checkpoint {
     /// [`LedgerError::Malformed`] on any deviation.
     pub fn parse_body(text: &str) -> Result<Self, LedgerError> {
         let bad = |d: &str| LedgerError::malformed("checkpoint", d);
-        let body = text.strip_suffix('\n').ok_or_else(|| bad("no final newline"))?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or_else(|| bad("no final newline"))?;
         let lines: Vec<&str> = body.split('\n').collect();
         let [origin, size, root] = lines[..] else {
             return Err(bad("want exactly 3 lines"));
@@ -109,7 +116,9 @@ impl CheckpointSigner {
     pub fn new(origin: impl Into<String>, key: SigningKey) -> Result<Self, LedgerError> {
         let origin = origin.into();
         if !valid_key_name(&origin) {
-            return Err(LedgerError::Invalid("origin is not a valid key name".into()));
+            return Err(LedgerError::Invalid(
+                "origin is not a valid key name".into(),
+            ));
         }
         Ok(Self { origin, key })
     }
@@ -137,7 +146,9 @@ impl CheckpointSigner {
     /// [`LedgerError::Invalid`] if the checkpoint's origin is not this signer's.
     pub fn sign_note(&self, cp: &Checkpoint) -> Result<String, LedgerError> {
         if cp.origin != self.origin {
-            return Err(LedgerError::Invalid("checkpoint origin differs from signer".into()));
+            return Err(LedgerError::Invalid(
+                "checkpoint origin differs from signer".into(),
+            ));
         }
         let body = cp.body();
         let sig = self.key.sign(body.as_bytes());
@@ -145,7 +156,11 @@ impl CheckpointSigner {
         let mut blob = Vec::with_capacity(68);
         blob.extend_from_slice(&id.to_be_bytes());
         blob.extend_from_slice(&sig.to_bytes());
-        Ok(format!("{body}\n\u{2014} {} {}\n", self.origin, B64.encode(blob)))
+        Ok(format!(
+            "{body}\n\u{2014} {} {}\n",
+            self.origin,
+            B64.encode(blob)
+        ))
     }
 }
 
@@ -175,7 +190,11 @@ impl VerifierKey {
         if !valid_key_name(name) {
             return Err(bad("name"));
         }
-        if hexid.len() != 8 || !hexid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if hexid.len() != 8
+            || !hexid
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(bad("id"));
         }
         let id = u32::from_str_radix(hexid, 16).map_err(|_| bad("id"))?;
@@ -216,10 +235,14 @@ impl std::fmt::Display for VerifierKey {
 /// or invalid signature or an origin that is not the key's.
 pub fn open_note(text: &str, key: &VerifierKey) -> Result<Checkpoint, LedgerError> {
     let bad = |d: &str| LedgerError::malformed("signed note", d);
-    let split = text.rfind("\n\n").ok_or_else(|| bad("no signature block"))?;
+    let split = text
+        .rfind("\n\n")
+        .ok_or_else(|| bad("no signature block"))?;
     let body = &text[..=split];
     let sigs = &text[split + 2..];
-    let sigs = sigs.strip_suffix('\n').ok_or_else(|| bad("no final newline"))?;
+    let sigs = sigs
+        .strip_suffix('\n')
+        .ok_or_else(|| bad("no final newline"))?;
     let mut verified = false;
     for (i, line) in sigs.split('\n').enumerate() {
         if i >= MAX_SIGNATURES {
@@ -251,7 +274,9 @@ pub fn open_note(text: &str, key: &VerifierKey) -> Result<Checkpoint, LedgerErro
     }
     let cp = Checkpoint::parse_body(body)?;
     if cp.origin != key.name {
-        return Err(LedgerError::Signature("origin is not the key's name".into()));
+        return Err(LedgerError::Signature(
+            "origin is not the key's name".into(),
+        ));
     }
     Ok(cp)
 }
@@ -296,7 +321,9 @@ impl TlogProof {
     /// [`LedgerError::Malformed`] on any deviation.
     pub fn parse(text: &str) -> Result<Self, LedgerError> {
         let bad = |d: &str| LedgerError::malformed("tlog-proof", d);
-        let (head, note) = text.split_once("\n\n").ok_or_else(|| bad("no checkpoint"))?;
+        let (head, note) = text
+            .split_once("\n\n")
+            .ok_or_else(|| bad("no checkpoint"))?;
         let mut lines = head.split('\n');
         if lines.next() != Some(TLOG_PROOF_HEADER) {
             return Err(bad("header line"));
@@ -307,8 +334,13 @@ impl TlogProof {
             extra = Some(B64.decode(e).map_err(|_| bad("extra base64"))?);
             line = lines.next().ok_or_else(|| bad("no index line"))?;
         }
-        let idx = line.strip_prefix("index ").ok_or_else(|| bad("index line"))?;
-        if idx.is_empty() || !idx.bytes().all(|b| b.is_ascii_digit()) || (idx.len() > 1 && idx.starts_with('0')) {
+        let idx = line
+            .strip_prefix("index ")
+            .ok_or_else(|| bad("index line"))?;
+        if idx.is_empty()
+            || !idx.bytes().all(|b| b.is_ascii_digit())
+            || (idx.len() > 1 && idx.starts_with('0'))
+        {
             return Err(bad("index"));
         }
         let index = idx.parse().map_err(|_| bad("index"))?;
@@ -363,7 +395,8 @@ mod tests {
         let t = note.replacen("\n12\n", "\n13\n", 1);
         assert!(open_note(&t, &vk).is_err());
         // Another key with the same name.
-        let other = CheckpointSigner::new(s.origin.clone(), SigningKey::from_bytes(&[8; 32])).unwrap();
+        let other =
+            CheckpointSigner::new(s.origin.clone(), SigningKey::from_bytes(&[8; 32])).unwrap();
         let vk2 = VerifierKey::parse(&other.vkey()).unwrap();
         assert!(open_note(&note, &vk2).is_err());
         // A bad vkey id.
@@ -381,7 +414,11 @@ mod tests {
             note: "o\n1\nAAAA\n\n\u{2014} o AAAA\n".into(),
         };
         assert_eq!(TlogProof::parse(&p.render()).unwrap(), p);
-        let q = TlogProof { extra: None, hashes: vec![], ..p };
+        let q = TlogProof {
+            extra: None,
+            hashes: vec![],
+            ..p
+        };
         assert_eq!(TlogProof::parse(&q.render()).unwrap(), q);
     }
 }

@@ -455,7 +455,12 @@ pub fn check_entry(bytes: &[u8]) -> Result<EntryHeader, LedgerError> {
         4 => {
             r.take(2)?;
         }
-        a => return Err(LedgerError::malformed("entry", format!("unknown actor {a}"))),
+        a => {
+            return Err(LedgerError::malformed(
+                "entry",
+                format!("unknown actor {a}"),
+            ));
+        }
     }
     let flags = r.u8()?;
     if flags & !(FLAG_TENANT | FLAG_SUBJECT | FLAG_POLICY) != 0 {
@@ -724,7 +729,11 @@ mod tests {
                 m[i] ^= 1 << bit;
                 let a = Entry::decode(&m);
                 let b = check_entry(&m);
-                assert_eq!(a.is_ok(), b.is_ok(), "decode and check disagree at byte {i}");
+                assert_eq!(
+                    a.is_ok(),
+                    b.is_ok(),
+                    "decode and check disagree at byte {i}"
+                );
                 if let Ok(d) = a {
                     assert_ne!(d, e);
                     assert_eq!(d.encode().unwrap(), m, "non-canonical encoding accepted");

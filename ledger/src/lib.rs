@@ -13,28 +13,31 @@
 mod bundle;
 mod checkpoint;
 mod codes;
+#[cfg(feature = "db")]
+mod db;
 mod entry;
 mod error;
 pub mod merkle;
 mod store;
 mod verify;
 
-pub use codes::{
-    AttrKey, DataCategory, EventKind, Outcome, ProviderCode, Purpose, RefKind, Right,
+pub use bundle::{
+    BUNDLE_MAGIC, BUNDLE_VERSION, BatchItem, BundleCheckpoint, BundleHeader, BundleReader,
+    BundleWriter, DbColumns, EntryBatch, MAX_ENTRY_LEN, RawEntry, TRAILER_MAGIC, parse_bundle,
+    write_bundle,
 };
+pub use checkpoint::{
+    Checkpoint, CheckpointSigner, TLOG_PROOF_HEADER, TlogProof, VerifierKey, open_note,
+};
+pub use codes::{AttrKey, DataCategory, EventKind, Outcome, ProviderCode, Purpose, RefKind, Right};
+#[cfg(feature = "db")]
+pub use db::verify_database;
 pub use entry::{
     Actor, AttrValue, DRAFT_FORMAT_VERSION, ENTRY_FORMAT_VERSION, ENTRY_HASH_CONTEXT,
     ENTRY_HEADER_LEN, Entry, EntryDraft, EntryHeader, Hash, MAX_ATTRS, MAX_REF_LEN, MAX_REFS,
     Reference, TenantRef, check_entry, entry_hash,
 };
 pub use error::LedgerError;
-pub use bundle::{
-    BUNDLE_MAGIC, BUNDLE_VERSION, BatchItem, BundleCheckpoint, BundleHeader, BundleReader,
-    BundleWriter, DbColumns, EntryBatch, MAX_ENTRY_LEN, TRAILER_MAGIC, parse_bundle, write_bundle,
-};
-pub use checkpoint::{
-    Checkpoint, CheckpointSigner, TLOG_PROOF_HEADER, TlogProof, VerifierKey, open_note,
-};
 pub use merkle::{verify_consistency, verify_inclusion};
 pub use store::{
     Head, LedgerStore, MemStore, MemStoreError, StoredCheckpoint, StoredEntry, append_batch,

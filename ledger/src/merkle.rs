@@ -152,7 +152,7 @@ fn sub_tree_index(mut lo: u64, hi: u64, need: &mut Vec<u64>) {
     }
 }
 
-fn sub_tree_hash<'a>(mut lo: u64, hi: u64, hashes: &'a [Hash]) -> (Hash, &'a [Hash]) {
+fn sub_tree_hash(mut lo: u64, hi: u64, hashes: &[Hash]) -> (Hash, &[Hash]) {
     let mut num = 0usize;
     while lo < hi {
         let (k, _) = maxpow2(hi - lo + 1);
@@ -381,7 +381,9 @@ pub fn verify_inclusion_of_leaf(
     root: &Hash,
 ) -> Result<(), LedgerError> {
     if index >= size || proof.len() > 64 {
-        return Err(LedgerError::ProofRejected("inclusion: index or proof length"));
+        return Err(LedgerError::ProofRejected(
+            "inclusion: index or proof length",
+        ));
     }
     match run_record_proof(proof, 0, size, index, *leaf) {
         Some(r) if r == *root => Ok(()),
@@ -423,13 +425,17 @@ pub fn verify_consistency(
     new_root: &Hash,
 ) -> Result<(), LedgerError> {
     if old_size > new_size || proof.len() > 128 {
-        return Err(LedgerError::ProofRejected("consistency: sizes or proof length"));
+        return Err(LedgerError::ProofRejected(
+            "consistency: sizes or proof length",
+        ));
     }
     if old_size == 0 {
         return if proof.is_empty() && *old_root == EMPTY_ROOT {
             Ok(())
         } else {
-            Err(LedgerError::ProofRejected("consistency: from the empty tree"))
+            Err(LedgerError::ProofRejected(
+                "consistency: from the empty tree",
+            ))
         };
     }
     match run_tree_proof(proof, 0, new_size, old_size, *old_root) {
@@ -470,7 +476,11 @@ impl CompactRange {
         if stack.len() != hashes.len() {
             return Err(LedgerError::malformed(
                 "compact range",
-                format!("{} hashes for size {size}, want {}", hashes.len(), stack.len()),
+                format!(
+                    "{} hashes for size {size}, want {}",
+                    hashes.len(),
+                    stack.len()
+                ),
             ));
         }
         Ok(Self {
@@ -594,7 +604,10 @@ mod tests {
     fn index_round_trip() {
         for level in 0..20u8 {
             for n in 0..200u64 {
-                assert_eq!(split_stored_hash_index(stored_hash_index(level, n)), (level, n));
+                assert_eq!(
+                    split_stored_hash_index(stored_hash_index(level, n)),
+                    (level, n)
+                );
             }
         }
     }

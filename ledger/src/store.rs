@@ -115,7 +115,10 @@ async fn read_hashes<S: LedgerStore>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let h = store.read_tree_hashes(ids).await.map_err(LedgerError::Store)?;
+    let h = store
+        .read_tree_hashes(ids)
+        .await
+        .map_err(LedgerError::Store)?;
     if h.len() != ids.len() {
         return Err(LedgerError::Malformed {
             what: "tree hashes",
@@ -177,9 +180,10 @@ pub async fn append_batch<S: LedgerStore>(
         let add = merkle::stored_hashes_for_leaf::<LedgerError>(seq, &hash, |ids| {
             ids.iter()
                 .map(|id| {
-                    known.get(id).copied().ok_or_else(|| {
-                        LedgerError::Inconsistent(format!("tree hash {id} missing"))
-                    })
+                    known
+                        .get(id)
+                        .copied()
+                        .ok_or_else(|| LedgerError::Inconsistent(format!("tree hash {id} missing")))
                 })
                 .collect()
         })
@@ -235,17 +239,25 @@ pub async fn sign_checkpoint<S: LedgerStore>(
         .ok_or_else(|| LedgerError::OutOfRange("the log is empty".into()))?;
     let size = head.size;
     let root = stored_root(store, size).await?;
-    if let Some(latest) = store.latest_checkpoint().await.map_err(LedgerError::Store)? {
+    if let Some(latest) = store
+        .latest_checkpoint()
+        .await
+        .map_err(LedgerError::Store)?
+    {
         if latest.size > size {
             return Err(LedgerError::Inconsistent(format!(
                 "log has {size} entries but a checkpoint of size {} was signed",
                 latest.size
             )));
         }
-        let signed = crate::checkpoint::open_note(&latest.note, &signer.verifier_key())
-            .map_err(|_| LedgerError::Inconsistent("latest checkpoint not signed by this key".into()))?;
+        let signed =
+            crate::checkpoint::open_note(&latest.note, &signer.verifier_key()).map_err(|_| {
+                LedgerError::Inconsistent("latest checkpoint not signed by this key".into())
+            })?;
         if signed.size != latest.size || signed.root != latest.root {
-            return Err(LedgerError::Inconsistent("latest checkpoint row differs from its note".into()));
+            return Err(LedgerError::Inconsistent(
+                "latest checkpoint row differs from its note".into(),
+            ));
         }
         if latest.size == size {
             return if latest.root == root {
@@ -257,12 +269,14 @@ pub async fn sign_checkpoint<S: LedgerStore>(
             };
         }
         let proof = prove_consistency(store, latest.size, size).await?;
-        merkle::verify_consistency(&proof, latest.size, size, &latest.root, &root).map_err(|_| {
-            LedgerError::Inconsistent(format!(
-                "tree of size {size} is not an extension of the signed tree of size {}",
-                latest.size
-            ))
-        })?;
+        merkle::verify_consistency(&proof, latest.size, size, &latest.root, &root).map_err(
+            |_| {
+                LedgerError::Inconsistent(format!(
+                    "tree of size {size} is not an extension of the signed tree of size {}",
+                    latest.size
+                ))
+            },
+        )?;
     }
     let cp = Checkpoint {
         origin: signer.origin.clone(),
@@ -276,7 +290,10 @@ pub async fn sign_checkpoint<S: LedgerStore>(
         note,
         created_micros: now_micros,
     };
-    store.write_checkpoint(&stored).await.map_err(LedgerError::Store)?;
+    store
+        .write_checkpoint(&stored)
+        .await
+        .map_err(LedgerError::Store)?;
     Ok(stored)
 }
 
@@ -502,7 +519,11 @@ impl LedgerStore for MemStore {
         Ok(())
     }
 
-    async fn read_entries(&mut self, from: u64, to: u64) -> Result<Vec<StoredEntry>, MemStoreError> {
+    async fn read_entries(
+        &mut self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<StoredEntry>, MemStoreError> {
         let len = self.entries.len();
         let a = usize::try_from(from).unwrap_or(usize::MAX).min(len);
         let b = usize::try_from(to).unwrap_or(usize::MAX).min(len).max(a);
@@ -513,7 +534,10 @@ impl LedgerStore for MemStore {
         Ok(self.checkpoints.last().cloned())
     }
 
-    async fn read_checkpoints(&mut self, max_size: u64) -> Result<Vec<StoredCheckpoint>, MemStoreError> {
+    async fn read_checkpoints(
+        &mut self,
+        max_size: u64,
+    ) -> Result<Vec<StoredCheckpoint>, MemStoreError> {
         Ok(self
             .checkpoints
             .iter()

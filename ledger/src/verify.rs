@@ -119,6 +119,9 @@ impl<R: Read> EntrySource for BundleReader<R> {
     }
 }
 
+/// Computes a proof between two sizes from stored tree hashes.
+pub(crate) type ProofFn = Box<dyn FnMut(u64, u64) -> Result<Vec<Hash>, LedgerError>>;
+
 /// Inputs to the shared verification routine.
 pub(crate) struct Inputs {
     pub(crate) key: VerifierKey,
@@ -128,9 +131,9 @@ pub(crate) struct Inputs {
     pub(crate) prefix: Vec<Hash>,
     pub(crate) checkpoints: Vec<CheckpointInput>,
     /// Consistency proof between two sizes computed by the source (database tree), if any.
-    pub(crate) prove_consistency: Option<Box<dyn FnMut(u64, u64) -> Result<Vec<Hash>, LedgerError>>>,
+    pub(crate) prove_consistency: Option<ProofFn>,
     /// Inclusion proof computed by the source, if any; else it is built from the entries' leaves.
-    pub(crate) prove_inclusion: Option<Box<dyn FnMut(u64, u64) -> Result<Vec<Hash>, LedgerError>>>,
+    pub(crate) prove_inclusion: Option<ProofFn>,
 }
 
 /// Verifies a bundle read from `reader`.
@@ -163,7 +166,10 @@ pub fn verify_bundle<R: Read>(reader: R, opts: &VerifyOptions) -> Result<Report,
         match VerifierKey::parse(t) {
             Ok(tk) if tk == key => {}
             Ok(_) => {
-                report.fail(None, "the bundle's public key is not the trusted key (--key)");
+                report.fail(
+                    None,
+                    "the bundle's public key is not the trusted key (--key)",
+                );
                 return Ok(report);
             }
             Err(e) => {
@@ -221,13 +227,25 @@ pub(crate) fn run(
             }
         };
         if c.stored_root.is_some_and(|r| r != cp.root) {
-            report.fail(None, format!("checkpoint of size {}: stored root differs from the signed note", cp.size));
+            report.fail(
+                None,
+                format!(
+                    "checkpoint of size {}: stored root differs from the signed note",
+                    cp.size
+                ),
+            );
             return Ok(report);
         }
         report.checkpoints += 1;
         if let Some(prev) = checked.last() {
             if cp.size < prev.size {
-                report.fail(None, format!("checkpoints out of order: size {} after {}", cp.size, prev.size));
+                report.fail(
+                    None,
+                    format!(
+                        "checkpoints out of order: size {} after {}",
+                        cp.size, prev.size
+                    ),
+                );
                 return Ok(report);
             }
             if cp.size == prev.size {
@@ -245,14 +263,19 @@ pub(crate) fn run(
                 (None, Some(f)) => match f(prev.size, cp.size) {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        report.fail(None, format!("consistency proof {} -> {}: {e}", prev.size, cp.size));
+                        report.fail(
+                            None,
+                            format!("consistency proof {} -> {}: {e}", prev.size, cp.size),
+                        );
                         return Ok(report);
                     }
                 },
                 (None, None) => None,
             };
             if let Some(p) = proof {
-                if merkle::verify_consistency(&p, prev.size, cp.size, &prev.cp.root, &cp.root).is_err() {
+                if merkle::verify_consistency(&p, prev.size, cp.size, &prev.cp.root, &cp.root)
+                    .is_err()
+                {
                     report.fail(
                         None,
                         format!("checkpoints of size {} and {} are not consistent (forked or rewritten history)", prev.size, cp.size),
@@ -287,6 +310,7 @@ pub(crate) fn run(
     let total = inputs.expected_to.map_or(0, |t| t.saturating_sub(from));
     let want_leaf = opts.prove_seq.filter(|_| inputs.prove_inclusion.is_none());
     let mut leaves_for_proof: Vec<Hash> = Vec::new();
+    let mut proof_leaf: Option<Hash> = None;
     let mut batch = EntryBatch::default();
     loop {
         let more = source.next(&mut batch)?;
@@ -328,14 +352,20 @@ pub(crate) fn run(
                 let what = if h.seq > expected {
                     format!("gap or deletion: expected seq {expected}, found {}", h.seq)
                 } else {
-                    format!("inserted, repeated or reordered entry: expected seq {expected}, found {}", h.seq)
+                    format!(
+                        "inserted, repeated or reordered entry: expected seq {expected}, found {}",
+                        h.seq
+                    )
                 };
                 report.fail(Some(expected), what);
                 return Ok(report);
             }
             match last_hash {
                 Some(p) if p != h.prev => {
-                    report.fail(Some(expected), "chain broken: prev is not the hash of the previous entry");
+                    report.fail(
+                        Some(expected),
+                        "chain broken: prev is not the hash of the previous entry",
+                    );
                     return Ok(report);
                 }
                 None if expected == 0 && h.prev != [0; 32] => {
@@ -350,6 +380,9 @@ pub(crate) fn run(
             }
             last_time = h.time_micros;
             last_hash = Some(eh);
+            if opts.prove_seq == Some(expected) {
+                proof_leaf = Some(merkle::leaf_hash(&eh));
+            }
             leaves.push(leaf);
             expected += 1;
         }
@@ -414,14 +447,20 @@ pub(crate) fn run(
     }
     if let Some(t) = inputs.expected_to {
         if expected != t {
-            report.fail(Some(expected), format!("entries end at {expected}, the source announced {t}"));
+            report.fail(
+                Some(expected),
+                format!("entries end at {expected}, the source announced {t}"),
+            );
             return Ok(report);
         }
     }
     if let Some(c) = pending.get(next_cp) {
         report.fail(
             Some(expected),
-            format!("truncated: entries end at {expected} but a checkpoint of size {} was signed", c.size),
+            format!(
+                "truncated: entries end at {expected} but a checkpoint of size {} was signed",
+                c.size
+            ),
         );
         return Ok(report);
     }
@@ -441,13 +480,15 @@ pub(crate) fn run(
             None if from == 0 => merkle::inclusion_proof::<LedgerError>(seq, last.size, |ids| {
                 ids_from_leaves(ids, &leaves_for_proof)
             }),
-            None => Err(LedgerError::OutOfRange("inclusion proofs need a bundle from entry 0".into())),
+            None => Err(LedgerError::OutOfRange(
+                "inclusion proofs need a bundle from entry 0".into(),
+            )),
         };
         match proof {
             Ok(p) => {
                 // The proof is checked against the leaf recomputed from the entry.
-                let leaf = if let Some(l) = leaves_for_proof.get((seq - from) as usize) {
-                    *l
+                let leaf = if let Some(l) = proof_leaf {
+                    l
                 } else {
                     report.fail(Some(seq), "entry not available for the inclusion proof");
                     return Ok(report);
@@ -469,7 +510,8 @@ fn ids_from_leaves(ids: &[u64], leaves: &[Hash]) -> Result<Vec<Hash>, LedgerErro
     ids.iter()
         .map(|&id| {
             let (level, n) = merkle::split_stored_hash_index(id);
-            let lo = usize::try_from(n << level).map_err(|_| LedgerError::OutOfRange("id".into()))?;
+            let lo =
+                usize::try_from(n << level).map_err(|_| LedgerError::OutOfRange("id".into()))?;
             let hi = lo + (1usize << level);
             leaves
                 .get(lo..hi)

@@ -51,7 +51,12 @@ fn signed_note_accepts_our_checkpoint_and_rejects_a_tampered_one() {
             base64::engine::general_purpose::STANDARD.encode(raw)
         );
         let theirs = signed_note::StandardSigner::new(&skey).unwrap();
-        let body = Checkpoint { origin: ORIGIN.into(), size: 5, root: [1; 32] }.body();
+        let body = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 5,
+            root: [1; 32],
+        }
+        .body();
         let mut n = Note::new(body.as_bytes(), &[]).unwrap();
         n.add_sigs(&[&theirs]).unwrap();
         String::from_utf8(n.to_bytes()).unwrap()
@@ -66,7 +71,10 @@ fn tlog_tiles_agrees_on_layout_roots_and_proofs() {
     let root = store.checkpoints().last().unwrap().root;
     let r = Reader(&store);
     for (level, n) in [(0u8, 0u64), (0, 776), (3, 17), (9, 1)] {
-        assert_eq!(merkle::stored_hash_index(level, n), tlog_tiles::stored_hash_index(level, n));
+        assert_eq!(
+            merkle::stored_hash_index(level, n),
+            tlog_tiles::stored_hash_index(level, n)
+        );
     }
     assert_eq!(
         merkle::stored_hash_count(777),
@@ -99,7 +107,9 @@ fn tlog_proof_file_is_checked_by_tlog_tiles() {
     assert!(text.starts_with("c2sp.org/tlog-proof@v1\nindex 17\n"));
     let parsed = TlogProof::parse(&text).unwrap();
     let note = Note::from_bytes(parsed.note.as_bytes()).unwrap();
-    let verifiers = VerifierList::new(vec![Box::new(StandardVerifier::new(&signer().vkey()).unwrap())]);
+    let verifiers = VerifierList::new(vec![Box::new(
+        StandardVerifier::new(&signer().vkey()).unwrap(),
+    )]);
     note.verify(&verifiers).unwrap();
     let cp = tlog_tiles::Checkpoint::from_bytes(note.text()).unwrap();
     let p: Vec<_> = parsed.hashes.iter().map(|h| tlog_tiles::Hash(*h)).collect();

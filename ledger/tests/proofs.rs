@@ -29,7 +29,10 @@ impl Tree {
                 stored.push(h);
             }
         }
-        Self { stored, entry_hashes }
+        Self {
+            stored,
+            entry_hashes,
+        }
     }
 
     fn read(&self, ids: &[u64]) -> Result<Vec<Hash>, LedgerError> {
@@ -83,14 +86,20 @@ fn inclusion_proofs_accepted_and_every_corruption_rejected() {
         // Wrong index: the same proof claimed for a neighbour or a random other leaf.
         for j in [index.wrapping_sub(1), index + 1, rng.gen_range(0..size)] {
             if j < size && j != index {
-                assert!(verify_inclusion(&p, j, size, &eh, &root).is_err(), "index {index}->{j} size {size}");
+                assert!(
+                    verify_inclusion(&p, j, size, &eh, &root).is_err(),
+                    "index {index}->{j} size {size}"
+                );
                 rejected += 1;
             }
         }
         // Wrong size: checked against the real root of the claimed size.
         for s in [size - 1, size + 1, size * 2, size / 2] {
             if s > index && s != size && s <= N {
-                assert!(verify_inclusion(&p, index, s, &eh, &t.root(s)).is_err(), "size {size}->{s} index {index}");
+                assert!(
+                    verify_inclusion(&p, index, s, &eh, &t.root(s)).is_err(),
+                    "size {size}->{s} index {index}"
+                );
                 rejected += 1;
             }
         }
@@ -120,9 +129,19 @@ fn consistency_proofs_accepted_and_every_corruption_rejected() {
             rejected += 1;
         }
         // Wrong sizes, checked against the real roots of the claimed sizes.
-        for (a, b) in [(m - 1, n), (m + 1, n), (m, n + 1), (m, n - 1), (m, n * 2), (m / 2, n)] {
+        for (a, b) in [
+            (m - 1, n),
+            (m + 1, n),
+            (m, n + 1),
+            (m, n - 1),
+            (m, n * 2),
+            (m / 2, n),
+        ] {
             if a >= 1 && a < b && b <= N && (a, b) != (m, n) {
-                assert!(verify_consistency(&p, a, b, &t.root(a), &t.root(b)).is_err(), "{m},{n} -> {a},{b}");
+                assert!(
+                    verify_consistency(&p, a, b, &t.root(a), &t.root(b)).is_err(),
+                    "{m},{n} -> {a},{b}"
+                );
                 rejected += 1;
             }
         }

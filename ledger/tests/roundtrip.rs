@@ -33,7 +33,10 @@ fn entries_chain_and_time_never_decreases() {
     assert_eq!(b[0].entry.prev, a[1].hash);
     assert_eq!(b[0].entry.time_micros, 100);
     assert_eq!(b[0].entry.seq, 2);
-    assert_eq!(StoredEntry::from_stored(b[0].bytes.clone(), b[0].hash).unwrap(), b[0]);
+    assert_eq!(
+        StoredEntry::from_stored(b[0].bytes.clone(), b[0].hash).unwrap(),
+        b[0]
+    );
 }
 
 #[test]

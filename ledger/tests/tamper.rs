@@ -37,7 +37,10 @@ fn rechain(e: &mut Entries, start: usize, renumber: bool) {
 
 fn fails_at(bundle: &[u8], seq: Option<u64>) -> Failure {
     let r = verify(bundle);
-    let f = r.first_failure.clone().unwrap_or_else(|| panic!("not detected: {r:?}"));
+    let f = r
+        .first_failure
+        .clone()
+        .unwrap_or_else(|| panic!("not detected: {r:?}"));
     assert_eq!(f.seq, seq, "{f:?}");
     f
 }
@@ -132,7 +135,11 @@ fn checkpoint_with_a_bad_signature() {
     let (mut h, e) = parts(&b);
     let note = &mut h.checkpoints[1].note;
     let at = note.len() - 10;
-    let c = if note.as_bytes()[at] == b'A' { "B" } else { "A" };
+    let c = if note.as_bytes()[at] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
     note.replace_range(at..=at, c);
     let f = fails_at(&rebuild(&h, &e), None);
     assert!(f.what.contains("checkpoint #1"), "{f:?}");
@@ -144,7 +151,8 @@ fn checkpoint_from_a_forked_history() {
     let (mut h, e) = parts(&b);
     // Same key, same size, different entries.
     let mut fork = MemStore::new();
-    futures::executor::block_on(append_batch(&mut fork, 1, (500..540).map(draft).collect())).unwrap();
+    futures::executor::block_on(append_batch(&mut fork, 1, (500..540).map(draft).collect()))
+        .unwrap();
     let cp = futures::executor::block_on(sign_checkpoint(&mut fork, &signer(), 2)).unwrap();
     assert_eq!(cp.size, 40);
     h.checkpoints.insert(
@@ -239,7 +247,9 @@ fn ten_thousand_random_mutations_all_detected_and_named() {
         let mut m = b.clone();
         m[off + p] ^= rng.gen_range(1..=255u8);
         let r = verify(&m);
-        let f = r.first_failure.unwrap_or_else(|| panic!("mutation at entry {i} byte {p} not detected"));
+        let f = r
+            .first_failure
+            .unwrap_or_else(|| panic!("mutation at entry {i} byte {p} not detected"));
         assert_eq!(f.seq, Some(i as u64), "entry {i} byte {p}: {f:?}");
     }
     // Every field was hit: length prefix, header, body and stored hash bytes.

@@ -1,2 +1,201 @@
-//! smartchat-verify: the auditor's ledger verifier (being built).
-fn main() {}
+//! `smartchat-verify`: the auditor's tool. Verifies a smartchat ledger — an exported bundle
+//! file or the database itself, read-only — with nothing but the log's public key. It never
+//! needs or reads a secret, and never writes to what it verifies.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use smartchat_ledger::{Report, TlogProof, VerifierKey, VerifyOptions, verify_bundle};
+
+/// Verify a smartchat audit ledger: every entry hash and chain link, sequence numbers and
+/// times, every checkpoint signature and root, consistency between consecutive checkpoints.
+///
+/// Exit status: 0 verified, 1 verification failed, 2 usage or I/O error.
+#[derive(Parser, Debug)]
+#[command(name = "smartchat-verify", version, about, long_about = None)]
+struct Args {
+    /// A bundle file (from the ledger export), or a database URL: sqlite://PATH or
+    /// postgres://USER@HOST/DB (opened read-only).
+    source: Option<String>,
+
+    /// The log's public key as published by the processor (C2SP vkey:
+    /// name+hexid+base64key). Required for a database; for a bundle, the bundle's key must
+    /// equal it (a replaced key is detected).
+    #[arg(long, env = "SMARTCHAT_LEDGER_KEY")]
+    key: Option<String>,
+
+    /// Also check that entry N is included in the latest checkpoint (Merkle inclusion proof).
+    #[arg(long, value_name = "N")]
+    prove_seq: Option<u64>,
+
+    /// Verify an offline inclusion proof (c2sp.org/tlog-proof@v1 file) for the entry whose
+    /// hash is given with --entry-hash. Needs --key.
+    #[arg(long, value_name = "FILE", requires_all = ["entry_hash", "key"])]
+    tlog_proof: Option<std::path::PathBuf>,
+
+    /// Hex entry hash for --tlog-proof.
+    #[arg(long, value_name = "HEX")]
+    entry_hash: Option<String>,
+
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+
+    /// Show a progress bar on stderr even when it is not a terminal.
+    #[arg(long)]
+    progress: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("smartchat-verify: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<bool, String> {
+    if args.source.is_none() && args.tlog_proof.is_none() {
+        return Err(
+            "nothing to verify: give a bundle file or database URL, or --tlog-proof".into(),
+        );
+    }
+    let mut ok = true;
+    let mut json = serde_json::Map::new();
+    if let Some(path) = &args.tlog_proof {
+        let (good, text) = check_tlog_proof(args, path)?;
+        ok &= good;
+        json.insert(
+            "tlog_proof".into(),
+            serde_json::json!({ "ok": good, "detail": text }),
+        );
+        if !args.json {
+            println!("tlog-proof {}: {}", path.display(), text);
+        }
+    }
+    if let Some(source) = &args.source {
+        let bar = progress_bar(args);
+        let mut opts = VerifyOptions {
+            trusted_key: args.key.clone(),
+            prove_seq: args.prove_seq,
+            progress: None,
+        };
+        if let Some(b) = bar.clone() {
+            opts.progress = Some(Arc::new(move |done, total| {
+                if total > 0 {
+                    b.set_length(total);
+                }
+                b.set_position(done);
+            }));
+        }
+        let report = verify_source(source, &opts).map_err(|e| e.to_string())?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        ok &= report.ok();
+        if args.json {
+            json.insert("ok".into(), serde_json::Value::Bool(report.ok()));
+            json.insert(
+                "report".into(),
+                serde_json::to_value(&report).map_err(|e| e.to_string())?,
+            );
+        } else {
+            print_summary(source, &report);
+        }
+    }
+    if args.json {
+        json.insert("ok".into(), serde_json::Value::Bool(ok));
+        println!("{}", serde_json::Value::Object(json));
+    }
+    Ok(ok)
+}
+
+fn verify_source(
+    source: &str,
+    opts: &VerifyOptions,
+) -> Result<Report, smartchat_ledger::LedgerError> {
+    if source.starts_with("sqlite:")
+        || source.starts_with("postgres://")
+        || source.starts_with("postgresql://")
+    {
+        #[cfg(feature = "db")]
+        return smartchat_ledger::verify_database(source, opts);
+        #[cfg(not(feature = "db"))]
+        return Err(smartchat_ledger::LedgerError::Invalid(
+            "this build has no database support (feature `db`)".into(),
+        ));
+    }
+    let file = std::fs::File::open(source)?;
+    verify_bundle(file, opts)
+}
+
+fn check_tlog_proof(args: &Args, path: &std::path::Path) -> Result<(bool, String), String> {
+    let key =
+        VerifierKey::parse(args.key.as_deref().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let hash: [u8; 32] = hex::decode(args.entry_hash.as_deref().unwrap_or_default())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or("--entry-hash must be 64 hex digits")?;
+    let proof = match TlogProof::parse(&text) {
+        Ok(p) => p,
+        Err(e) => return Ok((false, format!("FAILED: {e}"))),
+    };
+    Ok(match proof.verify(&hash, &key) {
+        Ok(cp) => (
+            true,
+            format!(
+                "OK: entry {} is in the signed tree of size {}",
+                proof.index, cp.size
+            ),
+        ),
+        Err(e) => (false, format!("FAILED: {e}")),
+    })
+}
+
+fn progress_bar(args: &Args) -> Option<indicatif::ProgressBar> {
+    if !(args.progress || std::io::stderr().is_terminal()) {
+        return None;
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} entries ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn print_summary(source: &str, r: &Report) {
+    let status = if r.ok() { "OK" } else { "FAILED" };
+    println!("smartchat-verify: {status}  ({source})");
+    println!("  log           {}", r.origin);
+    println!("  public key    {}", r.vkey);
+    println!(
+        "  entries       {} verified, from seq {}",
+        r.entries, r.from_seq
+    );
+    println!(
+        "  checkpoints   {} signatures verified, {} roots recomputed, {} consistency proofs checked",
+        r.checkpoints, r.roots_checked, r.consistency_checked
+    );
+    if let Some((size, root)) = &r.latest_checkpoint {
+        println!("  latest        size {size}, root {root}");
+    }
+    if let Some(size) = r.inclusion_proven_in {
+        println!("  inclusion     proven in the tree of size {size}");
+    }
+    if let Some(f) = &r.first_failure {
+        match f.seq {
+            Some(s) => println!("  FIRST BAD SEQ {s}: {}", f.what),
+            None => println!("  FAILURE       {}", f.what),
+        }
+    }
+}

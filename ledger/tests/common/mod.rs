@@ -29,7 +29,10 @@ pub fn draft(i: u64) -> EntryDraft {
         .purpose(Purpose::SERVICE_DELIVERY)
         .reference(Reference::id(RefKind::MESSAGE, [(i % 256) as u8; 16]))
         .attr(AttrKey::TOKENS_IN, AttrValue::U64(i))
-        .attr(AttrKey::REQUEST_DIGEST, AttrValue::Digest(*blake3::hash(&i.to_le_bytes()).as_bytes()));
+        .attr(
+            AttrKey::REQUEST_DIGEST,
+            AttrValue::Digest(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+        );
     if i % 7 != 0 {
         d = d.tenant([(i % 3) as u8 + 1; 16]);
     }
@@ -67,7 +70,14 @@ pub fn build(n: u64, batch: u64, cps: &[u64]) -> MemStore {
 
 pub fn export(store: &MemStore, from: u64, to: u64) -> Vec<u8> {
     let mut st = store.clone();
-    block_on(export_bundle(&mut st, from, to, &signer().verifier_key(), Vec::new())).unwrap()
+    block_on(export_bundle(
+        &mut st,
+        from,
+        to,
+        &signer().verifier_key(),
+        Vec::new(),
+    ))
+    .unwrap()
 }
 
 pub fn verify(bytes: &[u8]) -> Report {
