@@ -113,12 +113,6 @@ pub(crate) trait EntrySource {
     fn next(&mut self, batch: &mut EntryBatch) -> Result<bool, LedgerError>;
 }
 
-impl<R: Read> EntrySource for BundleReader<R> {
-    fn next(&mut self, batch: &mut EntryBatch) -> Result<bool, LedgerError> {
-        self.read_batch(BATCH, batch)
-    }
-}
-
 /// Computes a proof between two sizes from stored tree hashes.
 pub(crate) type ProofFn = Box<dyn FnMut(u64, u64) -> Result<Vec<Hash>, LedgerError>>;
 
@@ -143,7 +137,10 @@ pub(crate) struct Inputs {
 ///
 /// # Errors
 /// [`LedgerError::Io`].
-pub fn verify_bundle<R: Read>(reader: R, opts: &VerifyOptions) -> Result<Report, LedgerError> {
+pub fn verify_bundle<R: Read + Send>(
+    reader: R,
+    opts: &VerifyOptions,
+) -> Result<Report, LedgerError> {
     let mut report = Report::default();
     let mut rd = match BundleReader::new(reader) {
         Ok(r) => r,
@@ -195,7 +192,52 @@ pub fn verify_bundle<R: Read>(reader: R, opts: &VerifyOptions) -> Result<Report,
         prove_consistency: None,
         prove_inclusion: None,
     };
-    run(inputs, &mut rd, opts, report)
+    // Read on a second thread while this one (and rayon) hash: the read is then off the
+    // critical path. Batches are recycled through a return channel.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(EntryBatch, bool), LedgerError>>(2);
+        let (ret_tx, ret_rx) = std::sync::mpsc::channel::<EntryBatch>();
+        scope.spawn(move || {
+            loop {
+                let mut b = ret_rx.try_recv().unwrap_or_default();
+                match rd.read_batch(BATCH, &mut b) {
+                    Ok(more) => {
+                        if tx.send(Ok((b, more))).is_err() || !more {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+        });
+        let mut src = ChannelSource { rx, ret_tx };
+        run(inputs, &mut src, opts, report)
+    })
+}
+
+/// Batches read by another thread.
+struct ChannelSource {
+    rx: std::sync::mpsc::Receiver<Result<(EntryBatch, bool), LedgerError>>,
+    ret_tx: std::sync::mpsc::Sender<EntryBatch>,
+}
+
+impl EntrySource for ChannelSource {
+    fn next(&mut self, batch: &mut EntryBatch) -> Result<bool, LedgerError> {
+        match self.rx.recv() {
+            Ok(Ok((mut b, more))) => {
+                std::mem::swap(batch, &mut b);
+                let _ = self.ret_tx.send(b);
+                Ok(more)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(LedgerError::Io(std::io::Error::other(
+                "bundle reader thread ended",
+            ))),
+        }
+    }
 }
 
 struct Checked {

@@ -2,7 +2,7 @@
 //! file or the database itself, read-only — with nothing but the log's public key. It never
 //! needs or reads a secret, and never writes to what it verifies.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -76,7 +76,7 @@ fn run(args: &Args) -> Result<bool, String> {
             serde_json::json!({ "ok": good, "detail": text }),
         );
         if !args.json {
-            println!("tlog-proof {}: {}", path.display(), text);
+            let _ = writeln!(std::io::stdout(), "tlog-proof {}: {}", path.display(), text);
         }
     }
     if let Some(source) = &args.source {
@@ -111,7 +111,7 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     if args.json {
         json.insert("ok".into(), serde_json::Value::Bool(ok));
-        println!("{}", serde_json::Value::Object(json));
+        let _ = writeln!(std::io::stdout(), "{}", serde_json::Value::Object(json));
     }
     Ok(ok)
 }
@@ -174,28 +174,37 @@ fn progress_bar(args: &Args) -> Option<indicatif::ProgressBar> {
 }
 
 fn print_summary(source: &str, r: &Report) {
+    // Write errors (a closed pipe) are ignored: the exit status carries the verdict.
+    let mut out = std::io::stdout().lock();
+    let _ = write_summary(&mut out, source, r);
+}
+
+fn write_summary(out: &mut impl std::io::Write, source: &str, r: &Report) -> std::io::Result<()> {
     let status = if r.ok() { "OK" } else { "FAILED" };
-    println!("smartchat-verify: {status}  ({source})");
-    println!("  log           {}", r.origin);
-    println!("  public key    {}", r.vkey);
-    println!(
+    writeln!(out, "smartchat-verify: {status}  ({source})")?;
+    writeln!(out, "  log           {}", r.origin)?;
+    writeln!(out, "  public key    {}", r.vkey)?;
+    writeln!(
+        out,
         "  entries       {} verified, from seq {}",
         r.entries, r.from_seq
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  checkpoints   {} signatures verified, {} roots recomputed, {} consistency proofs checked",
         r.checkpoints, r.roots_checked, r.consistency_checked
-    );
+    )?;
     if let Some((size, root)) = &r.latest_checkpoint {
-        println!("  latest        size {size}, root {root}");
+        writeln!(out, "  latest        size {size}, root {root}")?;
     }
     if let Some(size) = r.inclusion_proven_in {
-        println!("  inclusion     proven in the tree of size {size}");
+        writeln!(out, "  inclusion     proven in the tree of size {size}")?;
     }
     if let Some(f) = &r.first_failure {
         match f.seq {
-            Some(s) => println!("  FIRST BAD SEQ {s}: {}", f.what),
-            None => println!("  FAILURE       {}", f.what),
-        }
+            Some(s) => writeln!(out, "  FIRST BAD SEQ {s}: {}", f.what),
+            None => writeln!(out, "  FAILURE       {}", f.what),
+        }?;
     }
+    Ok(())
 }
