@@ -160,10 +160,16 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo bench` passes --bench; as a test (cargo test --all-targets) only a smoke run.
+    let default_n = if std::env::args().any(|a| a == "--bench") {
+        10_000_000
+    } else {
+        10_000
+    };
     let n: u64 = std::env::var("LEDGER_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000);
+        .unwrap_or(default_n);
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)

@@ -14,7 +14,7 @@ use smartchat_ledger::{Report, TlogProof, VerifierKey, VerifyOptions, verify_bun
 ///
 /// Exit status: 0 verified, 1 verification failed, 2 usage or I/O error.
 #[derive(Parser, Debug)]
-#[command(name = "smartchat-verify", version, about, long_about = None)]
+#[command(name = "smartchat-verify", version)]
 struct Args {
     /// A bundle file (from the ledger export), or a database URL: sqlite://PATH or
     /// postgres://USER@HOST/DB (opened read-only).
