@@ -6,6 +6,7 @@ pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod intent;
+pub mod leads;
 pub mod offline;
 pub mod profile;
 pub mod prompt;
@@ -18,6 +19,11 @@ pub use assistant::Assistant;
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use error::{ApiError, ProfileError, ProviderError, RequestError};
 pub use intent::{HoursQuery, Intent, detect_intent};
+pub use leads::{
+    Budget, BudgetBound, Currency, Extractor, FallbackReason, FieldName, LeadExtraction,
+    LeadFields, LeadRequest, LeadSignals, PreferredTime, ProviderExtractor, RuleExtractor,
+    StageHint, TimeWindow,
+};
 pub use offline::{Lang, OfflineAnswer, OfflineAssistant};
 pub use profile::{
     BookingLink, BusinessProfile, ClockTime, Interval, Service, StaffMember, Weekday, WeeklyHours,

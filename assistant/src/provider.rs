@@ -11,7 +11,10 @@ use crate::clock::Clock;
 use crate::error::{ApiError, ProviderError};
 use crate::redact::{Redacted, truncate};
 use crate::retry::{RetryPolicy, parse_retry_after};
-use crate::types::{AttemptOutcome, AttemptRecord, ReplyRequest, Role, TokenUsage, UserIdField};
+use crate::types::{
+    AttemptOutcome, AttemptRecord, Pseudonym, ReplyRequest, RequestFlags, Role, TokenUsage,
+    UserIdField,
+};
 
 /// Largest response body read from a provider.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -153,9 +156,9 @@ fn normalize_base_url(url: &str) -> Result<String, ProviderError> {
 }
 
 #[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'static str,
-    content: &'a str,
+pub(crate) struct WireMessage<'a> {
+    pub(crate) role: &'static str,
+    pub(crate) content: &'a str,
 }
 
 #[derive(Serialize)]
@@ -181,6 +184,8 @@ struct WireRequest<'a> {
     user_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thinking: Option<Thinking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<serde_json::Value>,
     stream: bool,
 }
 
@@ -462,9 +467,23 @@ impl ChatProvider {
             role: "user",
             content: &req.customer_message,
         });
+        self.body_for(messages, &req.subject_pseudonym, flags, None, None)
+    }
+
+    /// Serializes a chat-completions body for `messages` with the provider- and
+    /// flag-dependent fields (`store`, pseudonym field, token bound, `thinking`), an
+    /// optional `response_format` and an optional temperature override.
+    pub(crate) fn body_for(
+        &self,
+        messages: Vec<WireMessage<'_>>,
+        subject_pseudonym: &Pseudonym,
+        flags: &RequestFlags,
+        response_format: Option<serde_json::Value>,
+        temperature: Option<f32>,
+    ) -> Result<Vec<u8>, ProviderError> {
         let openai = self.name == ProviderKind::OpenAi;
         let deepseek = self.name == ProviderKind::DeepSeek;
-        let pseudonym = Some(req.subject_pseudonym.as_str());
+        let pseudonym = Some(subject_pseudonym.as_str());
         let (safety_identifier, user_id) = match flags.user_field {
             UserIdField::Auto if openai => (pseudonym, None),
             UserIdField::Auto if deepseek => (None, pseudonym),
@@ -491,13 +510,14 @@ impl ChatProvider {
         let body = WireRequest {
             model: &self.model,
             messages,
-            temperature: self.temperature,
+            temperature: temperature.unwrap_or(self.temperature),
             max_completion_tokens: openai.then_some(self.max_tokens),
             max_tokens: (!openai).then_some(self.max_tokens),
             store,
             safety_identifier,
             user_id,
             thinking,
+            response_format,
             stream: false,
         };
         serde_json::to_vec(&body)
@@ -600,16 +620,24 @@ impl ChatProvider {
         clock: &dyn Clock,
         deadline: Duration,
     ) -> ProviderRun {
+        match self.request_body(req, system_prompt) {
+            Ok(body) => self.send_with_retry(body, clock, deadline).await,
+            Err(e) => ProviderRun {
+                result: Err(e),
+                attempts: Vec::new(),
+            },
+        }
+    }
+
+    /// Sends a prebuilt body with this provider's retry policy (see
+    /// [`ChatProvider::complete_with_retry`]), recording every attempt.
+    pub(crate) async fn send_with_retry(
+        &self,
+        body: Vec<u8>,
+        clock: &dyn Clock,
+        deadline: Duration,
+    ) -> ProviderRun {
         let mut attempts = Vec::new();
-        let body = match self.request_body(req, system_prompt) {
-            Ok(b) => b,
-            Err(e) => {
-                return ProviderRun {
-                    result: Err(e),
-                    attempts,
-                };
-            }
-        };
         let digest: [u8; 32] = *blake3::hash(&body).as_bytes();
         let mut attempt = 0u32;
         loop {
