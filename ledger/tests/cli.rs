@@ -34,6 +34,10 @@ fn verifies_a_bundle_and_fails_a_tampered_one() {
         "{stdout}"
     );
 
+    // --progress off a terminal: plain progress lines on stderr.
+    let out = bin().arg(&good).arg("--progress").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verified 120/120 entries"));
+
     let out = bin().arg(&good).arg("--json").output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);

@@ -80,7 +80,7 @@ fn run(args: &Args) -> Result<bool, String> {
         }
     }
     if let Some(source) = &args.source {
-        let bar = progress_bar(args);
+        let bar = progress_bar();
         let mut opts = VerifyOptions {
             trusted_key: args.key.clone(),
             prove_seq: args.prove_seq,
@@ -92,6 +92,17 @@ fn run(args: &Args) -> Result<bool, String> {
                     b.set_length(total);
                 }
                 b.set_position(done);
+            }));
+        } else if args.progress {
+            // stderr is not a terminal (a log file, CI): plain lines, at most one a second.
+            let last = std::sync::Mutex::new(None::<std::time::Instant>);
+            opts.progress = Some(Arc::new(move |done, total| {
+                if let Ok(mut l) = last.lock() {
+                    if l.is_none_or(|t| t.elapsed().as_secs() >= 1) || done == total {
+                        *l = Some(std::time::Instant::now());
+                        let _ = writeln!(std::io::stderr(), "verified {done}/{total} entries");
+                    }
+                }
             }));
         }
         let report = verify_source(source, &opts).map_err(|e| e.to_string())?;
@@ -159,8 +170,9 @@ fn check_tlog_proof(args: &Args, path: &std::path::Path) -> Result<(bool, String
     })
 }
 
-fn progress_bar(args: &Args) -> Option<indicatif::ProgressBar> {
-    if !(args.progress || std::io::stderr().is_terminal()) {
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    // indicatif draws only on a terminal; --progress elsewhere prints plain lines instead.
+    if !std::io::stderr().is_terminal() {
         return None;
     }
     let bar =
