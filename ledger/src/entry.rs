@@ -749,6 +749,29 @@ mod tests {
         assert!(Entry::decode(&long).is_err());
     }
 
+    /// Known-answer vector, computed independently with
+    /// `b3sum --derive-key "smartchat-ledger 2026-11-26 entry hash v1"` (also in the format doc).
+    #[test]
+    fn entry_hash_known_answer() {
+        let e = Entry {
+            seq: 0,
+            time_micros: 5,
+            prev: [0; 32],
+            draft: EntryDraft::new(EventKind::MESSAGE_RECEIVED, Actor::System),
+        };
+        let enc = e.encode().unwrap();
+        assert_eq!(
+            hex::encode(&enc),
+            "0100000000000000000000000000000005\
+             0000000000000000000000000000000000000000000000000000000000000000\
+             006400000000000000"
+        );
+        assert_eq!(
+            hex::encode(e.hash().unwrap()),
+            "00cd0cbf05731d0de18d5a62eedd2f345f7456c0675739165fe3327c1a4cd7ef"
+        );
+    }
+
     #[test]
     fn limits_are_enforced() {
         let mut d = EntryDraft::new(EventKind::LEAD_CAPTURED, Actor::System);
