@@ -2,7 +2,7 @@
 //!
 //! [`FakeLlm::start`] listens on `127.0.0.1:0` and serves `POST /chat/completions` and
 //! `POST /v1/chat/completions`. It checks the bearer key (401 in OpenAI's error shape),
-//! validates `model` and `messages` (400), answers deterministically
+//! validates `model`, `messages` and `response_format` (400), answers deterministically
 //! (`fake reply to <n> messages`, or a scripted reply) with `usage`, records every
 //! request body, and can be scripted to fail ([`FakeLlm::fail_next`]) or rate limited
 //! ([`FakeLlm::set_rate_limit`]).
@@ -209,7 +209,57 @@ fn validate(body: &Value) -> Result<(&str, &Vec<Value>), (&'static str, &'static
             ));
         }
     }
+    validate_response_format(body, messages)?;
     Ok((model, messages))
+}
+
+/// Checks `response_format` as OpenAI does: `text`, `json_object` (the messages must
+/// mention "json") or `json_schema` with a `name` of 1 to 64 `[A-Za-z0-9_-]` and a
+/// `schema` object.
+fn validate_response_format(
+    body: &Value,
+    messages: &[Value],
+) -> Result<(), (&'static str, &'static str)> {
+    let Some(rf) = body.get("response_format") else {
+        return Ok(());
+    };
+    const PARAM: &str = "response_format";
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(()),
+        Some("json_object") => {
+            let mentions_json = messages.iter().any(|m| {
+                m.get("content")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.to_lowercase().contains("json"))
+            });
+            if mentions_json {
+                Ok(())
+            } else {
+                Err((
+                    "messages",
+                    "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+                ))
+            }
+        }
+        Some("json_schema") => {
+            let js = rf
+                .get("json_schema")
+                .ok_or((PARAM, "json_schema is required"))?;
+            let name_ok = js.get("name").and_then(Value::as_str).is_some_and(|n| {
+                (1..=64).contains(&n.len())
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+            if !name_ok {
+                return Err((PARAM, "json_schema.name is invalid"));
+            }
+            if !js.get("schema").is_some_and(Value::is_object) {
+                return Err((PARAM, "json_schema.schema must be an object"));
+            }
+            Ok(())
+        }
+        _ => Err((PARAM, "response_format.type is invalid")),
+    }
 }
 
 fn words(v: &Value) -> u32 {
@@ -367,6 +417,11 @@ impl FakeLlm {
     /// Queues a reply text for the next successful request.
     pub fn script_reply(&self, text: impl Into<String>) {
         lock(&self.state).replies.push_back(text.into());
+    }
+
+    /// Queues a JSON value as the next reply's content (a structured-output answer).
+    pub fn script_json_reply(&self, value: &Value) {
+        self.script_reply(value.to_string());
     }
 
     /// Allows `limit` successful requests per `window`; the next get 429 with

@@ -43,7 +43,8 @@ pub fn lead_json_schema(profile: &BusinessProfile) -> Value {
         .map(|s| Value::String(s.name.trim().to_owned()))
         .collect();
     services.push(Value::Null);
-    let nullable = |t: &str, description: &str| json!({"type": [t, "null"], "description": description});
+    let nullable =
+        |t: &str, description: &str| json!({"type": [t, "null"], "description": description});
     json!({
         "type": "object",
         "properties": {

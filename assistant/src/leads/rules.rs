@@ -5,8 +5,8 @@ use time::OffsetDateTime;
 use super::text::{Tok, find_any, has_any, phrase_at, tokenize, within_one_edit};
 use super::when::{month_of, parse_when, weekday_of, window_of};
 use super::{
-    Budget, BudgetBound, Currency, Extractor, LeadExtraction, LeadFields, LeadRequest,
-    LeadSignals, StageHint, local_date,
+    Budget, BudgetBound, Currency, Extractor, LeadExtraction, LeadFields, LeadRequest, LeadSignals,
+    StageHint, local_date,
 };
 use crate::profile::BusinessProfile;
 use crate::types::{ConversationTurn, Role};
@@ -159,19 +159,137 @@ pub(crate) fn clean_profile_name(s: &str) -> Option<String> {
 }
 
 const NOT_A_NAME: &[&str] = &[
-    "a", "an", "the", "is", "am", "not", "no", "yes", "very", "so", "just", "also", "from",
-    "and", "or", "here", "there", "interested", "intrested", "looking", "fine", "good", "ok",
-    "okay", "free", "busy", "available", "coming", "going", "calling", "writing", "asking",
-    "trying", "planning", "new", "ready", "sure", "sorry", "glad", "happy", "hoping",
-    "wondering", "thinking", "waiting", "late", "back", "still", "really", "customer",
-    "client", "hai", "hu", "hoon", "hun", "ho", "se", "ka", "ki", "ke", "ko", "bhi", "aa",
-    "aaunga", "aaungi", "ja", "abhi", "theek", "thik", "thoda", "ek", "bahut", "yahan",
-    "wahan", "aapka", "aapki", "aap", "tum", "wo", "woh", "kal", "aaj", "interest", "hi",
-    "hello", "namaste", "sir", "madam", "mam", "maam", "bhaiya", "didi", "ji", "please",
-    "want", "need", "book", "booking", "haircut", "to", "for", "with", "in", "on", "at",
-    "of", "my", "your", "it", "this", "that", "what", "how", "name", "naam", "है", "हूं",
-    "हूँ", "हू", "ठीक", "यहां", "आ", "जा", "भी", "एक", "बहुत", "तो", "आपका", "नाम", "कल",
-    "आज", "मेरा",
+    "a",
+    "an",
+    "the",
+    "is",
+    "am",
+    "not",
+    "no",
+    "yes",
+    "very",
+    "so",
+    "just",
+    "also",
+    "from",
+    "and",
+    "or",
+    "here",
+    "there",
+    "interested",
+    "intrested",
+    "looking",
+    "fine",
+    "good",
+    "ok",
+    "okay",
+    "free",
+    "busy",
+    "available",
+    "coming",
+    "going",
+    "calling",
+    "writing",
+    "asking",
+    "trying",
+    "planning",
+    "new",
+    "ready",
+    "sure",
+    "sorry",
+    "glad",
+    "happy",
+    "hoping",
+    "wondering",
+    "thinking",
+    "waiting",
+    "late",
+    "back",
+    "still",
+    "really",
+    "customer",
+    "client",
+    "hai",
+    "hu",
+    "hoon",
+    "hun",
+    "ho",
+    "se",
+    "ka",
+    "ki",
+    "ke",
+    "ko",
+    "bhi",
+    "aa",
+    "aaunga",
+    "aaungi",
+    "ja",
+    "abhi",
+    "theek",
+    "thik",
+    "thoda",
+    "ek",
+    "bahut",
+    "yahan",
+    "wahan",
+    "aapka",
+    "aapki",
+    "aap",
+    "tum",
+    "wo",
+    "woh",
+    "kal",
+    "aaj",
+    "interest",
+    "hi",
+    "hello",
+    "namaste",
+    "sir",
+    "madam",
+    "mam",
+    "maam",
+    "bhaiya",
+    "didi",
+    "ji",
+    "please",
+    "want",
+    "need",
+    "book",
+    "booking",
+    "haircut",
+    "to",
+    "for",
+    "with",
+    "in",
+    "on",
+    "at",
+    "of",
+    "my",
+    "your",
+    "it",
+    "this",
+    "that",
+    "what",
+    "how",
+    "name",
+    "naam",
+    "है",
+    "हूं",
+    "हूँ",
+    "हू",
+    "ठीक",
+    "यहां",
+    "आ",
+    "जा",
+    "भी",
+    "एक",
+    "बहुत",
+    "तो",
+    "आपका",
+    "नाम",
+    "कल",
+    "आज",
+    "मेरा",
 ];
 
 const NAME_END: &[&str] = &[
@@ -182,9 +300,9 @@ fn is_name_word(t: &Tok) -> bool {
     let n = t.text.chars().count();
     !t.placeholder
         && (2..=30).contains(&n)
-        && t.text.chars().all(|c| {
-            c.is_alphabetic() || ('\u{0900}'..='\u{097F}').contains(&c)
-        })
+        && t.text
+            .chars()
+            .all(|c| c.is_alphabetic() || ('\u{0900}'..='\u{097F}').contains(&c))
         && !NOT_A_NAME.contains(&t.text.as_str())
         && !NAME_END.contains(&t.text.as_str())
         && weekday_of(&t.text).is_none()
@@ -308,16 +426,41 @@ const CONCEPTS: &[Concept] = &[
     Concept {
         anchors: &["haircut", "cut", "trim"],
         synonyms: &[
-            "haircut*", "hair cut*", "hair cutting", "cutting", "baal kat*", "bal kat*",
-            "baal kaat*", "baal cut*", "bal cut*", "baal chhot*", "hair trim*", "बाल कट*",
-            "बाल कटा*", "हेयरकट*", "हेयर कट*", "कटिंग",
+            "haircut*",
+            "hair cut*",
+            "hair cutting",
+            "cutting",
+            "baal kat*",
+            "bal kat*",
+            "baal kaat*",
+            "baal cut*",
+            "bal cut*",
+            "baal chhot*",
+            "hair trim*",
+            "trim*",
+            "बाल कट*",
+            "बाल कटा*",
+            "हेयरकट*",
+            "हेयर कट*",
+            "कटिंग",
         ],
     },
     Concept {
         anchors: &["colour", "color", "dye", "highlight"],
         synonyms: &[
-            "colour*", "color*", "hair dye", "dye*", "highlight*", "baal rang*", "bal rang*",
-            "mehndi", "mehendi", "कलर", "बाल रंग*", "डाई", "मेहंदी",
+            "colour*",
+            "color*",
+            "hair dye",
+            "dye*",
+            "highlight*",
+            "baal rang*",
+            "bal rang*",
+            "mehndi",
+            "mehendi",
+            "कलर",
+            "बाल रंग*",
+            "डाई",
+            "मेहंदी",
         ],
     },
     Concept {
@@ -343,7 +486,14 @@ const CONCEPTS: &[Concept] = &[
     Concept {
         anchors: &["shave", "beard"],
         synonyms: &[
-            "shave*", "beard*", "dadhi", "daadhi", "dhadi", "दाढी", "शेव", "शेविंग",
+            "shave*",
+            "beard*",
+            "dadhi",
+            "daadhi",
+            "dhadi",
+            "दाढी",
+            "शेव",
+            "शेविंग",
         ],
     },
     Concept {
@@ -352,24 +502,49 @@ const CONCEPTS: &[Concept] = &[
     },
     Concept {
         anchors: &["threading", "eyebrow"],
-        synonyms: &["threading", "eyebrow*", "eye brow*", "आइब्रो", "थ्रेडिंग", "भौं*"],
+        synonyms: &[
+            "threading",
+            "eyebrow*",
+            "eye brow*",
+            "आइब्रो",
+            "थ्रेडिंग",
+            "भौं*",
+        ],
     },
     Concept {
         anchors: &["makeup", "bridal"],
         synonyms: &[
-            "makeup", "make up", "bridal", "dulhan", "shaadi makeup", "मेकअप", "दुल्हन",
+            "makeup",
+            "make up",
+            "bridal",
+            "dulhan",
+            "shaadi makeup",
+            "मेकअप",
+            "दुल्हन",
         ],
     },
     Concept {
         anchors: &["consult", "checkup", "check"],
         synonyms: &[
-            "consult*", "checkup", "check up", "salah", "salaah", "सलाह", "जांच", "चेकअप",
+            "consult*",
+            "checkup",
+            "check up",
+            "salah",
+            "salaah",
+            "सलाह",
+            "जांच",
+            "चेकअप",
         ],
     },
     Concept {
         anchors: &["cleaning", "scaling"],
         synonyms: &[
-            "cleaning", "scaling", "daant saaf*", "dant saaf*", "दांत साफ*", "सफाई",
+            "cleaning",
+            "scaling",
+            "daant saaf*",
+            "dant saaf*",
+            "दांत साफ*",
+            "सफाई",
         ],
     },
 ];
@@ -492,8 +667,23 @@ impl<'a> ServiceMatcher<'a> {
 
 const CURRENCY_BEFORE: &[&str] = &["₹", "rs", "inr", "rupees", "$", "usd"];
 const CURRENCY_AFTER: &[&str] = &[
-    "rs", "inr", "rupees", "rupee", "rupaye", "rupaiye", "rupay", "rupiya", "rupiye", "rupya",
-    "रुपये", "रुपए", "रुपया", "रु", "usd", "dollars", "dollar",
+    "rs",
+    "inr",
+    "rupees",
+    "rupee",
+    "rupaye",
+    "rupaiye",
+    "rupay",
+    "rupiya",
+    "rupiye",
+    "rupya",
+    "रुपये",
+    "रुपए",
+    "रुपया",
+    "रु",
+    "usd",
+    "dollars",
+    "dollar",
 ];
 const AT_MOST_BEFORE: &[&str] = &[
     "under",
@@ -542,9 +732,32 @@ const AT_MOST_AFTER: &[&str] = &[
     "का बजट",
 ];
 const NOT_MONEY_AFTER: &[&str] = &[
-    "min*", "hour*", "hr*", "day*", "week*", "month*", "year*", "km", "people", "person*",
-    "log", "ghant*", "din", "mahin*", "saal", "baje", "bje", "am", "pm", "times", "minute*",
-    "घंट*", "दिन", "मिनट", "लोग", "बजे",
+    "min*",
+    "hour*",
+    "hr*",
+    "day*",
+    "week*",
+    "month*",
+    "year*",
+    "km",
+    "people",
+    "person*",
+    "log",
+    "ghant*",
+    "din",
+    "mahin*",
+    "saal",
+    "baje",
+    "bje",
+    "am",
+    "pm",
+    "times",
+    "minute*",
+    "घंट*",
+    "दिन",
+    "मिनट",
+    "लोग",
+    "बजे",
 ];
 
 /// An amount at token `i`: `(rupees or dollars, tokens used, currency suffix seen)`.
@@ -649,7 +862,11 @@ fn budget(toks: &[Tok], used: &[usize]) -> Option<Budget> {
                 .is_some_and(|t| matches!(t.text.as_str(), "usd" | "dollars" | "dollar"));
         return Some(Budget {
             amount_minor: units * 100,
-            currency: if dollars { Currency::Usd } else { Currency::Inr },
+            currency: if dollars {
+                Currency::Usd
+            } else {
+                Currency::Inr
+            },
             bound: if at_most {
                 BudgetBound::AtMost
             } else {
@@ -765,8 +982,25 @@ const BOOKED_AFTER_LINK: &[&str] = &[
     "आ जाऊंगी",
 ];
 const NEGATION: &[&str] = &[
-    "not", "nahi", "nahin", "nhi", "nai", "नहीं", "नही", "dont", "didnt", "havent", "hasnt",
-    "cant", "cannot", "yet", "never", "fully", "are you", "is it", "you are",
+    "not",
+    "nahi",
+    "nahin",
+    "nhi",
+    "nai",
+    "नहीं",
+    "नही",
+    "dont",
+    "didnt",
+    "havent",
+    "hasnt",
+    "cant",
+    "cannot",
+    "yet",
+    "never",
+    "fully",
+    "are you",
+    "is it",
+    "you are",
 ];
 
 fn stage_in(toks: &[Tok], question: bool, link_sent: bool) -> Option<StageHint> {
@@ -794,7 +1028,10 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(name("my name is asha").as_deref(), Some("Asha"));
-        assert_eq!(name("I am Asha Rao, want a haircut").as_deref(), Some("Asha Rao"));
+        assert_eq!(
+            name("I am Asha Rao, want a haircut").as_deref(),
+            Some("Asha Rao")
+        );
         assert_eq!(name("i am interested in a facial"), None);
         assert_eq!(name("main Asha hoon"), Some("Asha".into()));
         assert_eq!(name("main aa raha hoon"), None);

@@ -23,7 +23,11 @@ fn is_deva_letter(c: char) -> bool {
 
 fn deva_digit(c: char) -> Option<char> {
     let d = u32::from(c).checked_sub(0x0966)?;
-    if d < 10 { char::from_digit(d, 10) } else { None }
+    if d < 10 {
+        char::from_digit(d, 10)
+    } else {
+        None
+    }
 }
 
 fn is_boundary(c: char) -> bool {
@@ -186,7 +190,11 @@ pub(crate) fn has_any(toks: &[Tok], phrases: &[&str]) -> bool {
 pub(crate) fn within_one_edit(a: &str, b: &str) -> bool {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     if long.len() - short.len() > 1 {
         return false;
     }

@@ -57,11 +57,25 @@ pub(crate) fn weekday_of(w: &str) -> Option<jiff::civil::Weekday> {
         "tuesday" | "tue" | "tues" | "mangalvar" | "mangalwar" | "mangalvaar" | "मंगलवार" => {
             W::Tuesday
         }
-        "wednesday" | "wed" | "budhvar" | "budhwar" | "budhvaar" | "बुधवार" => W::Wednesday,
-        "thursday" | "thu" | "thur" | "thurs" | "guruvar" | "guruwar" | "brihaspativar"
-        | "गुरुवार" | "गुरूवार" | "बृहस्पतिवार" => W::Thursday,
-        "friday" | "fri" | "shukravar" | "shukrawar" | "sukravar" | "शुक्रवार" => W::Friday,
-        "saturday" | "sat" | "shanivar" | "shaniwar" | "shanivaar" | "शनिवार" => W::Saturday,
+        "wednesday" | "wed" | "budhvar" | "budhwar" | "budhvaar" | "बुधवार" => {
+            W::Wednesday
+        }
+        "thursday"
+        | "thu"
+        | "thur"
+        | "thurs"
+        | "guruvar"
+        | "guruwar"
+        | "brihaspativar"
+        | "गुरुवार"
+        | "गुरूवार"
+        | "बृहस्पतिवार" => W::Thursday,
+        "friday" | "fri" | "shukravar" | "shukrawar" | "sukravar" | "शुक्रवार" => {
+            W::Friday
+        }
+        "saturday" | "sat" | "shanivar" | "shaniwar" | "shanivaar" | "शनिवार" => {
+            W::Saturday
+        }
         "sunday" | "sun" | "ravivar" | "raviwar" | "itwar" | "itvar" | "itvaar" | "रविवार"
         | "इतवार" => W::Sunday,
         _ => return None,
@@ -106,7 +120,7 @@ fn ordinal_day(s: &str) -> Option<(i8, bool)> {
         return None;
     }
     let d = small_uint(num)?;
-    (1..=31).contains(&d).then(|| (d as i8, suffixed))
+    (1..=31).contains(&d).then_some((d as i8, suffixed))
 }
 
 fn add_days(d: Date, n: i64) -> Option<Date> {
@@ -175,7 +189,10 @@ fn numeric_date(s: &str, today: Date) -> Option<Option<Date>> {
         return None;
     };
     let parts: Vec<&str> = s.split(sep).collect();
-    if parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     let num = |p: &str| p.parse::<i16>().ok();
@@ -365,7 +382,11 @@ fn clock_at(toks: &[Tok], i: usize) -> Option<(Clock, Vec<usize>)> {
         && let Some(n) = next
         && (n == "am" || n == "pm")
     {
-        let mer = if n == "am" { Meridiem::Am } else { Meridiem::Pm };
+        let mer = if n == "am" {
+            Meridiem::Am
+        } else {
+            Meridiem::Pm
+        };
         let hour = with_meridiem(h, Some(mer))?;
         return Some((
             Clock {
@@ -540,19 +561,20 @@ fn date_at(toks: &[Tok], i: usize, today: Date) -> Option<(Option<Date>, usize)>
             k += 1;
         }
         if let Some(m) = toks.get(k).and_then(|t| month_of(&t.text)) {
-            let year = toks.get(k + 1).and_then(|t| {
-                (t.text.len() == 4).then(|| year_of(&t.text)).flatten()
-            });
+            let year = toks
+                .get(k + 1)
+                .and_then(|t| (t.text.len() == 4).then(|| year_of(&t.text)).flatten());
             let used = k + 1 - i + usize::from(year.is_some());
             return Some((month_day(today, m, day, year), used));
         }
         // "14 tarikh", "14th ko", "on the 14th"
         let cue_after = next_text.is_some_and(|n| {
-            matches!(n, "tarikh" | "tareekh" | "tarik" | "tarikh ko" | "तारीख" | "तारीक")
-                || (suffixed && matches!(n, "ko" | "को"))
+            matches!(
+                n,
+                "tarikh" | "tareekh" | "tarik" | "tarikh ko" | "तारीख" | "तारीक"
+            ) || (suffixed && matches!(n, "ko" | "को"))
         });
-        let cue_before =
-            suffixed && i > 0 && matches!(toks[i - 1].text.as_str(), "the" | "on");
+        let cue_before = suffixed && i > 0 && matches!(toks[i - 1].text.as_str(), "the" | "on");
         if cue_after || cue_before {
             return Some((day_of_month(today, day), 1 + usize::from(cue_after)));
         }
@@ -583,10 +605,19 @@ mod tests {
     #[test]
     fn next_weekday_rule() {
         // From Saturday: next Monday is in the next week already.
-        assert_eq!(next_weekday(TODAY, jiff::civil::Weekday::Monday), Some(date(2026, 11, 30)));
+        assert_eq!(
+            next_weekday(TODAY, jiff::civil::Weekday::Monday),
+            Some(date(2026, 11, 30))
+        );
         // Next Sunday (tomorrow is this week's Sunday) is a week later.
-        assert_eq!(next_weekday(TODAY, jiff::civil::Weekday::Sunday), Some(date(2026, 12, 6)));
-        assert_eq!(next_weekday(TODAY, jiff::civil::Weekday::Saturday), Some(date(2026, 12, 5)));
+        assert_eq!(
+            next_weekday(TODAY, jiff::civil::Weekday::Sunday),
+            Some(date(2026, 12, 6))
+        );
+        assert_eq!(
+            next_weekday(TODAY, jiff::civil::Weekday::Saturday),
+            Some(date(2026, 12, 5))
+        );
         // From Monday 30 Nov: next Friday is 11 Dec.
         assert_eq!(
             next_weekday(date(2026, 11, 30), jiff::civil::Weekday::Friday),
@@ -606,6 +637,9 @@ mod tests {
     #[test]
     fn leap_day_without_year_is_the_next_existing_one() {
         assert_eq!(month_day(TODAY, 2, 29, None), None);
-        assert_eq!(month_day(date(2027, 3, 1), 2, 29, None), Some(date(2028, 2, 29)));
+        assert_eq!(
+            month_day(date(2027, 3, 1), 2, 29, None),
+            Some(date(2028, 2, 29))
+        );
     }
 }
