@@ -36,6 +36,10 @@ pub struct VerifyOptions {
     pub prove_seq: Option<u64>,
     /// Called after each batch.
     pub progress: Option<Progress>,
+    /// Signed checkpoint notes the auditor obtained earlier (from smartchat, a witness, a
+    /// previous audit). The ledger must contain their entries and reproduce their roots: this
+    /// catches a truncated tail even when the log's own later checkpoints were removed too.
+    pub trusted_checkpoints: Vec<String>,
 }
 
 impl std::fmt::Debug for VerifyOptions {
@@ -43,6 +47,7 @@ impl std::fmt::Debug for VerifyOptions {
         f.debug_struct("VerifyOptions")
             .field("trusted_key", &self.trusted_key)
             .field("prove_seq", &self.prove_seq)
+            .field("trusted_checkpoints", &self.trusted_checkpoints.len())
             .finish_non_exhaustive()
     }
 }
@@ -343,7 +348,47 @@ pub(crate) fn run(
         }
     };
     // Checkpoint sizes whose roots can be recomputed here, ascending.
-    let mut pending: Vec<&Checked> = checked.iter().filter(|c| c.size > from).collect();
+    // Checkpoints the auditor brings: same key, must not contradict the log's own.
+    let mut trusted: Vec<Checked> = Vec::new();
+    for (i, note) in opts.trusted_checkpoints.iter().enumerate() {
+        let cp = match open_note(note, &inputs.key) {
+            Ok(cp) => cp,
+            Err(e) => {
+                report.fail(None, format!("trusted checkpoint #{i}: {e}"));
+                return Ok(report);
+            }
+        };
+        if let Some(c) = checked
+            .iter()
+            .chain(trusted.iter())
+            .find(|c| c.size == cp.size)
+        {
+            if c.cp.root != cp.root {
+                report.fail(
+                    Some(cp.size.saturating_sub(1)),
+                    format!("forked history: trusted checkpoint of size {} has another root than the log's", cp.size),
+                );
+                return Ok(report);
+            }
+        }
+        if cp.size <= from && cp.size > 0 {
+            report.fail(
+                None,
+                format!(
+                    "trusted checkpoint of size {} precedes this bundle's first entry {from}",
+                    cp.size
+                ),
+            );
+            return Ok(report);
+        }
+        trusted.push(Checked { size: cp.size, cp });
+    }
+    let mut pending: Vec<&Checked> = checked
+        .iter()
+        .chain(trusted.iter())
+        .filter(|c| c.size > from)
+        .collect();
+    pending.sort_by_key(|c| c.size);
     pending.dedup_by_key(|c| c.size);
     let mut next_cp = 0usize;
     let mut expected = from;

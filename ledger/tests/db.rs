@@ -23,6 +23,7 @@ fn opts() -> VerifyOptions {
         trusted_key: Some(signer().vkey()),
         prove_seq: Some(123),
         progress: None,
+        trusted_checkpoints: Vec::new(),
     }
 }
 

@@ -130,6 +130,29 @@ fn tail_truncated_below_a_signed_checkpoint() {
 }
 
 #[test]
+fn tail_and_its_checkpoints_removed_caught_by_a_trusted_checkpoint() {
+    let (store, b) = fixture();
+    let (mut h, mut e) = parts(&b);
+    e.truncate(30);
+    h.to = 30;
+    h.checkpoints.truncate(1); // only size 16 left: internally consistent
+    let cut = rebuild(&h, &e);
+    assert!(verify(&cut).ok());
+    let opts = VerifyOptions {
+        trusted_checkpoints: vec![store.checkpoints()[1].note.clone()],
+        ..VerifyOptions::default()
+    };
+    let f = verify_bundle(&cut[..], &opts)
+        .unwrap()
+        .first_failure
+        .unwrap();
+    assert_eq!(f.seq, Some(30), "{f:?}");
+    assert!(f.what.contains("truncated"), "{f:?}");
+    // The untouched bundle satisfies the same trusted checkpoint.
+    assert!(verify_bundle(&b[..], &opts).unwrap().ok());
+}
+
+#[test]
 fn checkpoint_with_a_bad_signature() {
     let (_, b) = fixture();
     let (mut h, e) = parts(&b);

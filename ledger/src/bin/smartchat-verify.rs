@@ -39,6 +39,12 @@ struct Args {
     #[arg(long, value_name = "HEX")]
     entry_hash: Option<String>,
 
+    /// A signed checkpoint you obtained earlier (a file with the signed note); repeatable.
+    /// The ledger must still contain its entries and reproduce its root, which detects a
+    /// truncated log even if its later checkpoints were removed too.
+    #[arg(long = "checkpoint", value_name = "FILE")]
+    checkpoints: Vec<std::path::PathBuf>,
+
     /// Print the result as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -85,6 +91,11 @@ fn run(args: &Args) -> Result<bool, String> {
             trusted_key: args.key.clone(),
             prove_seq: args.prove_seq,
             progress: None,
+            trusted_checkpoints: args
+                .checkpoints
+                .iter()
+                .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
+                .collect::<Result<_, _>>()?,
         };
         if let Some(b) = bar.clone() {
             opts.progress = Some(Arc::new(move |done, total| {
