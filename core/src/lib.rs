@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod ledger_store;
+pub mod members;
 pub mod store;
 
 pub use error::CoreError;

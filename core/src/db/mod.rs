@@ -12,6 +12,7 @@
 //! and closes it, which rolls the transaction back: nothing half-written.
 
 pub mod schema;
+pub mod schema_auth;
 
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
