@@ -452,7 +452,11 @@ impl LeadRequest {
 
 /// The local date of `now` in the profile's time zone (UTC if the zone is unknown).
 pub(crate) fn local_date(profile: &BusinessProfile, now: OffsetDateTime) -> Date {
-    let tz = profile.time_zone().unwrap_or(jiff::tz::TimeZone::UTC);
+    local_date_in(&profile.time_zone().unwrap_or(jiff::tz::TimeZone::UTC), now)
+}
+
+/// The local date of `now` in `tz`.
+pub(crate) fn local_date_in(tz: &jiff::tz::TimeZone, now: OffsetDateTime) -> Date {
     let ts =
         jiff::Timestamp::from_second(now.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     tz.to_datetime(ts).date()

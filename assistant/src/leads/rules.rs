@@ -6,7 +6,7 @@ use super::text::{Tok, find_any, has_any, phrase_at, tokenize, within_one_edit};
 use super::when::{month_of, parse_when, weekday_of, window_of};
 use super::{
     Budget, BudgetBound, Currency, Extractor, LeadExtraction, LeadFields, LeadRequest, LeadSignals,
-    StageHint, local_date,
+    StageHint, local_date_in,
 };
 use crate::profile::BusinessProfile;
 use crate::types::{ConversationTurn, Role};
@@ -68,6 +68,7 @@ fn extract_fields(
     now: OffsetDateTime,
     signals: &LeadSignals,
 ) -> LeadFields {
+    let tz = profile.time_zone().unwrap_or(jiff::tz::TimeZone::UTC);
     let matcher = ServiceMatcher::new(profile);
     let booking_urls: Vec<String> = profile
         .booking_links
@@ -98,7 +99,7 @@ fn extract_fields(
         } else {
             now
         };
-        let when = parse_when(&toks, local_date(profile, reference));
+        let when = parse_when(&toks, local_date_in(&tz, reference));
         let mut enquiry = false;
         if let Some(d) = when.date {
             f.preferred_date = Some(d);
