@@ -21,6 +21,25 @@ pub struct BootReport {
     pub keystore_initialized: bool,
     /// Main-database migrations applied.
     pub migrations_applied: usize,
+    /// The platform policy version running.
+    pub policy_version: Option<String>,
+    /// Sub-processor registry changes announced at this start.
+    pub policy_changes: usize,
+    /// Tenant notices written for them.
+    pub policy_notices: usize,
+}
+
+/// The platform policy: `SMARTCHAT_POLICY_FILE`, or the default embedded in the binary. A
+/// file that does not load stops start-up with its path, line and reason.
+pub fn load_policy(config: &Config) -> Result<smartchat_policies::Policy, CoreError> {
+    let loaded = match &config.policy_file {
+        Some(p) => smartchat_policies::Policy::load(p),
+        None => smartchat_policies::Policy::platform_default(),
+    };
+    loaded.map_err(|e| CoreError::Config {
+        key: "SMARTCHAT_POLICY_FILE".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// What the server runs on, built once at start-up.
@@ -47,13 +66,16 @@ pub async fn open(config: &Config) -> Result<(Services, BootReport), CoreError> 
     let db = DbPool::open(&config.database_url, &opts).await?;
     report.migrations_applied = db.migrate(Schema::Main).await?;
     let ledger = Ledger::open(db.clone(), &keys, &config.ledger_origin).await?;
-    Ok((
-        Services {
-            store: Store::new(db, keys),
-            ledger,
-        },
-        report,
-    ))
+    let platform = std::sync::Arc::new(load_policy(config)?);
+    let store = Store::new(db, keys, platform);
+    let recorded = store
+        .policy
+        .record_platform(time::OffsetDateTime::now_utc())
+        .await?;
+    report.policy_changes = recorded.changes.len();
+    report.policy_notices = recorded.notices;
+    report.policy_version = Some(recorded.version.to_string());
+    Ok((Services { store, ledger }, report))
 }
 
 /// The master key from `SMARTCHAT_MASTER_KEY`, else the key file; generated into the key

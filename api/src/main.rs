@@ -38,6 +38,53 @@ enum Command {
     /// The audit ledger: status, checkpoints, proofs, export for auditors.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Policies as code: the effective policy, tenant tightening, registry changes, records.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Print the effective policy of a tenant (or the platform policy) as TOML.
+    Show {
+        /// Tenant id or handle; the platform policy when omitted.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Tighten a tenant's policy from a TOML file of overrides (refused if any rule loosens).
+    Set {
+        /// Tenant id or handle.
+        #[arg(long)]
+        tenant: String,
+        /// The overrides file (see policies/README.md).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List the sub-processor registry changes a tenant was notified of.
+    Notices {
+        /// Tenant id or handle.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Record a tenant's objection to a registry change: the change stays denied for it.
+    Object {
+        /// Tenant id or handle.
+        #[arg(long)]
+        tenant: String,
+        /// The change id (from `policy notices`).
+        #[arg(long)]
+        change: String,
+    },
+    /// The records of processing activities (GDPR Art. 30(2)) for a tenant, from the policy
+    /// and the ledger.
+    Records {
+        /// Tenant id or handle.
+        #[arg(long)]
+        tenant: String,
+        /// Print JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +203,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Ledger(cmd) => ledger(cmd, config).await,
+        Command::Policy(cmd) => policy(cmd, config).await,
         Command::Migrate => {
             let (_, report) = boot::open(&config).await?;
             print_boot(&config, &report);
@@ -372,6 +420,89 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn policy(cmd: PolicyCommand, config: Config) -> anyhow::Result<()> {
+    let (services, report) = boot::open(&config).await?;
+    print_boot(&config, &report);
+    let store = &services.store;
+    let pol = &store.policy;
+    match cmd {
+        PolicyCommand::Show { tenant: None } => {
+            println!("# platform policy, version {}", pol.platform().version());
+            print!("{}", pol.platform().to_toml_string()?);
+        }
+        PolicyCommand::Show { tenant: Some(t) } => {
+            let id = resolve_tenant(store, &t).await?;
+            let eff = pol.effective(id).await?;
+            println!(
+                "# effective policy of tenant {id}, version {}",
+                eff.version()
+            );
+            print!("{}", eff.to_toml_string()?);
+        }
+        PolicyCommand::Set { tenant, file } => {
+            let id = resolve_tenant(store, &tenant).await?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let overrides = smartchat_policies::TenantOverrides::from_toml_str(
+                &text,
+                &file.display().to_string(),
+            )?;
+            let v = pol
+                .set_overrides(id, &overrides, smartchat_ledger::Actor::System)
+                .await?;
+            services.ledger.sequence_all().await?;
+            println!("tenant {id} now runs policy version {v}");
+        }
+        PolicyCommand::Notices { tenant } => {
+            let id = resolve_tenant(store, &tenant).await?;
+            let notices = pol.notices(id).await?;
+            if notices.is_empty() {
+                println!("no registry changes were announced to this tenant");
+            }
+            for n in notices {
+                println!(
+                    "{}  {}  {:?}  effective {}{}",
+                    n.change.id.0,
+                    n.change.processor.as_str(),
+                    n.change.change,
+                    n.change.effective_at,
+                    if n.objected_at.is_some() {
+                        "  (objected)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        PolicyCommand::Object { tenant, change } => {
+            let id = resolve_tenant(store, &tenant).await?;
+            pol.object(id, &change, smartchat_ledger::Actor::System)
+                .await?;
+            services.ledger.sequence_all().await?;
+            println!("objection recorded: {change} stays denied for tenant {id}");
+        }
+        PolicyCommand::Records { tenant, json } => {
+            let id = resolve_tenant(store, &tenant).await?;
+            let view = store.tenant(id).await?;
+            let eff = pol.effective(id).await?;
+            services.ledger.sequence_all().await?;
+            let entries = services.ledger.tenant_entries(id.bytes()).await?;
+            let usage = smartchat_core::policy_store::usage_from_entries(&entries);
+            let name = view
+                .summary
+                .name
+                .unwrap_or_else(|| view.summary.handle.clone());
+            let records = smartchat_policies::records_of_processing(&eff, &name, &usage);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                print!("{}", records.to_markdown());
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn resolve_tenant(store: &Store, s: &str) -> anyhow::Result<TenantId> {

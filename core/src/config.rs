@@ -68,6 +68,8 @@ pub struct Config {
     pub max_connections: usize,
     /// The ledger's origin line in checkpoints (`SMARTCHAT_LEDGER_ORIGIN`).
     pub ledger_origin: String,
+    /// The platform policy file (`SMARTCHAT_POLICY_FILE`; default: the embedded policy).
+    pub policy_file: Option<PathBuf>,
     /// Log format (`SMARTCHAT_LOG_FORMAT`: `text` or `json`).
     pub log_format: LogFormat,
     /// Meta app secret for webhook signatures (`SMARTCHAT_META_APP_SECRET`).
@@ -99,6 +101,7 @@ struct FileConfig {
     sqlite_sync: Option<String>,
     max_connections: Option<usize>,
     ledger_origin: Option<String>,
+    policy_file: Option<PathBuf>,
     log_format: Option<String>,
     meta_app_secret: Option<Secret>,
     meta_verify_token: Option<Secret>,
@@ -120,6 +123,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_SQLITE_SYNC",
     "SMARTCHAT_MAX_CONNECTIONS",
     "SMARTCHAT_LEDGER_ORIGIN",
+    "SMARTCHAT_POLICY_FILE",
     "SMARTCHAT_LOG_FORMAT",
     "SMARTCHAT_META_APP_SECRET",
     "SMARTCHAT_META_VERIFY_TOKEN",
@@ -248,6 +252,9 @@ impl Config {
                 .or(fc.master_key_file)
                 .unwrap_or_else(|| data_dir.join("master.key")),
             master_key: secret("SMARTCHAT_MASTER_KEY", fc.master_key),
+            policy_file: get("SMARTCHAT_POLICY_FILE")
+                .map(PathBuf::from)
+                .or(fc.policy_file),
             ledger_origin: get("SMARTCHAT_LEDGER_ORIGIN")
                 .or(fc.ledger_origin)
                 .unwrap_or_else(|| "smartchat.local/ledger".into()),

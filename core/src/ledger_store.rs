@@ -448,6 +448,24 @@ impl Ledger {
         SqlLedger::new(&mut c).read_entries(from, to).await
     }
 
+    /// Every sequenced entry of one tenant, in order.
+    pub async fn tenant_entries(&self, tenant: [u8; 16]) -> Result<Vec<StoredEntry>, CoreError> {
+        let mut c = self.db.conn().await?;
+        let t = tenant.to_vec();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = db_run!(c, |c| ledger_entries::table
+            .filter(ledger_entries::tenant_id.eq(&t))
+            .order(ledger_entries::seq)
+            .select((ledger_entries::entry, ledger_entries::hash))
+            .load(c)
+            .await)?;
+        rows.into_iter()
+            .map(|(bytes, hash)| {
+                StoredEntry::from_stored(bytes, to_hash(&hash)?)
+                    .map_err(|e| CoreError::Ledger(e.to_string()))
+            })
+            .collect()
+    }
+
     /// A c2sp.org/tlog-proof of entry `seq` against the latest checkpoint.
     pub async fn tlog_proof(&self, seq: u64) -> Result<smartchat_ledger::TlogProof, CoreError> {
         let mut c = self.db.conn().await?;

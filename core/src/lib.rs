@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod ledger_store;
 pub mod members;
+pub mod policy_store;
 pub mod store;
 
 pub use error::CoreError;

@@ -19,14 +19,18 @@ use crate::db::{Conn, DbPool, Tx, is_unique_violation, now_micros};
 use crate::db_run;
 use crate::error::CoreError;
 use crate::ids::{ConversationId, Handle, MessageId, PhoneNumberId, SubjectId, TenantId};
+use crate::policy_store::PolicyService;
+use smartchat_policies::Policy;
 
-/// The storage façade: the main database and the keyring. Cheap to clone.
+/// The storage façade: the main database, the keyring and the policy. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     /// The main database.
     pub db: DbPool,
     /// Keys.
     pub keys: Keyring,
+    /// Policy decisions in each tenant's context.
+    pub policy: PolicyService,
 }
 
 /// A business profile: what the assistant answers from. Sealed under the tenant key as a
@@ -185,9 +189,13 @@ fn contact_context(tenant: &str, subject_id: &str) -> String {
 }
 
 impl Store {
-    /// Wraps a pool and keyring.
-    pub fn new(db: DbPool, keys: Keyring) -> Self {
-        Self { db, keys }
+    /// Wraps a pool, the keyring and the platform policy.
+    pub fn new(db: DbPool, keys: Keyring, platform: Arc<Policy>) -> Self {
+        Self {
+            policy: PolicyService::new(db.clone(), platform),
+            db,
+            keys,
+        }
     }
 
     /// Creates a tenant: its key in the key store, then the tenant row, its phone number
@@ -731,6 +739,7 @@ impl Store {
         )
         .tenant(tenant.bytes())
         .subject(key.pseudonym(&sid))
+        .policy_version(self.policy.version_for(tenant).await?.0)
         .reference(Reference::id(RefKind::MESSAGE, id.bytes()));
         if let Some(ct) = &body_ct {
             draft = draft.reference(Reference::digest(

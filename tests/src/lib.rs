@@ -226,7 +226,10 @@ pub async fn open_store(
     let (keys, _) = Keyring::open(ks, master).await?;
     let db = DbPool::open(db_url, &opts).await?;
     db.migrate(Schema::Main).await?;
-    Ok(Store::new(db, keys))
+    let platform = std::sync::Arc::new(
+        smartchat_policies::Policy::platform_default().expect("default policy"),
+    );
+    Ok(Store::new(db, keys, platform))
 }
 
 /// Runs one async test body on SQLite and on PostgreSQL, as two tests.

@@ -11,6 +11,41 @@ diesel::table! {
         created_at -> BigInt,
         terminated_at -> Nullable<BigInt>,
         purge_after -> Nullable<BigInt>,
+        policy_overrides -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    policy_versions (version) {
+        version -> Text,
+        policy -> Text,
+        recorded_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    registry_changes (id) {
+        id -> Text,
+        processor -> Text,
+        body -> Text,
+        announced_at -> BigInt,
+        effective_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    registry_notices (change_id, tenant_id) {
+        change_id -> Text,
+        tenant_id -> Text,
+        notified_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    registry_objections (change_id, tenant_id) {
+        change_id -> Text,
+        tenant_id -> Text,
+        objected_at -> BigInt,
     }
 }
 
