@@ -90,6 +90,21 @@ fn bench(c: &mut Criterion) {
     g.bench_function("rules_conversation_10_turns", |b| {
         b.iter(|| black_box(RuleExtractor::extract(&p, black_box(&conversation), now)))
     });
+    // Worst case the extractor reads: one turn of MAX_RULE_CHARS characters.
+    let long: String = MESSAGES
+        .iter()
+        .cycle()
+        .flat_map(|m| m.chars().chain(std::iter::once(' ')))
+        .take(smartchat_assistant::leads::MAX_RULE_CHARS)
+        .collect();
+    let long_turn = vec![ConversationTurn {
+        role: Role::Customer,
+        text: long,
+        at: now,
+    }];
+    g.bench_function("rules_one_8000_char_turn", |b| {
+        b.iter(|| black_box(RuleExtractor::extract(&p, black_box(&long_turn), now)))
+    });
     g.finish();
 }
 

@@ -205,6 +205,17 @@ fn cases() -> Vec<Case> {
             .service("Haircut")
             .date(date(2026, 12, 2))
             .time(at(15, 0)),
+        case("I am free on Sunday").date(SUN),
+        case("see you soon"),
+        case("what is the price of facial?").service("Facial"),
+        case("Can I come at 5?").time(at(17, 0)),
+        case("10 am tomorrow").date(SUN).time(at(10, 0)),
+        case("morning 9:30").time(at(9, 30)),
+        case("Sunday 2pm").date(SUN).time(at(14, 0)),
+        case("my name is Asha and I want a facial")
+            .name("Asha")
+            .service("Facial"),
+        case("a hair spa please"),
         // romanized Hindi
         case("main Asha hoon, kal shaam 5 baje baal katwana hai")
             .name("Asha")
