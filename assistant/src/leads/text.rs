@@ -186,37 +186,23 @@ pub(crate) fn has_any(toks: &[Tok], phrases: &[&str]) -> bool {
     find_any(toks, phrases).is_some()
 }
 
-/// Levenshtein distance bounded by 1: whether `a` and `b` differ by at most one edit.
+/// Levenshtein distance bounded by 1, on bytes (callers pass ASCII): whether `a` and
+/// `b` differ by at most one insertion, deletion or substitution.
 pub(crate) fn within_one_edit(a: &str, b: &str) -> bool {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let (short, long) = if a.len() <= b.len() {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
     if long.len() - short.len() > 1 {
         return false;
     }
-    let mut i = 0;
-    let mut j = 0;
-    let mut edits = 0;
-    while i < short.len() && j < long.len() {
-        if short[i] == long[j] {
-            i += 1;
-            j += 1;
-            continue;
-        }
-        edits += 1;
-        if edits > 1 {
-            return false;
-        }
-        if short.len() == long.len() {
-            i += 1;
-        }
-        j += 1;
+    let prefix = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+    if prefix == short.len() {
+        return true;
     }
-    edits + (long.len() - j) + (short.len() - i) <= 1
+    if short.len() == long.len() {
+        short[prefix + 1..] == long[prefix + 1..]
+    } else {
+        short[prefix..] == long[prefix + 1..]
+    }
 }
 
 #[cfg(test)]
