@@ -250,6 +250,9 @@ fn cases() -> Vec<Case> {
         case("rehne do bhaiya").stage(Lost),
         case("book kar diya").stage(Booked),
         case("main aa raha hoon"),
+        case("mai pune mein hu"),
+        case("main ghar par hoon"),
+        case("मैं कल आ सकती हूं").date(SUN),
         case("haircut 2 logo ke liye").service("Haircut"),
         // Hindi (Devanagari)
         case("मेरा नाम आशा है, परसों सुबह 10 बजे फेशियल करवाना है")

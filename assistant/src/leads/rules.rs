@@ -291,6 +291,20 @@ const NOT_A_NAME: &[&str] = &[
     "कल",
     "आज",
     "मेरा",
+    "main",
+    "mai",
+    "mein",
+    "me",
+    "par",
+    "pe",
+    "ghar",
+    "office",
+    "bahar",
+    "में",
+    "पर",
+    "घर",
+    "बाहर",
+    "मैं",
 ];
 
 const NAME_END: &[&str] = &[

@@ -2,7 +2,8 @@
 //! against the local date in the business's time zone.
 //!
 //! Rules: a bare weekday ("Saturday", "shanivar") is its next occurrence, today
-//! included; "next Monday" ("agle somvar", "अगले सोमवार") is that day of the next
+//! included ("sat", "sun", "wed" only when capitalized, being ordinary words too);
+//! "next Monday" ("agle somvar", "अगले सोमवार") is that day of the next
 //! calendar week when the bare weekday would fall in the current Monday-to-Sunday week,
 //! otherwise the bare weekday; "kal"/"कल" means tomorrow; a day and month without a
 //! year ("14th Dec", "14/12") is the next such date, today included; a day of the month
