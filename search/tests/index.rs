@@ -422,3 +422,15 @@ fn debug_output_has_no_text() {
         "SearchKey(<redacted>)"
     );
 }
+
+#[tokio::test]
+async fn fuzzy_with_date_filter() {
+    let (_tmp, m) = manager().await;
+    m.add_messages(T, &[msg(1, "aa", "appointment tomorrow reschedule")], 1).await.unwrap();
+    assert_eq!(ids(&m, SearchQuery::text("appoixtment~1")).await, ["m1"]);
+    assert_eq!(ids(&m, SearchQuery::text("reschxdule~1")).await, ["m1"]);
+    let mut q = SearchQuery::text("appoixtment~1");
+    q.from_micros = Some(1_700_000_000_000_000);
+    q.to_micros = Some(1_700_000_000_000_000 + 30 * 86_400_000_000);
+    assert_eq!(ids(&m, q).await, ["m1"]);
+}
