@@ -2,7 +2,9 @@
 
 use time::OffsetDateTime;
 
-use super::text::{Tok, find_any, has_any, phrase_at, tokenize, within_one_edit};
+use std::sync::LazyLock;
+
+use super::text::{PhraseSet, Tok, phrase_at, tokenize, within_one_edit};
 use super::when::{month_of, parse_when, weekday_of, window_of};
 use super::{
     Budget, BudgetBound, Currency, Extractor, LeadExtraction, LeadFields, LeadRequest, LeadSignals,
@@ -568,8 +570,17 @@ struct Entry<'a> {
     canonical: &'a str,
     words: Vec<String>,
     joined: String,
-    synonyms: Vec<&'static str>,
+    /// Indices into [`CONCEPTS`] the service belongs to.
+    concepts: Vec<usize>,
 }
+
+/// Each concept's synonyms, compiled once.
+static CONCEPT_SETS: LazyLock<Vec<PhraseSet>> = LazyLock::new(|| {
+    CONCEPTS
+        .iter()
+        .map(|c| PhraseSet::new([c.synonyms]))
+        .collect()
+});
 
 struct ServiceMatcher<'a> {
     entries: Vec<Entry<'a>>,
@@ -594,20 +605,21 @@ impl<'a> ServiceMatcher<'a> {
             .map(|s| {
                 let words: Vec<String> = tokenize(&s.name).into_iter().map(|t| t.text).collect();
                 let joined: String = words.concat();
-                let synonyms = CONCEPTS
+                let concepts = CONCEPTS
                     .iter()
-                    .filter(|c| {
+                    .enumerate()
+                    .filter(|(_, c)| {
                         c.anchors
                             .iter()
                             .any(|a| words.iter().any(|w| w.starts_with(a)) || joined == *a)
                     })
-                    .flat_map(|c| c.synonyms.iter().copied())
+                    .map(|(k, _)| k)
                     .collect();
                 Entry {
                     canonical: s.name.trim(),
                     words,
                     joined,
-                    synonyms,
+                    concepts,
                 }
             })
             .collect();
@@ -657,11 +669,13 @@ impl<'a> ServiceMatcher<'a> {
                 }
             }
         }
-        if best == 0
-            && let Some((i, n)) = find_any(toks, &e.synonyms)
-        {
-            let len: usize = toks[i..i + n].iter().map(|t| t.text.len()).sum();
-            best = 500 + len;
+        if best == 0 {
+            for &k in &e.concepts {
+                if let Some((i, n)) = CONCEPT_SETS.get(k).and_then(|set| set.find(toks)) {
+                    let len: usize = toks[i..i + n].iter().map(|t| t.text.len()).sum();
+                    best = best.max(500 + len);
+                }
+            }
         }
         best
     }
@@ -1019,13 +1033,18 @@ const NEGATION: &[&str] = &[
 ];
 
 fn stage_in(toks: &[Tok], question: bool, link_sent: bool) -> Option<StageHint> {
-    if has_any(toks, LOST) {
+    static LOST_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new([LOST]));
+    static NEGATION_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new([NEGATION]));
+    static BOOKED_SET: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new([BOOKED]));
+    static AFTER_LINK_SET: LazyLock<PhraseSet> =
+        LazyLock::new(|| PhraseSet::new([BOOKED_AFTER_LINK]));
+    if LOST_SET.any(toks) {
         return Some(StageHint::Lost);
     }
-    if question || has_any(toks, NEGATION) {
+    if question || NEGATION_SET.any(toks) {
         return None;
     }
-    if has_any(toks, BOOKED) || (link_sent && has_any(toks, BOOKED_AFTER_LINK)) {
+    if BOOKED_SET.any(toks) || (link_sent && AFTER_LINK_SET.any(toks)) {
         return Some(StageHint::Booked);
     }
     None

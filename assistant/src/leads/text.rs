@@ -171,19 +171,74 @@ pub(crate) fn phrase_at(toks: &[Tok], i: usize, phrase: &str) -> Option<usize> {
     Some(n)
 }
 
-/// The first position where any of the phrases matches, with the match length.
-pub(crate) fn find_any(toks: &[Tok], phrases: &[&str]) -> Option<(usize, usize)> {
-    (0..toks.len()).find_map(|i| {
-        phrases
-            .iter()
-            .find_map(|p| phrase_at(toks, i, p))
-            .map(|n| (i, n))
-    })
+/// A list of phrase patterns compiled once: words split, prefix flags set, and each
+/// phrase's first byte kept so most positions are rejected with one comparison.
+pub(crate) struct PhraseSet {
+    phrases: Vec<Vec<(&'static str, bool)>>,
+    first_bytes: Vec<Option<u8>>,
 }
 
-/// Whether any phrase occurs.
-pub(crate) fn has_any(toks: &[Tok], phrases: &[&str]) -> bool {
-    find_any(toks, phrases).is_some()
+impl PhraseSet {
+    /// Compiles the patterns (words separated by spaces; `*` suffix: prefix match).
+    pub(crate) fn new<'a>(lists: impl IntoIterator<Item = &'a [&'static str]>) -> Self {
+        let mut phrases = Vec::new();
+        let mut first_bytes = Vec::new();
+        for list in lists {
+            for p in list {
+                let words: Vec<(&'static str, bool)> = p
+                    .split(' ')
+                    .map(|w| match w.strip_suffix('*') {
+                        Some(prefix) => (prefix, true),
+                        None => (w, false),
+                    })
+                    .collect();
+                first_bytes.push(words.first().and_then(|(w, _)| w.bytes().next()));
+                phrases.push(words);
+            }
+        }
+        PhraseSet {
+            phrases,
+            first_bytes,
+        }
+    }
+
+    fn at(&self, toks: &[Tok], i: usize, k: usize) -> Option<usize> {
+        let words = &self.phrases[k];
+        for (j, (w, prefix)) in words.iter().enumerate() {
+            let t = toks.get(i + j)?;
+            let ok = !t.placeholder
+                && if *prefix {
+                    t.text.starts_with(w)
+                } else {
+                    t.text == *w
+                };
+            if !ok {
+                return None;
+            }
+        }
+        Some(words.len())
+    }
+
+    /// The first position where a phrase matches, with the number of tokens matched.
+    pub(crate) fn find(&self, toks: &[Tok]) -> Option<(usize, usize)> {
+        for (i, t) in toks.iter().enumerate() {
+            let first = t.text.as_bytes().first().copied();
+            for k in 0..self.phrases.len() {
+                if self.first_bytes[k].is_some() && self.first_bytes[k] != first {
+                    continue;
+                }
+                if let Some(n) = self.at(toks, i, k) {
+                    return Some((i, n));
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether any phrase occurs.
+    pub(crate) fn any(&self, toks: &[Tok]) -> bool {
+        self.find(toks).is_some()
+    }
 }
 
 /// Levenshtein distance bounded by 1, on bytes (callers pass ASCII): whether `a` and
