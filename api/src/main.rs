@@ -319,7 +319,7 @@ async fn ledger(cmd: LedgerCommand, config: Config) -> anyhow::Result<()> {
                 .sync_all()?;
             println!("wrote entries {from}..{to} to {}", out.display());
             println!(
-                "verify with: smartchat-verify bundle {} --key '{}'",
+                "verify with: smartchat-verify {} --key '{}'",
                 out.display(),
                 ledger.vkey()
             );

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod ledger_store;
 pub mod members;
 pub mod policy_store;

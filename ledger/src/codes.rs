@@ -256,6 +256,12 @@ code_type! {
         AZURE_OPENAI = 5, "azure_openai";
         /// A self-hosted model.
         SELF_HOSTED = 6, "self_hosted";
+        /// DeepSeek.
+        DEEPSEEK = 7, "deepseek";
+        /// Meta (WhatsApp Business Cloud API).
+        META = 8, "meta";
+        /// Another OpenAI-compatible endpoint.
+        COMPATIBLE = 9, "compatible";
     }
 }
 

@@ -367,7 +367,51 @@ async fn entries_hold_no_personal_data(env: TestEnv) {
     assert!(report.first_failure.is_none(), "{:?}", report.first_failure);
 }
 
+async fn the_auditor_tool_reads_our_database(env: TestEnv) {
+    let s = &env.store;
+    let ledger = ledger_for(s).await;
+    let t = tenant(s, "auditor").await;
+    for _ in 0..3 {
+        let mut tx = s.db.begin().await.unwrap();
+        audit::enqueue(
+            &mut tx,
+            &EntryDraft::new(EventKind::SEARCH_PERFORMED, Actor::System).tenant(t.bytes()),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    ledger.sequence_all().await.unwrap();
+    ledger.checkpoint().await.unwrap().unwrap();
+    let url = smartchat_tests::url_string(&env.db_url);
+    let key = ledger.vkey();
+    let run = |url: String, key: String| {
+        tokio::task::spawn_blocking(move || {
+            smartchat_ledger::verify_database(
+                &url,
+                &VerifyOptions {
+                    trusted_key: Some(key),
+                    ..VerifyOptions::default()
+                },
+            )
+        })
+    };
+    let report = run(url.clone(), key.clone()).await.unwrap().unwrap();
+    assert!(report.first_failure.is_none(), "{:?}", report.first_failure);
+    assert_eq!(report.entries, 5);
+    // Change the kind column of entry 3 (the canonical bytes still say otherwise).
+    let mut c = s.db.conn().await.unwrap();
+    db_run!(c, |c| diesel::update(ledger_entries::table.find(3i64))
+        .set(ledger_entries::kind.eq(999))
+        .execute(c)
+        .await)
+    .unwrap();
+    let report = run(url, key).await.unwrap().unwrap();
+    assert_eq!(report.first_failure.expect("detected").seq, Some(3));
+}
+
 both_backends!(
+    the_auditor_tool_reads_our_database,
     data_and_entry_commit_together,
     concurrent_writers_and_sequencers_make_one_order,
     checkpoints_proofs_and_export_verify,

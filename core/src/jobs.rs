@@ -1,0 +1,258 @@
+//! The durable job queue, in the main database, shared by every server process.
+//!
+//! A job is enqueued in the caller's transaction (so it exists exactly when the change that
+//! needs it does). Workers claim one job at a time with a lease: PostgreSQL picks it with
+//! `FOR UPDATE SKIP LOCKED`, SQLite inside `BEGIN IMMEDIATE` (one writer at a time), both
+//! with one `UPDATE … RETURNING`. A claimed job whose lease runs out (its worker died) is
+//! claimable again, so nothing is lost on a crash; jobs must therefore be idempotent.
+//! Failures retry with exponential backoff and full jitter (or the delay the remote side
+//! asked for) until `max_attempts`, then the job is `dead` and stays visible.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use rand::Rng;
+
+use crate::db::schema::jobs;
+use crate::db::{Conn, DbPool, now_micros};
+use crate::db_run;
+use crate::error::CoreError;
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Queue name (workers poll one queue each).
+    pub queue: &'static str,
+    /// What to do.
+    pub kind: &'static str,
+    /// The tenant it concerns.
+    pub tenant_id: Option<String>,
+    /// Parameters: ids only, never personal data.
+    pub payload: serde_json::Value,
+    /// At most one job per key ever (e.g. `reply:<message id>`).
+    pub dedupe_key: Option<String>,
+    /// Not before (unix micros).
+    pub run_at: i64,
+    /// Attempts before the job is dead.
+    pub max_attempts: i32,
+}
+
+impl NewJob {
+    /// A job to run now, up to 8 attempts.
+    pub fn now(queue: &'static str, kind: &'static str, payload: serde_json::Value) -> Self {
+        Self {
+            queue,
+            kind,
+            tenant_id: None,
+            payload,
+            dedupe_key: None,
+            run_at: now_micros(),
+            max_attempts: 8,
+        }
+    }
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Job {
+    /// Id.
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// Queue.
+    #[diesel(sql_type = Text)]
+    pub queue: String,
+    /// Kind.
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    /// Tenant.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub tenant_id: Option<String>,
+    /// Parameters (JSON text).
+    #[diesel(sql_type = Text)]
+    pub payload: String,
+    /// Attempts so far, this one included.
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    /// Attempts allowed.
+    #[diesel(sql_type = Integer)]
+    pub max_attempts: i32,
+}
+
+impl Job {
+    /// The parameters.
+    pub fn payload(&self) -> Result<serde_json::Value, CoreError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| CoreError::Internal(format!("job {} payload: {e}", self.id)))
+    }
+}
+
+/// Queues a job in the caller's transaction. Returns `None` when a job with the same
+/// dedupe key exists already (nothing is written).
+pub async fn enqueue(c: &mut Conn, job: &NewJob) -> Result<Option<i64>, CoreError> {
+    if let Some(key) = &job.dedupe_key {
+        let exists: i64 = db_run!(c, |c| jobs::table
+            .filter(jobs::dedupe_key.eq(key))
+            .count()
+            .get_result(c)
+            .await)?;
+        if exists > 0 {
+            return Ok(None);
+        }
+    }
+    let payload = job.payload.to_string();
+    let now = now_micros();
+    let id: i64 = db_run!(c, |c| diesel::insert_into(jobs::table)
+        .values((
+            jobs::queue.eq(job.queue),
+            jobs::kind.eq(job.kind),
+            jobs::tenant_id.eq(&job.tenant_id),
+            jobs::payload.eq(&payload),
+            jobs::status.eq("ready"),
+            jobs::attempts.eq(0),
+            jobs::max_attempts.eq(job.max_attempts),
+            jobs::run_at.eq(job.run_at),
+            jobs::dedupe_key.eq(&job.dedupe_key),
+            jobs::created_at.eq(now),
+        ))
+        .returning(jobs::id)
+        .get_result(c)
+        .await)?;
+    Ok(Some(id))
+}
+
+const CLAIM_PG: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1 \
+     WHERE id = (SELECT id FROM jobs WHERE queue = $2 AND ((status = 'ready' AND run_at <= $3) \
+     OR (status = 'running' AND locked_until < $3)) ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, queue, kind, tenant_id, payload, attempts, max_attempts";
+const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = ?1 \
+     WHERE id = (SELECT id FROM jobs WHERE queue = ?2 AND ((status = 'ready' AND run_at <= ?3) \
+     OR (status = 'running' AND locked_until < ?3)) ORDER BY run_at, id LIMIT 1) \
+     RETURNING id, queue, kind, tenant_id, payload, attempts, max_attempts";
+
+/// Claims the next due job of `queue` for `lease`. A job claimed more often than allowed
+/// (its workers kept dying) is marked dead instead of returned.
+pub async fn claim(db: &DbPool, queue: &str, lease: Duration) -> Result<Option<Job>, CoreError> {
+    loop {
+        let now = now_micros();
+        let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let mut tx = db.begin().await?;
+        let job: Option<Job> = db_run!(
+            tx,
+            pg | c
+                | diesel::sql_query(CLAIM_PG)
+                    .bind::<BigInt, _>(until)
+                    .bind::<Text, _>(queue)
+                    .bind::<BigInt, _>(now)
+                    .get_result(c)
+                    .await
+                    .optional(),
+            sqlite
+                | c
+                | diesel::sql_query(CLAIM_SQLITE)
+                    .bind::<BigInt, _>(until)
+                    .bind::<Text, _>(queue)
+                    .bind::<BigInt, _>(now)
+                    .get_result(c)
+                    .await
+                    .optional()
+        )?;
+        match job {
+            Some(j) if j.attempts > j.max_attempts => {
+                db_run!(tx, |c| diesel::update(jobs::table.find(j.id))
+                    .set((
+                        jobs::status.eq("dead"),
+                        jobs::last_error.eq(Some("lease expired too often"))
+                    ))
+                    .execute(c)
+                    .await)?;
+                tx.commit().await?;
+                tracing::warn!(job.id = j.id, job.kind = %j.kind, "job dead: its workers kept stopping");
+            }
+            other => {
+                tx.commit().await?;
+                return Ok(other);
+            }
+        }
+    }
+}
+
+/// Marks a job done, in the transaction that commits its effects.
+pub async fn complete(c: &mut Conn, id: i64) -> Result<(), CoreError> {
+    db_run!(c, |c| diesel::update(jobs::table.find(id))
+        .set((jobs::status.eq("done"), jobs::locked_until.eq(None::<i64>)))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// What became of a failed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// It will run again at this time (unix micros).
+    RetryAt(i64),
+    /// It will not run again.
+    Dead,
+}
+
+/// The backoff before attempt `attempts + 1`: full jitter over `base * 2^(attempts-1)`,
+/// capped, or `retry_after` when the other side asked for a delay.
+pub fn backoff(attempts: i32, retry_after: Option<Duration>) -> Duration {
+    if let Some(d) = retry_after {
+        return d.min(Duration::from_secs(3600));
+    }
+    let exp = u32::try_from(attempts.clamp(1, 16) - 1).unwrap_or(0);
+    let cap = Duration::from_secs(300)
+        .min(Duration::from_millis(500).saturating_mul(2u32.saturating_pow(exp)));
+    let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
+}
+
+/// Records a failure: retried later unless it is permanent or out of attempts.
+pub async fn fail(
+    db: &DbPool,
+    job: &Job,
+    error: &str,
+    permanent: bool,
+    retry_after: Option<Duration>,
+) -> Result<Failed, CoreError> {
+    let dead = permanent || job.attempts >= job.max_attempts;
+    let mut c = db.conn().await?;
+    let outcome = if dead {
+        db_run!(c, |c| diesel::update(jobs::table.find(job.id))
+            .set((
+                jobs::status.eq("dead"),
+                jobs::last_error.eq(Some(error)),
+                jobs::locked_until.eq(None::<i64>)
+            ))
+            .execute(c)
+            .await)?;
+        Failed::Dead
+    } else {
+        let delay = backoff(job.attempts, retry_after);
+        let at = now_micros().saturating_add(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX));
+        db_run!(c, |c| diesel::update(jobs::table.find(job.id))
+            .set((
+                jobs::status.eq("ready"),
+                jobs::run_at.eq(at),
+                jobs::last_error.eq(Some(error)),
+                jobs::locked_until.eq(None::<i64>),
+            ))
+            .execute(c)
+            .await)?;
+        Failed::RetryAt(at)
+    };
+    Ok(outcome)
+}
+
+/// Counts jobs by status in a queue (for tests, `/readyz` and the portal).
+pub async fn count(db: &DbPool, queue: &str, status: &str) -> Result<i64, CoreError> {
+    let mut c = db.conn().await?;
+    Ok(db_run!(c, |c| jobs::table
+        .filter(jobs::queue.eq(queue))
+        .filter(jobs::status.eq(status))
+        .count()
+        .get_result(c)
+        .await)?)
+}
