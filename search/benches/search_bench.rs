@@ -15,45 +15,281 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use smartchat_search::{DocMessage, Direction, IndexManager, ManagerConfig, SearchKey, SearchQuery};
+use smartchat_search::{
+    Direction, DocMessage, IndexManager, ManagerConfig, SearchKey, SearchQuery,
+};
 
 const EN: &[&str] = &[
-    "hello", "hi", "thanks", "please", "booking", "price", "package", "bridal", "makeup", "wedding",
-    "appointment", "tomorrow", "today", "available", "confirm", "confirmed", "cancel", "payment",
-    "advance", "discount", "location", "address", "time", "date", "morning", "evening", "guests",
-    "venue", "photos", "catering", "menu", "decoration", "flowers", "hair", "nails", "facial",
-    "trial", "reception", "engagement", "ceremony", "invoice", "receipt", "refund", "delivery",
-    "order", "status", "delay", "sorry", "great", "perfect", "sure", "okay", "when", "where",
-    "what", "how", "much", "cost", "rate", "quote", "team", "artist", "studio", "salon", "hotel",
-    "room", "night", "week", "month", "season", "offer", "special", "premium", "basic", "deluxe",
-    "call", "message", "number", "contact", "details", "share", "send", "received", "waiting",
-    "reply", "question", "asked", "about", "need", "want", "book", "slot", "schedule", "change",
-    "reschedule", "early", "late", "parking", "dress", "jewellery", "lehenga", "saree", "groom",
-    "bride", "family", "friends", "party", "cake", "music", "dj", "lights", "stage", "budget",
+    "hello",
+    "hi",
+    "thanks",
+    "please",
+    "booking",
+    "price",
+    "package",
+    "bridal",
+    "makeup",
+    "wedding",
+    "appointment",
+    "tomorrow",
+    "today",
+    "available",
+    "confirm",
+    "confirmed",
+    "cancel",
+    "payment",
+    "advance",
+    "discount",
+    "location",
+    "address",
+    "time",
+    "date",
+    "morning",
+    "evening",
+    "guests",
+    "venue",
+    "photos",
+    "catering",
+    "menu",
+    "decoration",
+    "flowers",
+    "hair",
+    "nails",
+    "facial",
+    "trial",
+    "reception",
+    "engagement",
+    "ceremony",
+    "invoice",
+    "receipt",
+    "refund",
+    "delivery",
+    "order",
+    "status",
+    "delay",
+    "sorry",
+    "great",
+    "perfect",
+    "sure",
+    "okay",
+    "when",
+    "where",
+    "what",
+    "how",
+    "much",
+    "cost",
+    "rate",
+    "quote",
+    "team",
+    "artist",
+    "studio",
+    "salon",
+    "hotel",
+    "room",
+    "night",
+    "week",
+    "month",
+    "season",
+    "offer",
+    "special",
+    "premium",
+    "basic",
+    "deluxe",
+    "call",
+    "message",
+    "number",
+    "contact",
+    "details",
+    "share",
+    "send",
+    "received",
+    "waiting",
+    "reply",
+    "question",
+    "asked",
+    "about",
+    "need",
+    "want",
+    "book",
+    "slot",
+    "schedule",
+    "change",
+    "reschedule",
+    "early",
+    "late",
+    "parking",
+    "dress",
+    "jewellery",
+    "lehenga",
+    "saree",
+    "groom",
+    "bride",
+    "family",
+    "friends",
+    "party",
+    "cake",
+    "music",
+    "dj",
+    "lights",
+    "stage",
+    "budget",
 ];
 const ROMAN: &[&str] = &[
-    "kya", "hai", "kitne", "ka", "ki", "ke", "shaadi", "bhai", "accha", "theek", "kal", "aaj",
-    "paisa", "kitna", "chahiye", "karna", "milega", "dhanyavad", "namaste", "ji", "haan", "nahi",
-    "abhi", "kab", "kaise", "mera", "aapka", "samay", "jaldi", "baad", "pehle", "ghar", "dukaan",
-    "saath", "wala", "bahut", "sundar", "mehndi", "sangeet", "dulhan", "haldi", "baraat", "rishta",
-    "mahina", "din", "raat", "subah", "shaam", "batao", "bataiye", "bhejo", "dekho", "pasand",
-    "mehmaan", "khana", "kamra", "tareekh", "rupaye", "seva", "pata",
+    "kya",
+    "hai",
+    "kitne",
+    "ka",
+    "ki",
+    "ke",
+    "shaadi",
+    "bhai",
+    "accha",
+    "theek",
+    "kal",
+    "aaj",
+    "paisa",
+    "kitna",
+    "chahiye",
+    "karna",
+    "milega",
+    "dhanyavad",
+    "namaste",
+    "ji",
+    "haan",
+    "nahi",
+    "abhi",
+    "kab",
+    "kaise",
+    "mera",
+    "aapka",
+    "samay",
+    "jaldi",
+    "baad",
+    "pehle",
+    "ghar",
+    "dukaan",
+    "saath",
+    "wala",
+    "bahut",
+    "sundar",
+    "mehndi",
+    "sangeet",
+    "dulhan",
+    "haldi",
+    "baraat",
+    "rishta",
+    "mahina",
+    "din",
+    "raat",
+    "subah",
+    "shaam",
+    "batao",
+    "bataiye",
+    "bhejo",
+    "dekho",
+    "pasand",
+    "mehmaan",
+    "khana",
+    "kamra",
+    "tareekh",
+    "rupaye",
+    "seva",
+    "pata",
 ];
 const HI: &[&str] = &[
-    "शादी", "का", "पैकेज", "क्या", "है", "कितने", "में", "मेहंदी", "संगीत", "दुल्हन", "बुकिंग", "कल",
-    "आज", "धन्यवाद", "नमस्ते", "जी", "हाँ", "नहीं", "अभी", "कब", "कैसे", "मेरा", "आपका", "समय",
-    "जल्दी", "बाद", "पहले", "घर", "दुकान", "साथ", "वाला", "बहुत", "सुंदर", "भुगतान", "छूट", "अग्रिम",
-    "पुष्टि", "स्थान", "मेहमान", "खाना", "फोटो", "कमरा", "होटल", "तारीख", "महीने", "रुपये", "सेवा",
-    "ग्राहक", "संपर्क", "पता", "हल्दी", "बारात",
+    "शादी",
+    "का",
+    "पैकेज",
+    "क्या",
+    "है",
+    "कितने",
+    "में",
+    "मेहंदी",
+    "संगीत",
+    "दुल्हन",
+    "बुकिंग",
+    "कल",
+    "आज",
+    "धन्यवाद",
+    "नमस्ते",
+    "जी",
+    "हाँ",
+    "नहीं",
+    "अभी",
+    "कब",
+    "कैसे",
+    "मेरा",
+    "आपका",
+    "समय",
+    "जल्दी",
+    "बाद",
+    "पहले",
+    "घर",
+    "दुकान",
+    "साथ",
+    "वाला",
+    "बहुत",
+    "सुंदर",
+    "भुगतान",
+    "छूट",
+    "अग्रिम",
+    "पुष्टि",
+    "स्थान",
+    "मेहमान",
+    "खाना",
+    "फोटो",
+    "कमरा",
+    "होटल",
+    "तारीख",
+    "महीने",
+    "रुपये",
+    "सेवा",
+    "ग्राहक",
+    "संपर्क",
+    "पता",
+    "हल्दी",
+    "बारात",
 ];
 const PHRASES: &[&str] = &[
-    "bridal package", "booking confirmed", "advance payment", "makeup trial", "wedding venue",
-    "guest list", "hair and makeup", "price list", "special offer", "next week", "shaadi ka",
-    "kitne ka hai", "mehndi ka din", "kal subah", "bahut sundar", "theek hai", "abhi batao",
-    "dulhan ka makeup", "sangeet night", "haldi ceremony", "शादी का पैकेज", "कितने का है",
-    "बहुत सुंदर", "अग्रिम भुगतान", "बुकिंग की पुष्टि", "मेहंदी का दिन", "कल सुबह", "होटल का कमरा",
-    "reception venue", "photo shoot", "engagement party", "full payment", "refund status",
-    "delivery date", "premium package", "basic package", "deluxe room", "call me", "send details",
+    "bridal package",
+    "booking confirmed",
+    "advance payment",
+    "makeup trial",
+    "wedding venue",
+    "guest list",
+    "hair and makeup",
+    "price list",
+    "special offer",
+    "next week",
+    "shaadi ka",
+    "kitne ka hai",
+    "mehndi ka din",
+    "kal subah",
+    "bahut sundar",
+    "theek hai",
+    "abhi batao",
+    "dulhan ka makeup",
+    "sangeet night",
+    "haldi ceremony",
+    "शादी का पैकेज",
+    "कितने का है",
+    "बहुत सुंदर",
+    "अग्रिम भुगतान",
+    "बुकिंग की पुष्टि",
+    "मेहंदी का दिन",
+    "कल सुबह",
+    "होटल का कमरा",
+    "reception venue",
+    "photo shoot",
+    "engagement party",
+    "full payment",
+    "refund status",
+    "delivery date",
+    "premium package",
+    "basic package",
+    "deluxe room",
+    "call me",
+    "send details",
     "contact number",
 ];
 
@@ -82,9 +318,13 @@ fn generate(i: u64, rng: &mut StdRng) -> DocMessage {
         }
         match rng.gen_range(0..100) {
             0..8 => text.push_str(PHRASES[rng.gen_range(0..PHRASES.len())]),
-            8 => text.push_str(&format!("+91 9{:04} {:05}", rng.gen_range(0..10_000), rng.gen_range(0..100_000))),
+            8 => text.push_str(&format!(
+                "+91 9{:04} {:05}",
+                rng.gen_range(0..10_000),
+                rng.gen_range(0..100_000)
+            )),
             9 => text.push_str(&format!("BK-{}", rng.gen_range(1000..9999))),
-            10 => text.push_str("🙏"),
+            10 => text.push('🙏'),
             _ => text.push_str(pick(rng, list)),
         }
     }
@@ -92,8 +332,15 @@ fn generate(i: u64, rng: &mut StdRng) -> DocMessage {
     DocMessage {
         message_id: format!("m{i}"),
         conversation_id: format!("c{subject}"),
-        subject: format!("{:016x}", u64::from(subject).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-        direction: if rng.gen_bool(0.5) { Direction::In } else { Direction::Out },
+        subject: format!(
+            "{:016x}",
+            u64::from(subject).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ),
+        direction: if rng.gen_bool(0.5) {
+            Direction::In
+        } else {
+            Direction::Out
+        },
         kind: "text".into(),
         time_micros: T0 + (i as i64 * 7_919_000_003) % YEAR,
         text,
@@ -110,8 +357,20 @@ enum Kind {
 
 fn queries(n: usize) -> Vec<(&'static str, Vec<Kind>)> {
     let mut rng = StdRng::seed_from_u64(7);
-    let terms: Vec<&str> = EN.iter().step_by(5).chain(ROMAN.iter().step_by(4)).chain(HI.iter().step_by(4)).copied().collect();
-    let fuzzy_words: Vec<&str> = EN.iter().chain(ROMAN.iter()).filter(|w| w.len() >= 6).copied().take(48).collect();
+    let terms: Vec<&str> = EN
+        .iter()
+        .step_by(5)
+        .chain(ROMAN.iter().step_by(4))
+        .chain(HI.iter().step_by(4))
+        .copied()
+        .collect();
+    let fuzzy_words: Vec<&str> = EN
+        .iter()
+        .chain(ROMAN.iter())
+        .filter(|w| w.len() >= 6)
+        .copied()
+        .take(48)
+        .collect();
     assert!(terms.len() >= 40 && fuzzy_words.len() >= 40 && PHRASES.len() >= 40);
     let mut term_q = Vec::new();
     let mut phrase_q = Vec::new();
@@ -124,9 +383,18 @@ fn queries(n: usize) -> Vec<(&'static str, Vec<Kind>)> {
         let at = chars.len() / 2;
         chars[at] = if chars[at] == 'x' { 'z' } else { 'x' };
         let from = T0 + rng.gen_range(0..YEAR - 30 * 86_400_000_000);
-        fuzzy_q.push(Kind::Fuzzy(chars.into_iter().collect(), w.to_string(), from, from + 30 * 86_400_000_000));
+        fuzzy_q.push(Kind::Fuzzy(
+            chars.into_iter().collect(),
+            w.to_string(),
+            from,
+            from + 30 * 86_400_000_000,
+        ));
     }
-    vec![("term", term_q), ("phrase", phrase_q), ("fuzzy+date", fuzzy_q)]
+    vec![
+        ("term", term_q),
+        ("phrase", phrase_q),
+        ("fuzzy+date", fuzzy_q),
+    ]
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -145,10 +413,19 @@ struct Stats {
 
 fn report(engine: &str, kind: &str, mut lat: Vec<Duration>, planned: usize) -> Stats {
     lat.sort();
-    let s = Stats { p50: percentile(&lat, 0.5), p99: percentile(&lat, 0.99), max: lat.last().copied().unwrap_or_default(), done: lat.len() };
+    let s = Stats {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        max: lat.last().copied().unwrap_or_default(),
+        done: lat.len(),
+    };
     println!(
         "{engine:9} {kind:11} p50 {:>9.3} ms  p99 {:>9.3} ms  max {:>9.3} ms  ({}/{} queries)",
-        s.p50.as_secs_f64() * 1e3, s.p99.as_secs_f64() * 1e3, s.max.as_secs_f64() * 1e3, s.done, planned
+        s.p50.as_secs_f64() * 1e3,
+        s.p99.as_secs_f64() * 1e3,
+        s.max.as_secs_f64() * 1e3,
+        s.done,
+        planned
     );
     s
 }
@@ -173,49 +450,112 @@ fn open_loop(rate: f64, qs: &[Kind], cap: Duration, mut run: impl FnMut(&Kind)) 
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
     let n = env_or("SEARCH_BENCH_N", 1_000_000) as u64;
     let nq = env_or("SEARCH_BENCH_Q", 1_000);
     let rate = env_or("SEARCH_BENCH_RATE", 200) as f64;
-    let pg_url = std::env::var("SEARCH_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let pg_url = std::env::var("SEARCH_BENCH_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let cap = Duration::from_secs(60);
-    println!("search_bench: {n} messages, {nq} queries per kind at {rate}/s (open loop), {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "search_bench: {n} messages, {nq} queries per kind at {rate}/s (open loop), {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
 
     let tmp = tempfile::tempdir().unwrap();
-    let config = ManagerConfig { writer_threads: 2, writer_memory_bytes: 200_000_000, ..ManagerConfig::default() };
+    let config = ManagerConfig {
+        writer_threads: 2,
+        writer_memory_bytes: 200_000_000,
+        ..ManagerConfig::default()
+    };
     let manager = IndexManager::new(tmp.path(), config).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(manager.open("bench", SearchKey::new([5; 32]))).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(manager.open("bench", SearchKey::new([5; 32])))
+        .unwrap();
 
     // Generate once; the same rows go to PostgreSQL.
     let mut rng = StdRng::seed_from_u64(42);
     let t = Instant::now();
     let docs: Vec<DocMessage> = (0..n).map(|i| generate(i, &mut rng)).collect();
     let raw: usize = docs.iter().map(|d| d.text.len()).sum();
-    println!("generated in {:.1} s, raw text {:.1} MB, mean {:.0} bytes/message", t.elapsed().as_secs_f64(), raw as f64 / 1e6, raw as f64 / n as f64);
+    println!(
+        "generated in {:.1} s, raw text {:.1} MB, mean {:.0} bytes/message",
+        t.elapsed().as_secs_f64(),
+        raw as f64 / 1e6,
+        raw as f64 / n as f64
+    );
 
     // Indexing with batched commits.
     let batch = 10_000usize;
     let t = Instant::now();
     for (b, chunk) in docs.chunks(batch).enumerate() {
-        manager.add_messages_blocking("bench", chunk, b as u64 + 1).unwrap();
+        manager
+            .add_messages_blocking("bench", chunk, b as u64 + 1)
+            .unwrap();
     }
     let secs = t.elapsed().as_secs_f64();
-    println!("indexing: {:.0} messages/s ({n} messages, commit every {batch}, {:.1} s, encrypted directory)", n as f64 / secs, secs);
+    println!(
+        "indexing: {:.0} messages/s ({n} messages, commit every {batch}, {:.1} s, encrypted directory)",
+        n as f64 / secs,
+        secs
+    );
     let disk = manager.disk_usage("bench").unwrap();
-    println!("index size on disk: {:.1} MB = {:.2}x raw text ({:.1} MB); text is STORED for snippets", disk as f64 / 1e6, disk as f64 / raw as f64, raw as f64 / 1e6);
+    println!(
+        "index size on disk: {:.1} MB = {:.2}x raw text ({:.1} MB); text is STORED for snippets",
+        disk as f64 / 1e6,
+        disk as f64 / raw as f64,
+        raw as f64 / 1e6
+    );
 
+    rt.block_on(manager.wait_for_merges("bench")).unwrap();
+    println!(
+        "merges settled; size on disk now {:.1} MB",
+        manager.disk_usage("bench").unwrap() as f64 / 1e6
+    );
     let kinds = queries(nq);
     // Warm-up (also checks that queries match something).
     for (kind, qs) in &kinds {
         let mut matched = 0;
         for q in qs.iter().take(60) {
-            matched += usize::from(manager.search_blocking("bench", &tantivy_query(q)).unwrap().total > 0);
+            matched += usize::from(
+                manager
+                    .search_blocking("bench", &tantivy_query(q))
+                    .unwrap()
+                    .total
+                    > 0,
+            );
         }
         println!("warm-up {kind}: {matched}/60 queries had hits");
+    }
+    // Closed loop, one query at a time: pure service time, no queueing.
+    for (kind, qs) in &kinds {
+        let mut lat: Vec<Duration> = qs
+            .iter()
+            .take(200)
+            .map(|q| {
+                let t = Instant::now();
+                std::hint::black_box(manager.search_blocking("bench", &tantivy_query(q)).unwrap());
+                t.elapsed()
+            })
+            .collect();
+        lat.sort();
+        let mean = lat.iter().sum::<Duration>() / lat.len().max(1) as u32;
+        println!(
+            "tantivy   {kind:11} service time (closed loop, 200 queries): mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms",
+            mean.as_secs_f64() * 1e3,
+            percentile(&lat, 0.5).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3
+        );
     }
     let mut tv = Vec::new();
     for (kind, qs) in &kinds {
@@ -234,7 +574,11 @@ fn main() {
                         "ratio {kind:11} p50 {:>7.1}x  p99 {:>7.1}x (PostgreSQL / tantivy){}",
                         p.p50.as_secs_f64() / t.p50.as_secs_f64(),
                         p.p99.as_secs_f64() / t.p99.as_secs_f64(),
-                        if p.done < nq { "  [PostgreSQL hit the 60 s cap]" } else { "" }
+                        if p.done < nq {
+                            "  [PostgreSQL hit the 60 s cap]"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }
@@ -305,6 +649,35 @@ async fn postgres(
         let term = client.prepare("SELECT id FROM msgs, plainto_tsquery('simple', $1) q WHERE tsv @@ q ORDER BY ts_rank(tsv, q) DESC LIMIT 20").await?;
         let phrase = client.prepare("SELECT id FROM msgs, phraseto_tsquery('simple', $1) q WHERE tsv @@ q ORDER BY ts_rank(tsv, q) DESC LIMIT 20").await?;
         let dated = client.prepare("SELECT id FROM msgs, plainto_tsquery('simple', $1) q WHERE tsv @@ q AND ts >= $2 AND ts < $3 ORDER BY ts_rank(tsv, q) DESC LIMIT 20").await?;
+        let run_one = |q: &Kind| {
+            let q = q.clone();
+            let (term, phrase, dated) = (&term, &phrase, &dated);
+            let client = &client;
+            async move {
+                match &q {
+                    Kind::Term(t) => client.query(term, &[t]).await,
+                    Kind::Phrase(p) => client.query(phrase, &[p]).await,
+                    // PostgreSQL FTS has no fuzzy match: it gets the correct spelling.
+                    Kind::Fuzzy(_, w, from, to) => client.query(dated, &[w, from, to]).await,
+                }
+            }
+        };
+        for (kind, qs) in kinds {
+            let mut lat = Vec::new();
+            for q in qs.iter().take(50) {
+                let t = Instant::now();
+                std::hint::black_box(run_one(q).await?);
+                lat.push(t.elapsed());
+            }
+            lat.sort();
+            let mean = lat.iter().sum::<Duration>() / lat.len().max(1) as u32;
+            println!(
+                "postgres  {kind:11} service time (closed loop, 50 queries): mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms",
+                mean.as_secs_f64() * 1e3,
+                percentile(&lat, 0.5).as_secs_f64() * 1e3,
+                percentile(&lat, 0.99).as_secs_f64() * 1e3
+            );
+        }
         let mut out = Vec::new();
         for (kind, qs) in kinds {
             let start = Instant::now() + Duration::from_millis(20);
@@ -315,12 +688,7 @@ async fn postgres(
                 if Instant::now() > start + cap {
                     break;
                 }
-                let rows = match q {
-                    Kind::Term(t) => client.query(&term, &[t]).await?,
-                    Kind::Phrase(p) => client.query(&phrase, &[p]).await?,
-                    // PostgreSQL FTS has no fuzzy match: it gets the correct spelling.
-                    Kind::Fuzzy(_, w, from, to) => client.query(&dated, &[w, from, to]).await?,
-                };
+                let rows = run_one(q).await?;
                 std::hint::black_box(rows);
                 lat.push(due.elapsed());
             }
@@ -329,13 +697,16 @@ async fn postgres(
         Ok(out)
     }
     .await;
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await?;
     result
 }
 
 fn freshness(manager: &IndexManager, rt: &tokio::runtime::Runtime) {
     let manager_ref = manager;
-    rt.block_on(manager_ref.open("fresh", SearchKey::new([6; 32]))).unwrap();
+    rt.block_on(manager_ref.open("fresh", SearchKey::new([6; 32])))
+        .unwrap();
     let mut rng = StdRng::seed_from_u64(3);
     let pre: Vec<DocMessage> = (0..50_000).map(|i| generate(i, &mut rng)).collect();
     manager.add_messages_blocking("fresh", &pre, 1).unwrap();
@@ -384,7 +755,9 @@ fn freshness(manager: &IndexManager, rt: &tokio::runtime::Runtime) {
         for (marker, sent) in prx {
             // Probe without skipping: wait for each sampled marker in turn.
             loop {
-                let r = manager.search_blocking("fresh", &SearchQuery::text(marker.clone())).unwrap();
+                let r = manager
+                    .search_blocking("fresh", &SearchQuery::text(marker.clone()))
+                    .unwrap();
                 if r.total > 0 {
                     lat.push(sent.elapsed());
                     break;

@@ -208,17 +208,7 @@ impl IndexManager {
     ) -> Result<(), SearchError> {
         let ti = self.get(tenant)?;
         let docs = docs.to_vec();
-        blocking(move || {
-            ti.with_writer(|w, f| {
-                for d in &docs {
-                    w.delete_term(Term::from_field_text(f.message_id, &d.message_id));
-                    w.add_document(to_document(f, d)?)?;
-                }
-                Ok(())
-            })?;
-            ti.commit(Some(last_applied_seq))
-        })
-        .await
+        blocking(move || ti.add_and_commit(&docs, last_applied_seq)).await
     }
 
     /// The sequence number recorded by the last commit.
@@ -237,11 +227,10 @@ impl IndexManager {
         let ti = self.get(tenant)?;
         let id = message_id.to_string();
         blocking(move || {
-            ti.with_writer(|w, f| {
+            ti.change_and_commit(Some(last_applied_seq), |w, f| {
                 w.delete_term(Term::from_field_text(f.message_id, &id));
                 Ok(())
-            })?;
-            ti.commit(Some(last_applied_seq))
+            })
         })
         .await
     }
@@ -271,12 +260,31 @@ impl IndexManager {
         let subject = subject.to_string();
         let config = self.config.clone();
         blocking(move || {
-            ti.with_writer(|w, f| {
+            ti.change_and_commit(Some(last_applied_seq), |w, f| {
                 w.delete_term(Term::from_field_text(f.subject, &subject));
                 Ok(())
             })?;
-            ti.commit(Some(last_applied_seq))?;
             ti.purge(&config)
+        })
+        .await
+    }
+
+    /// Waits until background segment merges of the tenant's index finish,
+    /// then reloads the reader (before a shutdown, a benchmark or a backup).
+    pub async fn wait_for_merges(&self, tenant: &str) -> Result<(), SearchError> {
+        let ti = self.get(tenant)?;
+        let config = self.config.clone();
+        blocking(move || {
+            let mut guard = ti.writer.lock().map_err(|_| SearchError::Task)?;
+            if let Some(w) = guard.take() {
+                w.wait_merging_threads()?;
+            }
+            *guard = Some(ti.index.writer_with_num_threads(
+                config.writer_threads.max(1),
+                config.writer_memory_bytes,
+            )?);
+            drop(guard);
+            ti.reload()
         })
         .await
     }
@@ -326,28 +334,36 @@ impl IndexManager {
         let config = self.config.clone();
         blocking(move || {
             let previous = read_payload(&ti.index)?;
-            ti.with_writer(|w, _| {
+            // The writer stays locked for the whole rebuild so no other change
+            // slips in between its batches.
+            let mut guard = ti.writer.lock().map_err(|_| SearchError::Task)?;
+            let w = guard.as_mut().ok_or(SearchError::TenantNotOpen)?;
+            let result = (|| {
                 w.delete_all_documents()?;
-                Ok(())
-            })?;
-            let mut count: u64 = 0;
-            let mut pending = 0usize;
-            for doc in docs {
-                ti.with_writer(|w, f| {
-                    w.add_document(to_document(f, &doc)?)?;
-                    Ok(())
-                })?;
-                count += 1;
-                pending += 1;
-                if pending == batch {
-                    // Intermediate commits keep the previous watermark: a crash
-                    // mid-rebuild must not claim the rebuild finished.
-                    ti.commit(previous)?;
-                    pending = 0;
-                    progress(count);
+                let mut count: u64 = 0;
+                let mut pending = 0usize;
+                for doc in docs {
+                    w.add_document(to_document(ti.fields, &doc)?)?;
+                    count += 1;
+                    pending += 1;
+                    if pending == batch {
+                        // Intermediate commits keep the previous watermark: a
+                        // crash mid-rebuild must not claim the rebuild finished.
+                        commit_writer(w, previous)?;
+                        ti.reload()?;
+                        pending = 0;
+                        progress(count);
+                    }
                 }
+                commit_writer(w, Some(last_applied_seq))?;
+                Ok::<u64, SearchError>(count)
+            })();
+            if result.is_err() {
+                let _ = w.rollback();
             }
-            ti.commit(Some(last_applied_seq))?;
+            drop(guard);
+            let count = result?;
+            ti.reload()?;
             progress(count);
             ti.purge(&config)?;
             Ok(count)
@@ -383,15 +399,7 @@ impl IndexManager {
         docs: &[DocMessage],
         last_applied_seq: u64,
     ) -> Result<(), SearchError> {
-        let ti = self.get(tenant)?;
-        ti.with_writer(|w, f| {
-            for d in docs {
-                w.delete_term(Term::from_field_text(f.message_id, &d.message_id));
-                w.add_document(to_document(f, d)?)?;
-            }
-            Ok(())
-        })?;
-        ti.commit(Some(last_applied_seq))
+        self.get(tenant)?.add_and_commit(docs, last_applied_seq)
     }
 
     /// Path of the tenant's folder (for tests and operators; never from callers).
@@ -489,6 +497,19 @@ fn open_index(
     ))
 }
 
+fn commit_writer(w: &mut IndexWriter, seq: Option<u64>) -> Result<(), SearchError> {
+    let mut prepared = w.prepare_commit()?;
+    if let Some(seq) = seq {
+        let payload = serde_json::to_string(&Payload {
+            last_applied_seq: seq,
+        })
+        .map_err(|e| SearchError::Engine(e.to_string()))?;
+        prepared.set_payload(&payload);
+    }
+    prepared.commit()?;
+    Ok(())
+}
+
 fn check_id(s: &str, what: &'static str) -> Result<(), SearchError> {
     if s.is_empty() || s.len() > MAX_ID_BYTES {
         return Err(SearchError::InvalidDocument(what));
@@ -527,20 +548,35 @@ impl TenantIndex {
         }
     }
 
-    fn commit(&self, seq: Option<u64>) -> Result<(), SearchError> {
-        let before = self.dir.crypto_failures();
-        self.with_writer(|w, _| {
-            let mut prepared = w.prepare_commit()?;
-            if let Some(seq) = seq {
-                let payload = serde_json::to_string(&Payload {
-                    last_applied_seq: seq,
-                })
-                .map_err(|e| SearchError::Engine(e.to_string()))?;
-                prepared.set_payload(&payload);
+    /// Applies `change` and commits under one writer lock, then reloads the reader.
+    fn change_and_commit(
+        &self,
+        seq: Option<u64>,
+        change: impl FnOnce(&mut IndexWriter, Fields) -> Result<(), SearchError>,
+    ) -> Result<(), SearchError> {
+        self.with_writer(|w, f| {
+            if let Err(e) = change(w, f) {
+                // Nothing of a failed batch may reach a later commit.
+                let _ = w.rollback();
+                return Err(e);
             }
-            prepared.commit()?;
-            Ok(())
+            commit_writer(w, seq)
         })?;
+        self.reload()
+    }
+
+    fn add_and_commit(&self, docs: &[DocMessage], seq: u64) -> Result<(), SearchError> {
+        self.change_and_commit(Some(seq), |w, f| {
+            for d in docs {
+                w.delete_term(Term::from_field_text(f.message_id, &d.message_id));
+                w.add_document(to_document(f, d)?)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reload(&self) -> Result<(), SearchError> {
+        let before = self.dir.crypto_failures();
         self.reader
             .reload()
             .map_err(|e| classify(&self.dir, before, e))

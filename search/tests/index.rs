@@ -426,7 +426,9 @@ fn debug_output_has_no_text() {
 #[tokio::test]
 async fn fuzzy_with_date_filter() {
     let (_tmp, m) = manager().await;
-    m.add_messages(T, &[msg(1, "aa", "appointment tomorrow reschedule")], 1).await.unwrap();
+    m.add_messages(T, &[msg(1, "aa", "appointment tomorrow reschedule")], 1)
+        .await
+        .unwrap();
     assert_eq!(ids(&m, SearchQuery::text("appoixtment~1")).await, ["m1"]);
     assert_eq!(ids(&m, SearchQuery::text("reschxdule~1")).await, ["m1"]);
     let mut q = SearchQuery::text("appoixtment~1");
