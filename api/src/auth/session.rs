@@ -338,3 +338,54 @@ pub async fn post_logout(
     state.members().end_session(&digest(&secret)).await?;
     Ok(redirect("/", &[cookies.clear_session()]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_httponly_lax_and_secure_on_https() {
+        let secret = random_secret();
+        let plain = Cookies { secure: false }.session(&secret, 60);
+        let plain = plain.to_str().unwrap_or_default();
+        assert!(plain.starts_with("smartchat_session="));
+        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax"));
+        assert!(!plain.contains("Secure"));
+        let tls = Cookies { secure: true }.session(&secret, 60);
+        let tls = tls.to_str().unwrap_or_default();
+        assert!(tls.starts_with("__Host-smartchat_session=") && tls.contains("; Secure"));
+        assert!(tls.contains("Path=/") && !tls.contains("Domain"));
+        let cleared = Cookies { secure: true }.clear_session();
+        assert!(cleared.to_str().unwrap_or_default().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn cookie_parsing_and_secrets() {
+        let secret = random_secret();
+        let mut h = HeaderMap::new();
+        let v = format!("a=1; smartchat_session={}; b=2", b64(&secret));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("")),
+        );
+        let got = cookie(&h, "smartchat_session").and_then(secret_from);
+        assert_eq!(got, Some(secret));
+        assert_eq!(cookie(&h, "missing"), None);
+        assert_eq!(secret_from("too-short"), None);
+        // CSRF tokens: per session, checked in constant time.
+        let other = random_secret();
+        assert!(csrf_matches(&secret, &csrf_token(&secret)));
+        assert!(!csrf_matches(&secret, &csrf_token(&other)));
+        assert!(!csrf_matches(&secret, ""));
+        // PKCE verifier: 43 unreserved characters (RFC 7636 §4.1); nonce differs.
+        let (verifier, nonce) = login_secrets(&secret);
+        assert_eq!(verifier.len(), 43);
+        assert!(
+            verifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_ne!(verifier, nonce);
+        assert_ne!(login_secrets(&other).0, verifier);
+    }
+}
