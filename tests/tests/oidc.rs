@@ -26,7 +26,7 @@ use smartchat_api::auth::{self, AuthConfig, AuthState, OneTimeLogin};
 use smartchat_core::db::schema::ledger_pending;
 use smartchat_core::db_run;
 use smartchat_core::ids::{Handle, TenantId};
-use smartchat_core::members::{Login, Members, Role};
+use smartchat_core::members::{Identity, Login, Members, Role};
 use smartchat_core::store::{NewTenant, Profile, Store};
 use smartchat_ledger::{Actor, EntryDraft, EventKind};
 use smartchat_tests::{TestEnv, both_backends};
@@ -752,6 +752,37 @@ async fn bearer_tokens(env: TestEnv) {
             "{what}"
         );
     }
+    // An identity in two tenants picks one with the Smartchat-Tenant header; a tenant it
+    // does not belong to is refused.
+    let in_b = members
+        .invite_member(
+            b,
+            &Login::oidc(&issuer, CLIENT_ID),
+            Role::Auditor,
+            Actor::System,
+        )
+        .await
+        .unwrap();
+    let pick = |t: TenantId| {
+        client
+            .get(format!("{}/api/v1/me", app.base))
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .header("smartchat-tenant", t.to_string())
+            .send()
+    };
+    let me_b: Value = pick(b).await.unwrap().json().await.unwrap();
+    assert_eq!(me_b["member_id"], in_b.to_string());
+    assert_eq!(me_b["tenant_id"], b.to_string());
+    let me_a: Value = pick(a).await.unwrap().json().await.unwrap();
+    assert_eq!(me_a["member_id"], me_id.to_string());
+    let c = tenant(&store, "third-shop").await;
+    assert_problem(
+        pick(c).await.unwrap(),
+        StatusCode::FORBIDDEN,
+        "not_a_member",
+    )
+    .await;
+
     // Not a bearer scheme.
     let res = app
         .me(
@@ -863,6 +894,45 @@ async fn members_repository(env: TestEnv) {
     // Another tenant's member is not found through this tenant.
     assert!(m.member(a, pb).await.is_err());
     assert!(m.set_role(a, pb, Role::Owner, Actor::System).await.is_err());
+    // Sessions: found while live, gone once expired or ended; another tenant's login is no
+    // member here.
+    let who = Identity::Oidc {
+        issuer: "https://id.example".into(),
+        subject: "priya".into(),
+        verified_email: Some("priya@example.test".into()),
+    };
+    let live = [1u8; 32];
+    let expired = [2u8; 32];
+    let now = smartchat_core::db::now_micros();
+    let s = m
+        .start_session(&who, Some(b), &live, now + 60_000_000)
+        .await
+        .unwrap();
+    assert_eq!((s.tenant_id, s.member_id, s.role), (b, pb, Role::Auditor));
+    assert_eq!(m.session(&live).await.unwrap(), Some(s));
+    m.start_session(&who, Some(b), &expired, now - 1)
+        .await
+        .unwrap();
+    assert_eq!(m.session(&expired).await.unwrap(), None);
+    assert_eq!(m.purge_expired().await.unwrap(), 1);
+    // The role in force is read at each request.
+    m.set_role(b, pb, Role::Staff, Actor::System).await.unwrap();
+    assert_eq!(m.session(&live).await.unwrap().unwrap().role, Role::Staff);
+    assert!(m.end_session(&live).await.unwrap());
+    assert_eq!(m.session(&live).await.unwrap(), None);
+    assert!(!m.end_session(&live).await.unwrap());
+    let stranger = Identity::Oidc {
+        issuer: "https://id.example".into(),
+        subject: "mallory".into(),
+        verified_email: None,
+    };
+    assert!(matches!(
+        m.start_session(&stranger, None, &[3u8; 32], now + 60_000_000)
+            .await,
+        Err(smartchat_core::CoreError::NotFound { what: "member" })
+    ));
+    assert_eq!(m.session_count().await.unwrap(), 0);
+
     // No login in plaintext in the members table.
     let mut c = store.db.conn().await.unwrap();
     let rows: Vec<(Vec<u8>, Vec<u8>)> = db_run!(c, |c| smartchat_core::db::schema::members::table
