@@ -1,6 +1,6 @@
 // A real OpenID provider for tests/tests/oidc.rs: oidc-provider on 127.0.0.1.
 //
-//   node provider.mjs <port> <redirect_uri> <api_audience>
+//   node provider.mjs <port> <redirect_uri> <api_audience> [kid_suffix]
 //
 // One confidential client `smartchat` (secret `smartchat-test-secret`) with the given
 // redirect URI, PKCE required, client_credentials allowed; one resource server (the API
@@ -8,11 +8,13 @@
 // account is the authorization request's `login_hint` (default `alice`), its e-mail
 // `<account>@example.test`, verified unless the account starts with `unverified`.
 // `POST /test/sign` signs arbitrary claims with the provider's own key (expired or
-// wrong-audience tokens for the negative tests). Prints `ready <issuer>` when listening.
+// wrong-audience tokens for the negative tests). Keys are new at each start, their ids
+// `test-rs256<kid_suffix>` and `test-es256<kid_suffix>` (a restart with another suffix is a
+// key rotation). Prints `ready <issuer>` when listening.
 import Provider from 'oidc-provider';
 import * as jose from 'jose';
 
-const [port, redirectUri, audience] = process.argv.slice(2);
+const [port, redirectUri, audience, kidSuffix = ''] = process.argv.slice(2);
 if (!port || !redirectUri || !audience) {
   console.error('usage: node provider.mjs <port> <redirect_uri> <api_audience>');
   process.exit(2);
@@ -20,9 +22,9 @@ if (!port || !redirectUri || !audience) {
 const issuer = `http://127.0.0.1:${port}`;
 
 const rsa = await jose.generateKeyPair('RS256', { extractable: true });
-const rsaJwk = { ...(await jose.exportJWK(rsa.privateKey)), kid: 'test-rs256', alg: 'RS256', use: 'sig' };
+const rsaJwk = { ...(await jose.exportJWK(rsa.privateKey)), kid: `test-rs256${kidSuffix}`, alg: 'RS256', use: 'sig' };
 const ec = await jose.generateKeyPair('ES256', { extractable: true });
-const ecJwk = { ...(await jose.exportJWK(ec.privateKey)), kid: 'test-es256', alg: 'ES256', use: 'sig' };
+const ecJwk = { ...(await jose.exportJWK(ec.privateKey)), kid: `test-es256${kidSuffix}`, alg: 'ES256', use: 'sig' };
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -70,7 +72,7 @@ provider.use(async (ctx, next) => {
     for await (const c of ctx.req) chunks.push(c);
     const { claims, typ } = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     ctx.body = await new jose.SignJWT(claims)
-      .setProtectedHeader({ alg: 'RS256', kid: 'test-rs256', typ: typ ?? 'at+jwt' })
+      .setProtectedHeader({ alg: 'RS256', kid: rsaJwk.kid, typ: typ ?? 'at+jwt' })
       .sign(rsa.privateKey);
     ctx.type = 'text/plain';
     return;

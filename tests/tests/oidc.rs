@@ -76,18 +76,23 @@ fn free_port() -> u16 {
 /// A running oidc-provider; killed on drop.
 struct Provider {
     issuer: String,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
 }
 
 impl Provider {
     async fn start(redirect_uri: &str) -> Self {
+        Self::start_on(free_port(), redirect_uri, "").await
+    }
+
+    /// Starts on `port` with keys named `test-rs256<kid_suffix>`.
+    async fn start_on(port: u16, redirect_uri: &str, kid_suffix: &str) -> Self {
         ensure_node_modules();
-        let port = free_port();
         let mut child = tokio::process::Command::new("node")
             .arg(oidc_dir().join("provider.mjs"))
             .arg(port.to_string())
             .arg(redirect_uri)
             .arg(AUDIENCE)
+            .arg(kid_suffix)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -106,10 +111,12 @@ impl Provider {
         .expect("oidc-provider did not start within 30 s");
         // Keep draining its stdout: a closed pipe would kill it at its next notice.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            issuer,
-            _child: child,
-        }
+        Self { issuer, child }
+    }
+
+    /// Stops the process and waits until it has exited (its port is free again).
+    async fn stop(mut self) {
+        self.child.kill().await.unwrap();
     }
 
     async fn client_credentials(&self) -> String {
@@ -950,7 +957,46 @@ async fn members_repository(env: TestEnv) {
     }
 }
 
+async fn keys_refreshed_on_unknown_kid(env: TestEnv) {
+    let store = env.store.clone();
+    let a = tenant(&store, "glow-salon").await;
+    let mut app = App::with_oidc(store.clone()).await;
+    let issuer = app.issuer().to_owned();
+    Members::new(store.clone())
+        .invite_member(
+            a,
+            &Login::oidc(&issuer, CLIENT_ID),
+            Role::Staff,
+            Actor::System,
+        )
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let bearer = |t: &str| (AUTHORIZATION.as_str(), format!("Bearer {t}"));
+    let old = app.provider().client_credentials().await;
+    assert_eq!(app.me(&client, bearer(&old)).await.status(), StatusCode::OK);
+
+    // The provider rotates: same issuer (same port), new keys with new ids.
+    let port: u16 = issuer.rsplit(':').next().unwrap().parse().unwrap();
+    let redirect = format!("{}/auth/callback", app.base);
+    app.provider.take().unwrap().stop().await;
+    app.provider = Some(Provider::start_on(port, &redirect, "-rotated").await);
+    let new = app.provider().client_credentials().await;
+    // The unknown kid makes the server fetch the JWKS again (the 10 s rate limit lifted).
+    app.state.oidc().unwrap().allow_key_refresh();
+    let res = app.me(&client, bearer(&new)).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "a token under the new key verifies"
+    );
+    // The retired key is gone from the refreshed set.
+    let res = app.me(&client, bearer(&old)).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
 both_backends!(
+    keys_refreshed_on_unknown_kid,
     portal_login_session_and_logout,
     callback_refusals_write_nothing,
     bearer_tokens,
