@@ -436,3 +436,58 @@ async fn fuzzy_with_date_filter() {
     q.to_micros = Some(1_700_000_000_000_000 + 30 * 86_400_000_000);
     assert_eq!(ids(&m, q).await, ["m1"]);
 }
+
+#[tokio::test]
+async fn a_failed_batch_leaves_nothing_behind() {
+    let (_tmp, m) = manager().await;
+    let mut bad = msg(2, "aa", "orphanword");
+    bad.message_id.clear();
+    let err = m
+        .add_messages(T, &[msg(1, "aa", "orphanword"), bad], 5)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SearchError::InvalidDocument(_)), "{err:?}");
+    m.add_messages(T, &[msg(3, "aa", "fine")], 6).await.unwrap();
+    assert_eq!(
+        ids(&m, SearchQuery::text("orphanword")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(&m, SearchQuery::text("fine")).await, ["m3"]);
+    assert_eq!(m.last_applied_seq(T).await.unwrap(), Some(6));
+}
+
+#[tokio::test]
+async fn the_time_budget_truncates_instead_of_running_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = ManagerConfig {
+        search_time_budget: std::time::Duration::ZERO,
+        ..ManagerConfig::default()
+    };
+    let m = IndexManager::new(tmp.path(), config).unwrap();
+    m.open(T, SearchKey::new(KEY)).await.unwrap();
+    m.add_messages(T, &[msg(1, "aa", "hello")], 1)
+        .await
+        .unwrap();
+    let r = m.search(T, &SearchQuery::text("hello")).await.unwrap();
+    assert!(r.truncated);
+    assert_eq!(r.total, 0);
+}
+
+#[tokio::test]
+async fn opening_twice_keeps_the_open_index() {
+    let (_tmp, m) = manager().await;
+    m.add_messages(T, &[msg(1, "aa", "hello")], 4)
+        .await
+        .unwrap();
+    let again = m.open(T, SearchKey::new(KEY)).await.unwrap();
+    assert_eq!(
+        again,
+        OpenOutcome::Opened {
+            last_applied_seq: Some(4)
+        }
+    );
+    m.add_messages(T, &[msg(2, "aa", "hello")], 5)
+        .await
+        .unwrap();
+    assert_eq!(ids(&m, SearchQuery::text("hello")).await, ["m1", "m2"]);
+}
