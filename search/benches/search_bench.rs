@@ -587,7 +587,7 @@ fn main() {
     }
     drop(docs);
     // Cold open: every file of the index is decrypted once into memory.
-    manager.close("bench").unwrap();
+    rt.block_on(manager.close("bench")).unwrap();
     let t = Instant::now();
     rt.block_on(manager.open("bench", SearchKey::new([5; 32])))
         .unwrap();

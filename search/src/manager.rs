@@ -188,13 +188,25 @@ impl IndexManager {
         }
     }
 
-    /// Closes the tenant's index (drops writer and reader).
-    pub fn close(&self, tenant: &str) -> Result<(), SearchError> {
+    /// Closes the tenant's index: waits for background merges, then drops
+    /// the writer (releasing its lock) and the reader.
+    pub async fn close(&self, tenant: &str) -> Result<(), SearchError> {
         validate_tenant(tenant)?;
-        self.tenants
+        let removed = self
+            .tenants
             .write()
             .map_err(|_| SearchError::Task)?
             .remove(tenant);
+        if let Some(ti) = removed {
+            blocking(move || {
+                let mut guard = ti.writer.lock().map_err(|_| SearchError::Task)?;
+                if let Some(w) = guard.take() {
+                    w.wait_merging_threads()?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
         Ok(())
     }
 

@@ -486,6 +486,9 @@ async fn opening_twice_keeps_the_open_index() {
             last_applied_seq: Some(4)
         }
     );
+    m.close(T).await.unwrap();
+    let reopened = m.open(T, SearchKey::new(KEY)).await.unwrap();
+    assert_eq!(reopened, again);
     m.add_messages(T, &[msg(2, "aa", "hello")], 5)
         .await
         .unwrap();
