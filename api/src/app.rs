@@ -23,14 +23,47 @@ pub struct AppState {
 
 struct Inner {
     services: Services,
+    pipeline: crate::pipeline::Pipeline,
+    meta_app_secret: Option<String>,
+    meta_verify_token: Option<String>,
 }
 
 impl AppState {
     /// Builds the state.
-    pub fn new(services: Services) -> Self {
+    pub fn new(
+        services: Services,
+        pipeline: crate::pipeline::Pipeline,
+        config: &smartchat_core::config::Config,
+    ) -> Self {
         Self {
-            inner: Arc::new(Inner { services }),
+            inner: Arc::new(Inner {
+                services,
+                pipeline,
+                meta_app_secret: config
+                    .meta_app_secret
+                    .as_ref()
+                    .map(|s| s.expose().to_owned()),
+                meta_verify_token: config
+                    .meta_verify_token
+                    .as_ref()
+                    .map(|s| s.expose().to_owned()),
+            }),
         }
+    }
+
+    /// The message pipeline.
+    pub fn pipeline(&self) -> &crate::pipeline::Pipeline {
+        &self.inner.pipeline
+    }
+
+    /// Meta's app secret (webhook signatures).
+    pub fn meta_app_secret(&self) -> Option<&str> {
+        self.inner.meta_app_secret.as_deref()
+    }
+
+    /// The webhook subscription verify token.
+    pub fn meta_verify_token(&self) -> Option<&str> {
+        self.inner.meta_verify_token.as_deref()
     }
 
     /// The store.
@@ -52,12 +85,16 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(get_health))
         .route("/readyz", get(get_readiness))
+        .route(
+            "/webhooks/whatsapp",
+            get(crate::webhook::get_webhook).post(crate::webhook::post_webhook),
+        )
         .route(LEDGER_KEY_PATH, get(get_ledger_key))
         .route(
             "/.well-known/smartchat/ledger-checkpoint",
             get(get_ledger_checkpoint),
         )
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 

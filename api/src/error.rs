@@ -66,6 +66,23 @@ impl AppError {
     }
 }
 
+/// A problem-details response for errors that are not [`AppError`]s.
+pub fn problem(status: StatusCode, code: &'static str, detail: &str) -> Response {
+    let body = Problem {
+        kind: format!("https://smartchat.invalid/problems/{code}"),
+        title: status.canonical_reason().unwrap_or("error").to_owned(),
+        status: status.as_u16(),
+        code,
+        detail: detail.to_owned(),
+    };
+    let mut res = (status, axum::Json(body)).into_response();
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    res
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, detail) = self.parts();
@@ -73,18 +90,6 @@ impl IntoResponse for AppError {
             // Logged once, here; the body stays generic.
             tracing::error!(error = %self, code, "request failed");
         }
-        let body = Problem {
-            kind: format!("https://smartchat.invalid/problems/{code}"),
-            title: status.canonical_reason().unwrap_or("error").to_owned(),
-            status: status.as_u16(),
-            code,
-            detail,
-        };
-        let mut res = (status, axum::Json(body)).into_response();
-        res.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/problem+json"),
-        );
-        res
+        problem(status, code, &detail)
     }
 }

@@ -10,3 +10,5 @@ pub mod auth;
 pub mod background;
 pub mod boot;
 pub mod error;
+pub mod pipeline;
+pub mod webhook;

@@ -246,15 +246,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(smartchat_api::background::ledger_worker(
         services.ledger.clone(),
-        stop_rx,
+        stop_rx.clone(),
     ));
-    let app = smartchat_api::app::router(smartchat_api::app::AppState::new(services));
+    let pipeline = smartchat_api::pipeline::Pipeline::new(services.store.clone(), &config)?;
+    let job_workers: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(smartchat_api::pipeline::worker(
+                pipeline.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    let app = smartchat_api::app::router(smartchat_api::app::AppState::new(
+        services, pipeline, &config,
+    ));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             shutdown_signal().await;
         })
         .await?;
     let _ = stop_tx.send(true);
+    for w in job_workers {
+        w.await?;
+    }
     worker.await?;
     Ok(())
 }

@@ -179,6 +179,9 @@ pub struct NewMessage<'a> {
     pub author: &'a str,
 }
 
+/// A subject's id with its `wa_id` and BSUID blind indexes.
+type SubjectIdRow = (String, Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// Context string that binds a sealed message body to its row.
 fn body_context(tenant: &str, message_id: &str) -> String {
     format!("messages.body_ct|{tenant}|{message_id}")
@@ -458,10 +461,10 @@ impl Store {
             .as_deref()
             .or(contact.wa_id.as_deref())
             .map(|v| key.blind(BlindKind::Phone, v).to_vec());
-        let mut found: Option<(String, Option<Vec<u8>>, Option<Vec<u8>>)> = None;
+        let mut found: Option<SubjectIdRow> = None;
         for (col_is_wa, blind) in [(true, &wa_blind), (false, &bsuid_blind)] {
             let Some(b) = blind else { continue };
-            let row: Option<(String, Option<Vec<u8>>, Option<Vec<u8>>)> = if col_is_wa {
+            let row: Option<SubjectIdRow> = if col_is_wa {
                 db_run!(tx, |c| subjects::table
                     .filter(subjects::tenant_id.eq(&tid))
                     .filter(subjects::wa_id_blind.eq(b))
@@ -724,11 +727,11 @@ impl Store {
                 .execute(c)
                 .await)?;
         }
-        let kind = if msg.direction == "in" {
-            EventKind::MESSAGE_RECEIVED
-        } else {
-            EventKind::MESSAGE_SENT
-        };
+        // Outbound messages are ledgered by the pipeline when the send succeeds or fails.
+        if msg.direction != "in" {
+            return Ok(id);
+        }
+        let kind = EventKind::MESSAGE_RECEIVED;
         let mut draft = EntryDraft::new(
             kind,
             if msg.direction == "in" {
@@ -909,4 +912,273 @@ async fn find_subject_in(
         BlindKind::Login => None,
     };
     id.map(|s| s.parse()).transpose()
+}
+
+/// A conversation as the pipeline needs it.
+#[derive(Debug, Clone)]
+pub struct ConversationRow {
+    /// Id.
+    pub id: ConversationId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Subject.
+    pub subject_id: SubjectId,
+    /// The business number it runs on.
+    pub phone_number_id: PhoneNumberId,
+    /// `assistant` or `human` (taken over by the business).
+    pub mode: String,
+    /// Last inbound message (unix micros): the 24-hour customer service window.
+    pub last_inbound_at: Option<i64>,
+}
+
+/// A subject's processing flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubjectFlags {
+    /// Objected to AI processing (hand-off to a human).
+    pub objected: bool,
+    /// Opted out of follow-ups ("stop").
+    pub opted_out: bool,
+}
+
+/// Ordering of message statuses: the state only moves forward; `failed` is final.
+pub fn status_rank(status: &str) -> u8 {
+    match status {
+        "received" | "queued" => 0,
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        "failed" => 4,
+        _ => 0,
+    }
+}
+
+impl Store {
+    /// The message with Meta id `wamid` at a tenant: (id, direction, status).
+    pub async fn message_by_wamid(
+        &self,
+        c: &mut Conn,
+        tenant: TenantId,
+        wamid: &str,
+    ) -> Result<Option<(MessageId, String, String)>, CoreError> {
+        let tid = tenant.to_string();
+        let row: Option<(String, String, String)> = db_run!(c, |c| messages::table
+            .filter(messages::tenant_id.eq(&tid))
+            .filter(messages::wamid.eq(wamid))
+            .select((messages::id, messages::direction, messages::status))
+            .first(c)
+            .await
+            .optional())?;
+        row.map(|(id, d, s)| Ok((id.parse()?, d, s))).transpose()
+    }
+
+    /// Moves a message's status forward (never back; `failed` is final). Returns whether it
+    /// changed.
+    pub async fn advance_status(
+        &self,
+        c: &mut Conn,
+        message: MessageId,
+        current: &str,
+        next: &str,
+        error_code: Option<i32>,
+        at: i64,
+    ) -> Result<bool, CoreError> {
+        if current == "failed" || status_rank(next) <= status_rank(current) {
+            return Ok(false);
+        }
+        let mid = message.to_string();
+        let n = db_run!(c, |c| diesel::update(messages::table.find(&mid))
+            .filter(messages::status.eq(current))
+            .set((
+                messages::status.eq(next),
+                messages::error_code.eq(error_code),
+                messages::status_at.eq(at)
+            ))
+            .execute(c)
+            .await)?;
+        Ok(n == 1)
+    }
+
+    /// Records Meta's id of a message we sent.
+    pub async fn set_wamid(
+        &self,
+        c: &mut Conn,
+        message: MessageId,
+        wamid: &str,
+    ) -> Result<(), CoreError> {
+        let mid = message.to_string();
+        db_run!(c, |c| diesel::update(messages::table.find(&mid))
+            .set(messages::wamid.eq(Some(wamid)))
+            .execute(c)
+            .await)?;
+        Ok(())
+    }
+
+    /// One message row (body sealed).
+    pub async fn message_row(
+        &self,
+        c: &mut Conn,
+        message: MessageId,
+    ) -> Result<MessageRow, CoreError> {
+        let mid = message.to_string();
+        db_run!(c, |c| messages::table
+            .find(&mid)
+            .select(MessageRow::as_select())
+            .first(c)
+            .await
+            .optional())?
+        .ok_or(CoreError::NotFound { what: "message" })
+    }
+
+    /// One conversation.
+    pub async fn conversation(
+        &self,
+        c: &mut Conn,
+        id: ConversationId,
+    ) -> Result<ConversationRow, CoreError> {
+        let cid = id.to_string();
+        let row: Option<(String, String, String, String, Option<i64>)> =
+            db_run!(c, |c| conversations::table
+                .find(&cid)
+                .select((
+                    conversations::tenant_id,
+                    conversations::subject_id,
+                    conversations::phone_number_id,
+                    conversations::mode,
+                    conversations::last_inbound_at,
+                ))
+                .first(c)
+                .await
+                .optional())?;
+        let (t, s, p, mode, last_inbound_at) = row.ok_or(CoreError::NotFound {
+            what: "conversation",
+        })?;
+        Ok(ConversationRow {
+            id,
+            tenant_id: t.parse()?,
+            subject_id: s.parse()?,
+            phone_number_id: p.parse()?,
+            mode,
+            last_inbound_at,
+        })
+    }
+
+    /// Sets a conversation's mode (`assistant` or `human`).
+    pub async fn set_conversation_mode(
+        &self,
+        c: &mut Conn,
+        id: ConversationId,
+        mode: &str,
+    ) -> Result<(), CoreError> {
+        let cid = id.to_string();
+        let now = now_micros();
+        db_run!(c, |c| diesel::update(conversations::table.find(&cid))
+            .set((
+                conversations::mode.eq(mode),
+                conversations::updated_at.eq(now)
+            ))
+            .execute(c)
+            .await)?;
+        Ok(())
+    }
+
+    /// The last `limit` messages of a conversation, oldest first, bodies opened.
+    pub async fn recent_messages(
+        &self,
+        c: &mut Conn,
+        tenant: TenantId,
+        conv: &ConversationRow,
+        key: &TenantKey,
+        limit: i64,
+    ) -> Result<Vec<PlainMessage>, CoreError> {
+        let tid = tenant.to_string();
+        let cid = conv.id.to_string();
+        let sid = conv.subject_id.to_string();
+        let skey = self.subject_key_in(c, &tid, &sid, key).await?;
+        let mut rows: Vec<MessageRow> = db_run!(c, |c| messages::table
+            .filter(messages::conversation_id.eq(&cid))
+            .order((messages::created_at.desc(), messages::id.desc()))
+            .limit(limit)
+            .select(MessageRow::as_select())
+            .load(c)
+            .await)?;
+        rows.reverse();
+        open_messages(&skey, &tid, rows)
+    }
+
+    /// A subject's flags.
+    pub async fn subject_flags(
+        &self,
+        c: &mut Conn,
+        subject: SubjectId,
+    ) -> Result<SubjectFlags, CoreError> {
+        let sid = subject.to_string();
+        let (objected, opted_out): (bool, bool) = db_run!(c, |c| subjects::table
+            .find(&sid)
+            .select((subjects::objected, subjects::opted_out))
+            .first(c)
+            .await
+            .optional())?
+        .ok_or(CoreError::NotFound { what: "subject" })?;
+        Ok(SubjectFlags {
+            objected,
+            opted_out,
+        })
+    }
+
+    /// Sets a subject's flags.
+    pub async fn set_subject_flags(
+        &self,
+        c: &mut Conn,
+        subject: SubjectId,
+        flags: SubjectFlags,
+    ) -> Result<(), CoreError> {
+        let sid = subject.to_string();
+        db_run!(c, |c| diesel::update(subjects::table.find(&sid))
+            .set((
+                subjects::objected.eq(flags.objected),
+                subjects::opted_out.eq(flags.opted_out)
+            ))
+            .execute(c)
+            .await)?;
+        Ok(())
+    }
+
+    /// The Graph API access token of a connected number (empty: the sandbox).
+    pub async fn access_token(
+        &self,
+        tenant: TenantId,
+        pnid: &PhoneNumberId,
+    ) -> Result<crate::config::Secret, CoreError> {
+        let tid = tenant.to_string();
+        let key = self.keys.tenant_key(&tid).await?;
+        let mut c = self.db.conn().await?;
+        let ct: Vec<u8> = db_run!(c, |c| phone_numbers::table
+            .filter(phone_numbers::phone_number_id.eq(pnid.as_str()))
+            .filter(phone_numbers::tenant_id.eq(&tid))
+            .select(phone_numbers::access_token_ct)
+            .first(c)
+            .await
+            .optional())?
+        .ok_or(CoreError::NotFound {
+            what: "phone number",
+        })?;
+        let bytes = key.open(&format!("phone_numbers.access_token_ct|{tid}|{pnid}"), &ct)?;
+        Ok(crate::config::Secret::new(
+            String::from_utf8(bytes).map_err(|_| CoreError::Crypto("token is not UTF-8".into()))?,
+        ))
+    }
+
+    /// The subject's contact fields, opened within a transaction.
+    pub async fn subject_contact_in(
+        &self,
+        c: &mut Conn,
+        tenant: TenantId,
+        subject: SubjectId,
+        key: &TenantKey,
+    ) -> Result<SubjectContact, CoreError> {
+        let tid = tenant.to_string();
+        let sid = subject.to_string();
+        let skey = self.subject_key_in(c, &tid, &sid, key).await?;
+        self.open_contact(&skey, &tid, &sid, c).await
+    }
 }

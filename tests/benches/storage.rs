@@ -8,7 +8,6 @@
 //!
 //! Run: `cargo bench -p smartchat-tests --bench storage` (`BENCH_BACKENDS=sqlite` or
 //! `postgres` to run one).
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "bench")]
 
 use std::time::{Duration, Instant};
 

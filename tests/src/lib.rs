@@ -3,11 +3,6 @@
 //! (`both_backends!`). PostgreSQL comes from `SMARTCHAT_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); if it is unreachable the test fails,
 //! it is never skipped.
-#![expect(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    reason = "test harness: a broken harness should stop the test loudly"
-)]
 
 use std::path::PathBuf;
 

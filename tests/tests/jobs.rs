@@ -1,6 +1,5 @@
 //! The durable job queue on both backends (issue 5): enqueue in the caller's transaction,
 //! claims never overlap, leases expire, failures back off, dead jobs stay visible.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The audit ledger on both backends (issue 3): same-transaction appends, one total order
 //! under concurrent writers and sequencers, checkpoints, proofs, export and verification,
 //! and no personal data in any entry.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;

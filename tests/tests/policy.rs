@@ -1,7 +1,6 @@
 //! Policies as code, stored and enforced (issue 4): registry changes notified with a notice
 //! period and objections, tenants tightening but never loosening, and the policy version in
 //! the ledger entries it governs.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::sync::Arc;
 

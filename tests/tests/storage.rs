@@ -1,5 +1,4 @@
 //! Storage, keys and crypto-shredding on both backends (issue 2).
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;

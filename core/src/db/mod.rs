@@ -145,6 +145,10 @@ impl std::fmt::Debug for DbPool {
 }
 
 /// A pooled connection, outside any transaction.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Conn lives per request; boxing would add an allocation to every checkout"
+)]
 pub enum Conn {
     /// PostgreSQL.
     Pg(Object<AsyncPgConnection>),

@@ -1,0 +1,874 @@
+//! The main job: Meta webhook in, assistant, reply out; every step durable, encrypted and
+//! ledgered.
+//!
+//! 1. [`ingest`]: one transaction per webhook delivery stores every message of the batch
+//!    (sealed), advances statuses, queues one `reply` job per new inbound message and the
+//!    ledger drafts, then commits; only then does the webhook answer 200. Redeliveries are
+//!    recognised by Meta's message id and change nothing.
+//! 2. [`run_reply`]: decides with the tenant's policy, redacts, asks the assistant (the
+//!    tenant's provider chain, ending in the offline assistant), ledgers every provider call,
+//!    stores the reply and queues a `send` job, and completes the `reply` job, in one
+//!    transaction.
+//! 3. [`run_send`]: checks the 24-hour window and the rate limits, sends through the Graph
+//!    API (or to the sandbox when the number has no access token), records the outcome.
+//!    Retryable Graph errors back off; permanent ones mark the message failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smartchat_assistant::{
+    Assistant, BusinessProfile, ChatProvider, ConversationTurn, Intent, Pseudonym, ReplyRequest,
+    ReplySource, RequestFlags, Role,
+};
+use smartchat_core::CoreError;
+use smartchat_core::config::Config;
+use smartchat_core::crypto::TenantKey;
+use smartchat_core::db::now_micros;
+use smartchat_core::ids::{ConversationId, MessageId, PhoneNumberId, TenantId};
+use smartchat_core::jobs::{self, Job, NewJob};
+use smartchat_core::store::{NewMessage, Store, SubjectContact, SubjectFlags};
+use smartchat_ledger::{
+    Actor, AttrKey, AttrValue, DataCategory, EntryDraft, EventKind, Outcome, ProviderCode, Purpose,
+    RefKind, Reference,
+};
+use smartchat_policies::{Category, ProcessorId, SubjectState};
+use smartchat_whatsapp::{
+    AccessToken, ErrorClass, GraphClient, InboundEvent, MessageKind, OutboundKind, RateLimiter,
+    RateLimiterConfig, Recipient, SendError, StatusKind, TokioClock, WebhookPayload, check_window,
+};
+use time::OffsetDateTime;
+
+/// The queue all pipeline jobs run on.
+pub const QUEUE: &str = "pipeline";
+/// How long a worker holds a claimed job before another may take it over.
+pub const LEASE: Duration = Duration::from_secs(90);
+/// Messages of context given to the assistant.
+const HISTORY: i64 = 12;
+
+/// What the pipeline needs besides the store.
+#[derive(Clone)]
+pub struct Pipeline {
+    /// Storage.
+    pub store: Store,
+    providers: Arc<Vec<ChatProvider>>,
+    graph: Arc<GraphClient>,
+    limiter: Arc<RateLimiter<TokioClock>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pipeline({} providers)", self.providers.len())
+    }
+}
+
+/// Why a webhook delivery was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Storage failed: nothing was committed, Meta will retry.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+/// What one delivery did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// New messages stored.
+    pub messages: usize,
+    /// Redelivered messages recognised and skipped.
+    pub duplicates: usize,
+    /// Statuses that moved a message forward.
+    pub statuses: usize,
+    /// Statuses that changed nothing (late, repeated or unknown).
+    pub stale_statuses: usize,
+    /// Events for numbers no tenant has connected.
+    pub unknown_numbers: usize,
+    /// Other subscribed fields recorded.
+    pub other: usize,
+}
+
+impl Pipeline {
+    /// Builds the pipeline from the configuration: providers with keys, the Graph client.
+    pub fn new(store: Store, config: &Config) -> Result<Self, CoreError> {
+        let mut providers = Vec::new();
+        let bad = |key: &str, e: &dyn std::fmt::Display| CoreError::Config {
+            key: key.into(),
+            reason: e.to_string(),
+        };
+        if let Some(k) = &config.openai_api_key {
+            let p = ChatProvider::new(
+                smartchat_assistant::ProviderKind::OpenAi,
+                &config.openai_base_url,
+                secrecy::SecretString::from(k.expose().to_owned()),
+                "gpt-4o-mini",
+            )
+            .map_err(|e| bad("SMARTCHAT_OPENAI_BASE_URL", &e))?;
+            providers.push(p);
+        }
+        if let Some(k) = &config.deepseek_api_key {
+            let p = ChatProvider::new(
+                smartchat_assistant::ProviderKind::DeepSeek,
+                &config.deepseek_base_url,
+                secrecy::SecretString::from(k.expose().to_owned()),
+                "deepseek-chat",
+            )
+            .map_err(|e| bad("SMARTCHAT_DEEPSEEK_BASE_URL", &e))?;
+            providers.push(p);
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let graph = GraphClient::new(&config.meta_graph_url, "v23.0", http)
+            .map_err(|e| bad("SMARTCHAT_META_GRAPH_URL", &e))?;
+        Ok(Self {
+            store,
+            providers: Arc::new(providers),
+            graph: Arc::new(graph),
+            limiter: Arc::new(RateLimiter::new(
+                RateLimiterConfig::default(),
+                TokioClock::default(),
+            )),
+        })
+    }
+
+    /// Replaces the provider chain (tests point it at local servers).
+    pub fn with_providers(mut self, providers: Vec<ChatProvider>) -> Self {
+        self.providers = Arc::new(providers);
+        self
+    }
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn time_of(micros: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The body to store for an inbound message: what the customer said, or a summary of the
+/// media (Meta's media id and type; downloading media is a later issue). Sealed either way.
+fn body_of(kind: &MessageKind) -> Option<String> {
+    match kind {
+        MessageKind::Text { body } => Some(body.as_str().to_owned()),
+        MessageKind::Image(m)
+        | MessageKind::Audio(m)
+        | MessageKind::Video(m)
+        | MessageKind::Document(m)
+        | MessageKind::Sticker(m) => Some(
+            serde_json::json!({
+                "media_id": m.id,
+                "mime_type": m.mime_type,
+                "caption": m.caption.as_ref().map(|c| c.as_str()),
+            })
+            .to_string(),
+        ),
+        MessageKind::Interactive(
+            smartchat_whatsapp::Interactive::ButtonReply { title, .. }
+            | smartchat_whatsapp::Interactive::ListReply { title, .. },
+        ) => Some(title.as_str().to_owned()),
+        MessageKind::Button { text, .. } => text.as_ref().map(|t| t.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Stores one webhook delivery in one transaction.
+pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, IngestError> {
+    let store = &p.store;
+    let mut out = Ingested::default();
+    let mut tx = store.db.begin().await?;
+    let mut keys: std::collections::HashMap<String, Option<(TenantId, Arc<TenantKey>)>> =
+        std::collections::HashMap::new();
+    for event in payload.events() {
+        let pnid_raw = match &event {
+            InboundEvent::Message {
+                phone_number_id, ..
+            }
+            | InboundEvent::Status {
+                phone_number_id, ..
+            } => Some(phone_number_id.as_str().to_owned()),
+            InboundEvent::Other {
+                phone_number_id, ..
+            } => phone_number_id.as_ref().map(|p| p.as_str().to_owned()),
+            InboundEvent::Error {
+                phone_number_id, ..
+            } => Some(phone_number_id.as_str().to_owned()),
+        };
+        let tenant = match &pnid_raw {
+            None => None,
+            Some(raw) => {
+                if !keys.contains_key(raw) {
+                    let resolved = match raw.parse::<PhoneNumberId>() {
+                        Ok(pnid) => match store.tenant_for_number(&pnid).await {
+                            Ok(t) => Some((t, store.tenant_key(t).await?)),
+                            Err(CoreError::NotFound { .. }) => None,
+                            Err(e) => return Err(e.into()),
+                        },
+                        Err(_) => None,
+                    };
+                    keys.insert(raw.clone(), resolved);
+                }
+                keys.get(raw).cloned().flatten()
+            }
+        };
+        let Some((tenant, key)) = tenant else {
+            // Unknown number: 200 so Meta stops retrying, one ledger entry, nothing else.
+            out.unknown_numbers += 1;
+            let mut d = EntryDraft::new(EventKind::UNKNOWN_PHONE_NUMBER, Actor::Meta)
+                .outcome(Outcome::REJECTED);
+            if let Some(raw) = &pnid_raw {
+                d = d.reference(Reference::digest(
+                    RefKind::RECORD_DIGEST,
+                    *blake3::hash(raw.as_bytes()).as_bytes(),
+                ));
+            }
+            smartchat_core::audit::enqueue(&mut tx, &d).await?;
+            continue;
+        };
+        match event {
+            InboundEvent::Message {
+                phone_number_id,
+                contact,
+                message,
+            } => {
+                if store
+                    .message_by_wamid(&mut tx, tenant, message.id.as_str())
+                    .await?
+                    .is_some()
+                {
+                    out.duplicates += 1;
+                    continue;
+                }
+                let from = &message.from;
+                let ident = contact.map(|c| &c.identity);
+                let contact_fields = SubjectContact {
+                    wa_id: from
+                        .wa_id
+                        .as_ref()
+                        .or(ident.and_then(|i| i.wa_id.as_ref()))
+                        .map(|w| w.as_str().to_owned()),
+                    bsuid: from
+                        .user_id
+                        .as_ref()
+                        .or(ident.and_then(|i| i.user_id.as_ref()))
+                        .map(|b| b.as_str().to_owned()),
+                    phone: None,
+                    profile_name: contact
+                        .and_then(|c| c.name.as_ref())
+                        .map(|n| n.as_str().to_owned()),
+                };
+                let pnid: PhoneNumberId = phone_number_id.as_str().parse()?;
+                let (sid, _) = store
+                    .upsert_subject(&mut tx, tenant, &key, &contact_fields)
+                    .await?;
+                let conv = store.conversation_for(&mut tx, tenant, sid, &pnid).await?;
+                let body = body_of(&message.kind);
+                let kind_name = message.kind.type_name().to_owned();
+                let mid = store
+                    .insert_message(
+                        &mut tx,
+                        tenant,
+                        &key,
+                        sid,
+                        conv,
+                        &NewMessage {
+                            direction: "in",
+                            kind: &kind_name,
+                            status: "received",
+                            wamid: Some(message.id.as_str()),
+                            body: body.as_deref(),
+                            author: "customer",
+                        },
+                        micros(message.timestamp),
+                    )
+                    .await?;
+                if body.is_some() && kind_name != "reaction" {
+                    let mut job = NewJob::now(
+                        QUEUE,
+                        "reply",
+                        serde_json::json!({ "message": mid.to_string() }),
+                    );
+                    job.tenant_id = Some(tenant.to_string());
+                    job.dedupe_key = Some(format!("reply:{mid}"));
+                    jobs::enqueue(&mut tx, &job).await?;
+                }
+                out.messages += 1;
+            }
+            InboundEvent::Status { status, .. } => {
+                let Some(next) = status.kind else {
+                    out.stale_statuses += 1;
+                    continue;
+                };
+                let Some((mid, _, current)) = store
+                    .message_by_wamid(&mut tx, tenant, status.id.as_str())
+                    .await?
+                else {
+                    out.stale_statuses += 1;
+                    continue;
+                };
+                let name = match next {
+                    StatusKind::Sent => "sent",
+                    StatusKind::Delivered => "delivered",
+                    StatusKind::Read => "read",
+                    StatusKind::Failed => "failed",
+                };
+                let code = status
+                    .errors
+                    .first()
+                    .and_then(|e| i32::try_from(e.code).ok());
+                if store
+                    .advance_status(&mut tx, mid, &current, name, code, micros(status.timestamp))
+                    .await?
+                {
+                    let mut d = EntryDraft::new(EventKind::MESSAGE_STATUS, Actor::Meta)
+                        .tenant(tenant.bytes())
+                        .reference(Reference::id(RefKind::MESSAGE, mid.bytes()))
+                        .attr(
+                            AttrKey::MESSAGE_STATUS,
+                            AttrValue::Code(u32::from(smartchat_core::store::status_rank(name))),
+                        );
+                    if next == StatusKind::Failed {
+                        d = d.outcome(Outcome::FAILURE);
+                        if let Some(c) = code {
+                            d = d.attr(
+                                AttrKey::REASON,
+                                AttrValue::Code(u32::try_from(c).unwrap_or(0)),
+                            );
+                        }
+                    }
+                    smartchat_core::audit::enqueue(&mut tx, &d).await?;
+                    out.statuses += 1;
+                } else {
+                    out.stale_statuses += 1;
+                }
+            }
+            InboundEvent::Other { field, .. } => {
+                // Template status, quality and account updates: recorded, never a 500.
+                let d = EntryDraft::new(EventKind(105), Actor::Meta)
+                    .tenant(tenant.bytes())
+                    .reference(Reference::digest(
+                        RefKind::RECORD_DIGEST,
+                        *blake3::hash(field.as_bytes()).as_bytes(),
+                    ));
+                smartchat_core::audit::enqueue(&mut tx, &d).await?;
+                out.other += 1;
+            }
+            InboundEvent::Error { .. } => {
+                let d = EntryDraft::new(EventKind(105), Actor::Meta)
+                    .tenant(tenant.bytes())
+                    .outcome(Outcome::FAILURE);
+                smartchat_core::audit::enqueue(&mut tx, &d).await?;
+                out.other += 1;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// The assistant's view of a tenant's profile; missing fields get sensible defaults.
+pub fn business_profile(profile: &serde_json::Value) -> BusinessProfile {
+    let mut v = profile.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.entry("business_type").or_insert("business".into());
+        o.entry("timezone").or_insert("Asia/Kolkata".into());
+        o.entry("handoff_message")
+            .or_insert("Thank you! A member of our team will reply to you here shortly.".into());
+    }
+    serde_json::from_value::<BusinessProfile>(v.clone())
+        .ok()
+        .filter(|p| p.validate().is_ok())
+        .unwrap_or_else(|| {
+            let name = profile.get("name").and_then(|n| n.as_str()).unwrap_or("our business").to_owned();
+            serde_json::from_value(serde_json::json!({
+                "name": name,
+                "business_type": "business",
+                "timezone": "Asia/Kolkata",
+                "handoff_message": "Thank you! A member of our team will reply to you here shortly.",
+            }))
+            .unwrap_or_else(|_| fallback_profile())
+        })
+}
+
+#[expect(
+    clippy::expect_used,
+    reason = "a constant profile that the assistant's own tests accept"
+)]
+fn fallback_profile() -> BusinessProfile {
+    BusinessProfile::from_json(
+        r#"{"name":"our business","business_type":"business","timezone":"UTC","handoff_message":"A member of our team will reply shortly."}"#,
+    )
+    .expect("constant profile")
+}
+
+fn provider_code(p: &ChatProvider) -> (ProviderCode, &'static str) {
+    match p.name() {
+        smartchat_assistant::ProviderKind::OpenAi => (ProviderCode::OPENAI, "openai"),
+        smartchat_assistant::ProviderKind::DeepSeek => (ProviderCode::DEEPSEEK, "deepseek"),
+        smartchat_assistant::ProviderKind::Compatible(_) => {
+            (ProviderCode::COMPATIBLE, "compatible")
+        }
+    }
+}
+
+/// Runs one `reply` job.
+pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
+    let store = &p.store;
+    let payload = job.payload()?;
+    let mid: MessageId = payload["message"].as_str().unwrap_or_default().parse()?;
+    let mut c = store.db.conn().await?;
+    let inbound = store.message_row(&mut c, mid).await?;
+    let tenant: TenantId = inbound.tenant_id.parse()?;
+    let conv_id: ConversationId = inbound.conversation_id.parse()?;
+    let conv = store.conversation(&mut c, conv_id).await?;
+    let key = store.tenant_key(tenant).await?;
+    let flags = store.subject_flags(&mut c, conv.subject_id).await?;
+    let mut history = store
+        .recent_messages(&mut c, tenant, &conv, &key, HISTORY)
+        .await?;
+    let contact = store
+        .subject_contact_in(&mut c, tenant, conv.subject_id, &key)
+        .await?;
+    drop(c);
+    let Some(pos) = history.iter().position(|m| m.row.id == inbound.id) else {
+        return Err(CoreError::NotFound {
+            what: "message in its conversation",
+        });
+    };
+    let current = history.remove(pos);
+    let text = current.body.clone().unwrap_or_default();
+    let view = store.tenant(tenant).await?;
+    let profile = business_profile(&view.profile.0);
+    let effective = store.policy.effective(tenant).await?;
+    let version = effective.version();
+    let pseudonym_bytes = key.pseudonym(&conv.subject_id.to_string());
+    let own_number = contact.wa_id.clone();
+    let redact = |t: &str| effective.redactor().redact(t, own_number.as_deref()).text;
+    let subject_state = SubjectState {
+        objected_to_ai: flags.objected,
+        opted_out_of_follow_ups: flags.opted_out,
+        ..SubjectState::default()
+    };
+    let mut drafts = Vec::new();
+    let base = |kind: EventKind, actor: Actor| {
+        EntryDraft::new(kind, actor)
+            .tenant(tenant.bytes())
+            .subject(pseudonym_bytes)
+            .policy_version(version.0)
+            .purpose(Purpose::SERVICE_DELIVERY)
+            .reference(Reference::id(RefKind::MESSAGE, mid.bytes()))
+    };
+
+    // The business took the conversation over, or the customer objected to AI: no AI.
+    let human = conv.mode == "human";
+    let mut chain = Vec::new();
+    if !human && !flags.objected {
+        for prov in p.providers.iter() {
+            let (code, name) = provider_code(prov);
+            let pid =
+                ProcessorId::new(name).map_err(|_| CoreError::Internal("processor id".into()))?;
+            let d = effective.may(
+                &pid,
+                &[Category::Conversations, Category::BusinessInfo],
+                smartchat_policies::Purpose::RespondToEnquiries,
+                &subject_state,
+            );
+            if d.is_allow() {
+                chain.push(prov.clone());
+            } else {
+                let reason = d.deny_reason().map(|r| r.code.as_str()).unwrap_or("denied");
+                drafts.push(
+                    base(EventKind::ASSISTANT_DECISION, Actor::System)
+                        .outcome(Outcome::REJECTED)
+                        .attr(AttrKey::PROVIDER, AttrValue::Code(u32::from(code.0)))
+                        .attr(
+                            AttrKey::REASON,
+                            AttrValue::Digest(*blake3::hash(reason.as_bytes()).as_bytes()),
+                        ),
+                );
+            }
+        }
+    }
+    let turns: Vec<ConversationTurn> = history
+        .iter()
+        .filter_map(|m| {
+            let body = m.body.as_deref()?;
+            let role = match m.row.author.as_str() {
+                "customer" => Role::Customer,
+                "human" => Role::Human,
+                _ => Role::Assistant,
+            };
+            Some(ConversationTurn {
+                role,
+                text: redact(body),
+                at: time_of(m.row.created_at),
+            })
+        })
+        .collect();
+    let pseudonym = Pseudonym::parse(&hex::encode(pseudonym_bytes))
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let now = OffsetDateTime::now_utc();
+    let (reply_text, author) = if human {
+        (None, "human")
+    } else if flags.objected {
+        (Some(profile.handoff_message.clone()), "assistant")
+    } else {
+        let req = ReplyRequest::new(profile.clone(), turns, redact(&text), pseudonym, now)
+            .map_err(|e| CoreError::Invalid {
+                field: "reply request",
+                reason: e.to_string(),
+            })?
+            .with_flags(RequestFlags {
+                allow_providers: !chain.is_empty(),
+                ..RequestFlags::default()
+            });
+        let reply = Assistant::new(chain.clone()).reply(&req).await;
+        for a in &reply.attempts {
+            let code = match a.provider {
+                smartchat_assistant::ProviderKind::OpenAi => ProviderCode::OPENAI,
+                smartchat_assistant::ProviderKind::DeepSeek => ProviderCode::DEEPSEEK,
+                smartchat_assistant::ProviderKind::Compatible(_) => ProviderCode::COMPATIBLE,
+            };
+            let ok = matches!(a.outcome, smartchat_assistant::AttemptOutcome::Success);
+            let mut d = base(EventKind::AI_PROVIDER_CALL, Actor::Provider(code.0))
+                .outcome(if ok {
+                    Outcome::SUCCESS
+                } else {
+                    Outcome::FAILURE
+                })
+                .attr(AttrKey::PROVIDER, AttrValue::Code(u32::from(code.0)))
+                .attr(
+                    AttrKey::MODEL_DIGEST,
+                    AttrValue::Digest(*blake3::hash(a.model.as_bytes()).as_bytes()),
+                )
+                .attr(
+                    AttrKey::DATA_CATEGORY,
+                    AttrValue::Code(u32::from(DataCategory::MESSAGE_TEXT.0)),
+                )
+                .attr(
+                    AttrKey::DATA_CATEGORY,
+                    AttrValue::Code(u32::from(DataCategory::CONVERSATION_HISTORY.0)),
+                )
+                .attr(AttrKey::REQUEST_DIGEST, AttrValue::Digest(a.request_digest))
+                .attr(
+                    AttrKey::LATENCY_MICROS,
+                    AttrValue::U64(a.latency_ms.saturating_mul(1000)),
+                );
+            if let Some(t) = &a.tokens {
+                d = d
+                    .attr(AttrKey::TOKENS_IN, AttrValue::U64(u64::from(t.prompt)))
+                    .attr(AttrKey::TOKENS_OUT, AttrValue::U64(u64::from(t.completion)));
+            }
+            if let Some(s) = a.http_status {
+                d = d.attr(AttrKey::HTTP_STATUS, AttrValue::Code(u32::from(s)));
+            }
+            drafts.push(d);
+        }
+        let source = match &reply.source {
+            ReplySource::Offline => 0,
+            ReplySource::Provider { .. } => 1,
+        };
+        drafts.push(
+            base(EventKind::ASSISTANT_DECISION, Actor::System)
+                .attr(AttrKey::DECISION, AttrValue::Code(source)),
+        );
+        match reply.intent {
+            Intent::OptOut => {
+                let mut c = store.db.conn().await?;
+                store
+                    .set_subject_flags(
+                        &mut c,
+                        conv.subject_id,
+                        SubjectFlags {
+                            opted_out: true,
+                            ..flags
+                        },
+                    )
+                    .await?;
+            }
+            Intent::Handoff => {
+                let mut c = store.db.conn().await?;
+                store
+                    .set_conversation_mode(&mut c, conv.id, "human")
+                    .await?;
+            }
+            _ => {}
+        }
+        (Some(reply.text), "assistant")
+    };
+
+    let mut tx = store.db.begin().await?;
+    if let Some(reply_text) = reply_text {
+        let out = store
+            .insert_message(
+                &mut tx,
+                tenant,
+                &key,
+                conv.subject_id,
+                conv.id,
+                &NewMessage {
+                    direction: "out",
+                    kind: "text",
+                    status: "queued",
+                    wamid: None,
+                    body: Some(&reply_text),
+                    author,
+                },
+                now_micros(),
+            )
+            .await?;
+        let mut send = NewJob::now(
+            QUEUE,
+            "send",
+            serde_json::json!({ "message": out.to_string() }),
+        );
+        send.tenant_id = Some(tenant.to_string());
+        send.dedupe_key = Some(format!("send:{out}"));
+        jobs::enqueue(&mut tx, &send).await?;
+    }
+    for d in &drafts {
+        smartchat_core::audit::enqueue(&mut tx, d).await?;
+    }
+    jobs::complete(&mut tx, job.id).await?;
+    tx.commit().await
+}
+
+/// Outcome of a send attempt, for the worker.
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// Sent (or delivered to the sandbox).
+    Sent,
+    /// Will not be sent; the message is marked failed.
+    Failed(String),
+    /// Try again later.
+    Retry(String, Option<Duration>),
+}
+
+/// Runs one `send` job.
+pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError> {
+    let store = &p.store;
+    let payload = job.payload()?;
+    let mid: MessageId = payload["message"].as_str().unwrap_or_default().parse()?;
+    let mut c = store.db.conn().await?;
+    let msg = store.message_row(&mut c, mid).await?;
+    if msg.status != "queued" {
+        // Already sent by an earlier attempt whose completion was lost: done, once.
+        let mut tx = store.db.begin().await?;
+        jobs::complete(&mut tx, job.id).await?;
+        tx.commit().await?;
+        return Ok(SendOutcome::Sent);
+    }
+    let tenant: TenantId = msg.tenant_id.parse()?;
+    let conv = store
+        .conversation(&mut c, msg.conversation_id.parse()?)
+        .await?;
+    let key = store.tenant_key(tenant).await?;
+    let body = store
+        .recent_messages(&mut c, tenant, &conv, &key, 50)
+        .await?
+        .into_iter()
+        .find(|m| m.row.id == msg.id)
+        .and_then(|m| m.body)
+        .unwrap_or_default();
+    let contact = store
+        .subject_contact_in(&mut c, tenant, conv.subject_id, &key)
+        .await?;
+    drop(c);
+    let token = store.access_token(tenant, &conv.phone_number_id).await?;
+    let now = OffsetDateTime::now_utc();
+    let ledger_sent = |outcome: Outcome, code: Option<i64>| {
+        let mut d = EntryDraft::new(EventKind::MESSAGE_SENT, Actor::System)
+            .tenant(tenant.bytes())
+            .subject(key.pseudonym(&conv.subject_id.to_string()))
+            .reference(Reference::id(RefKind::MESSAGE, mid.bytes()))
+            .outcome(outcome);
+        if let Some(c) = code {
+            d = d.attr(
+                AttrKey::REASON,
+                AttrValue::Code(u32::try_from(c).unwrap_or(0)),
+            );
+        }
+        d
+    };
+    let outcome = match check_window(
+        OutboundKind::FreeForm,
+        conv.last_inbound_at.map(time_of),
+        now,
+    ) {
+        Err(_) => Err((
+            SendOutcome::Failed(
+                "outside the 24-hour customer service window; a template is needed".into(),
+            ),
+            Some(131047),
+        )),
+        Ok(permit) if token.expose().is_empty() => {
+            let _ = permit;
+            Ok(format!("sandbox.{}", uuid::Uuid::new_v4().simple()))
+        }
+        Ok(permit) => {
+            let to = match (&contact.wa_id, &contact.bsuid) {
+                (Some(w), _) => smartchat_whatsapp::WaId::new(w.clone())
+                    .map(Recipient::WaId)
+                    .ok(),
+                (None, Some(b)) => smartchat_whatsapp::Bsuid::new(b.clone())
+                    .map(Recipient::Bsuid)
+                    .ok(),
+                _ => None,
+            };
+            let pnid = smartchat_whatsapp::PhoneNumberId::new(conv.phone_number_id.as_str())
+                .map_err(|e| CoreError::Internal(e.to_string()))?;
+            let token = AccessToken::new(token.expose().to_owned())
+                .map_err(|e| CoreError::Internal(e.to_string()))?;
+            match to {
+                None => Err((
+                    SendOutcome::Failed("the customer has no address Meta accepts".into()),
+                    None,
+                )),
+                Some(to) => {
+                    p.limiter.acquire(&pnid, &to).await;
+                    match p
+                        .graph
+                        .send_text(&pnid, &token, &to, &body, None, permit)
+                        .await
+                    {
+                        Ok(sent) => Ok(sent.wamid.as_str().to_owned()),
+                        Err(e) => Err(classify(&e)),
+                    }
+                }
+            }
+        }
+    };
+    let mut tx = store.db.begin().await?;
+    let result = match outcome {
+        Ok(wamid) => {
+            store.set_wamid(&mut tx, mid, &wamid).await?;
+            store
+                .advance_status(&mut tx, mid, "queued", "sent", None, now_micros())
+                .await?;
+            smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::SUCCESS, None)).await?;
+            jobs::complete(&mut tx, job.id).await?;
+            SendOutcome::Sent
+        }
+        Err((SendOutcome::Retry(why, after), code)) => {
+            if job.attempts < job.max_attempts {
+                tx.rollback().await?;
+                return Ok(SendOutcome::Retry(why, after));
+            }
+            store
+                .advance_status(
+                    &mut tx,
+                    mid,
+                    "queued",
+                    "failed",
+                    code.and_then(|c| i32::try_from(c).ok()),
+                    now_micros(),
+                )
+                .await?;
+            smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::FAILURE, code)).await?;
+            jobs::complete(&mut tx, job.id).await?;
+            SendOutcome::Failed(why)
+        }
+        Err((other, code)) => {
+            store
+                .advance_status(
+                    &mut tx,
+                    mid,
+                    "queued",
+                    "failed",
+                    code.and_then(|c| i32::try_from(c).ok()),
+                    now_micros(),
+                )
+                .await?;
+            smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::FAILURE, code)).await?;
+            jobs::complete(&mut tx, job.id).await?;
+            other
+        }
+    };
+    tx.commit().await?;
+    Ok(result)
+}
+
+fn classify(e: &SendError) -> (SendOutcome, Option<i64>) {
+    let code = e.code();
+    match e.class() {
+        ErrorClass::Retry => (
+            SendOutcome::Retry(
+                format!("graph api: retryable error {}", code.unwrap_or(0)),
+                e.retry_after(),
+            ),
+            code,
+        ),
+        ErrorClass::Permanent => (
+            SendOutcome::Failed(format!("graph api: error {}", code.unwrap_or(0))),
+            code,
+        ),
+        ErrorClass::AlertOwner => {
+            tracing::error!(
+                graph.code = code.unwrap_or(0),
+                "Meta refused to send: the business must act (billing, locked account or policy)"
+            );
+            (
+                SendOutcome::Failed(format!(
+                    "graph api: error {} needs the owner",
+                    code.unwrap_or(0)
+                )),
+                code,
+            )
+        }
+    }
+}
+
+/// Claims and runs one job; returns whether there was one.
+pub async fn run_one(p: &Pipeline) -> Result<bool, CoreError> {
+    let Some(job) = jobs::claim(&p.store.db, QUEUE, LEASE).await? else {
+        return Ok(false);
+    };
+    let res = match job.kind.as_str() {
+        "reply" => run_reply(p, &job).await.map(|()| None),
+        "send" => run_send(p, &job).await.map(|o| match o {
+            SendOutcome::Retry(why, after) => Some((why, after)),
+            _ => None,
+        }),
+        other => Err(CoreError::Internal(format!("unknown job kind {other}"))),
+    };
+    match res {
+        Ok(None) => {}
+        Ok(Some((why, after))) => {
+            jobs::fail(&p.store.db, &job, &why, false, after).await?;
+        }
+        Err(e) => {
+            let permanent = matches!(
+                e,
+                CoreError::NotFound { .. } | CoreError::Shredded { .. } | CoreError::Invalid { .. }
+            );
+            tracing::warn!(job.id = job.id, job.kind = %job.kind, error = %e, "job failed");
+            jobs::fail(&p.store.db, &job, &e.to_string(), permanent, None).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Runs jobs until none is due (tests, `smartchat chat`).
+pub async fn drain(p: &Pipeline) -> Result<usize, CoreError> {
+    let mut n = 0;
+    while run_one(p).await? {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A worker loop: runs jobs until `shutdown` changes.
+pub async fn worker(p: Pipeline, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match run_one(&p).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "job queue unavailable"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}

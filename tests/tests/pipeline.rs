@@ -1,0 +1,522 @@
+//! The main job end to end on both backends (issue 5): a signed Meta webhook in, the
+//! message stored sealed, the assistant asked on a local OpenAI-compatible server, the reply
+//! posted to a local Graph API server, statuses advancing, the ledger verifying; and the
+//! failure paths.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use smartchat_api::app::{AppState, router};
+use smartchat_api::boot::Services;
+use smartchat_api::pipeline::{self, Pipeline};
+use smartchat_assistant::fake::{Failure, FakeLlm};
+use smartchat_core::db::schema::{ledger_entries, ledger_pending, messages};
+use smartchat_core::db_run;
+use smartchat_core::ids::{Handle, PhoneNumberId};
+use smartchat_core::ledger_store::Ledger;
+use smartchat_core::store::{NewTenant, Profile};
+use smartchat_ledger::{EventKind, VerifyOptions, verify_bundle};
+use smartchat_tests::{TestEnv, both_backends};
+use smartchat_whatsapp::fake::{FakeGraph, GraphFailure, WebhookBuilder, WebhookUser};
+
+const SECRET: &str = "test-app-secret";
+const PNID: &str = "1000001";
+const TOKEN: &str = "EAAGtesttoken";
+const CUSTOMER: &str = "919800000001";
+
+struct World {
+    env: TestEnv,
+    base: String,
+    http: reqwest::Client,
+    pipeline: Pipeline,
+    ledger: Ledger,
+    graph: FakeGraph,
+    llm: FakeLlm,
+}
+
+fn profile() -> serde_json::Value {
+    serde_json::json!({
+        "name": "Glow Salon",
+        "business_type": "salon",
+        "timezone": "Asia/Kolkata",
+        "hours": {
+            "monday": [{"open": "10:00", "close": "19:00"}],
+            "saturday": [{"open": "09:00", "close": "17:00"}]
+        },
+        "services": [{"name": "Haircut", "price": "Rs 500"}],
+        "staff": [{"name": "Priya", "role": "stylist"}],
+        "booking_links": [{"label": "Book online", "url": "https://book.example.com/glow"}],
+        "handoff_message": "Our team will reply shortly."
+    })
+}
+
+async fn world(env: TestEnv) -> World {
+    let graph = FakeGraph::start().await.unwrap();
+    graph.register(PNID, TOKEN);
+    let llm = FakeLlm::start().await.unwrap();
+    env.store
+        .create_tenant(NewTenant {
+            handle: "glow-salon".parse::<Handle>().unwrap(),
+            profile: Profile(profile()),
+            phone_number_id: Some(PNID.parse::<PhoneNumberId>().unwrap()),
+            access_token: Some(smartchat_core::config::Secret::new(TOKEN)),
+        })
+        .await
+        .unwrap();
+    let mut vars = std::collections::HashMap::new();
+    vars.insert("SMARTCHAT_META_APP_SECRET".to_owned(), SECRET.to_owned());
+    vars.insert(
+        "SMARTCHAT_META_VERIFY_TOKEN".to_owned(),
+        "verify-me".to_owned(),
+    );
+    vars.insert(
+        "SMARTCHAT_META_GRAPH_URL".to_owned(),
+        graph.base_url.clone(),
+    );
+    vars.insert("SMARTCHAT_OPENAI_API_KEY".to_owned(), llm.api_key.clone());
+    vars.insert("SMARTCHAT_OPENAI_BASE_URL".to_owned(), llm.base_url.clone());
+    let config = smartchat_core::config::Config::load_from(None, &vars).unwrap();
+    let ledger = Ledger::open(env.store.db.clone(), &env.store.keys, "test/ledger")
+        .await
+        .unwrap();
+    let pipeline = Pipeline::new(env.store.clone(), &config).unwrap();
+    let state = AppState::new(
+        Services {
+            store: env.store.clone(),
+            ledger: ledger.clone(),
+        },
+        pipeline.clone(),
+        &config,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    World {
+        env,
+        base,
+        http: reqwest::Client::new(),
+        pipeline,
+        ledger,
+        graph,
+        llm,
+    }
+}
+
+impl World {
+    async fn post(&self, body: Vec<u8>, signature: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/whatsapp", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(s) = signature {
+            req = req.header("x-hub-signature-256", s);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn deliver(&self, b: &WebhookBuilder) -> reqwest::Response {
+        let (body, sig) = b.signed(SECRET.as_bytes());
+        self.post(body, Some(&sig)).await
+    }
+
+    async fn rows(&self) -> Vec<(String, String, String, Option<String>, Option<i32>)> {
+        let mut c = self.env.store.db.conn().await.unwrap();
+        db_run!(c, |c| messages::table
+            .order((messages::created_at, messages::id))
+            .select((
+                messages::direction,
+                messages::author,
+                messages::status,
+                messages::wamid,
+                messages::error_code
+            ))
+            .load(c)
+            .await)
+        .unwrap()
+    }
+}
+
+fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn meta() -> WebhookBuilder {
+    WebhookBuilder::new().at(now_secs())
+}
+
+fn text(wamid: &str, body: &str) -> WebhookBuilder {
+    meta().entry(PNID, "+91 80 0000 0000").text(
+        &WebhookUser::wa_id(CUSTOMER).named("Asha Customer"),
+        wamid,
+        body,
+    )
+}
+
+async fn a_message_is_answered_end_to_end(env: TestEnv) {
+    let w = world(env).await;
+    w.llm
+        .script_reply("We open at 9 on Saturday. Book at https://book.example.com/glow");
+    let question = "what time do you open on saturday? my card is 4111 1111 1111 1111";
+    let res = w
+        .deliver(&text("wamid.HBgMOTE5ODAwMDAwMDAxFQIAEhgUM0E", question))
+        .await;
+    assert_eq!(res.status(), 200);
+    // Stored, sealed, with its reply job queued: nothing ran yet.
+    assert_eq!(w.rows().await.len(), 1);
+    assert_eq!(
+        smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        pipeline::drain(&w.pipeline).await.unwrap(),
+        2,
+        "reply, then send"
+    );
+    // The provider saw a redacted message, store:false and a pseudonym, never the number.
+    let calls = w.llm.requests();
+    assert_eq!(calls.len(), 1);
+    let raw = String::from_utf8_lossy(&calls[0].raw).into_owned();
+    assert_eq!(calls[0].body["store"], false);
+    assert!(
+        calls[0].body["safety_identifier"]
+            .as_str()
+            .is_some_and(|s| s.len() == 64)
+    );
+    for secret in ["4111 1111", "4111111111111111", CUSTOMER, "Asha"] {
+        assert!(!raw.contains(secret), "{secret} reached the provider");
+    }
+    // The reply went to the Graph API with the tenant's token, to the customer.
+    let sent = w.graph.requests();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].authorized);
+    assert_eq!(sent[0].phone_number_id, PNID);
+    let body = sent[0].body.clone().unwrap();
+    assert_eq!(body["to"], CUSTOMER);
+    assert_eq!(
+        body["text"]["body"],
+        "We open at 9 on Saturday. Book at https://book.example.com/glow"
+    );
+    let rows = w.rows().await;
+    assert_eq!(rows.len(), 2);
+    let (dir, author, status, wamid, _) = rows[1].clone();
+    assert_eq!(
+        (dir.as_str(), author.as_str(), status.as_str()),
+        ("out", "assistant", "sent")
+    );
+    let wamid = wamid.unwrap();
+    // Meta reports delivered, then read; a late "delivered" changes nothing.
+    let user = WebhookUser::wa_id(CUSTOMER);
+    let st = |s: &str| meta().entry(PNID, "+91").status(&user, &wamid, s);
+    assert_eq!(w.deliver(&st("delivered")).await.status(), 200);
+    assert_eq!(w.rows().await[1].2, "delivered");
+    assert_eq!(w.deliver(&st("read")).await.status(), 200);
+    assert_eq!(w.deliver(&st("delivered")).await.status(), 200);
+    assert_eq!(w.rows().await[1].2, "read");
+    // Nothing readable at rest.
+    assert_no_plaintext(
+        &w.env,
+        &[question, "We open at 9", CUSTOMER, "Asha Customer"],
+    )
+    .await;
+    // The ledger verifies and holds the story without its text.
+    w.ledger.sequence_all().await.unwrap();
+    w.ledger.checkpoint().await.unwrap();
+    let (_, _, bundle) = w.ledger.export(0, None, Vec::new()).await.unwrap();
+    let report = verify_bundle(
+        &bundle[..],
+        &VerifyOptions {
+            trusted_key: Some(w.ledger.vkey()),
+            ..VerifyOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(report.first_failure.is_none(), "{:?}", report.first_failure);
+    for needle in [question, CUSTOMER, "Asha", "We open at 9"] {
+        assert!(
+            !bundle.windows(needle.len()).any(|x| x == needle.as_bytes()),
+            "{needle} in the ledger"
+        );
+    }
+    let kinds: Vec<EventKind> = w
+        .ledger
+        .entries(0, w.ledger.size().await.unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.entry.draft.kind)
+        .collect();
+    for k in [
+        EventKind::MESSAGE_RECEIVED,
+        EventKind::AI_PROVIDER_CALL,
+        EventKind::ASSISTANT_DECISION,
+        EventKind::MESSAGE_SENT,
+        EventKind::MESSAGE_STATUS,
+    ] {
+        assert!(kinds.contains(&k), "{k:?} missing from {kinds:?}");
+    }
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::MESSAGE_STATUS)
+            .count(),
+        2,
+        "delivered and read, not the late one"
+    );
+}
+
+async fn assert_no_plaintext(env: &TestEnv, needles: &[&str]) {
+    let mut hay: Vec<(String, Vec<u8>)> = Vec::new();
+    match env.backend {
+        smartchat_tests::Backend::Sqlite => {
+            for f in env.files() {
+                hay.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+            }
+        }
+        smartchat_tests::Backend::Postgres => {
+            for u in [&env.db_url, &env.keystore_url] {
+                let out = std::process::Command::new("pg_dump")
+                    .arg("--data-only")
+                    .arg(smartchat_tests::url_string(u))
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                hay.push((format!("pg_dump {u}"), out.stdout));
+            }
+        }
+    }
+    for (name, bytes) in &hay {
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|x| x == n.as_bytes()),
+                "{n:?} in {name}"
+            );
+        }
+    }
+}
+
+async fn bad_deliveries_are_refused_and_store_nothing(env: TestEnv) {
+    let w = world(env).await;
+    let (body, sig) = text("wamid.A1", "hello").signed(SECRET.as_bytes());
+    // Missing and wrong signatures: 401.
+    let r = w.post(body.clone(), None).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let (_, other_sig) = text("wamid.A1", "hello").signed(b"another secret");
+    assert_eq!(w.post(body.clone(), Some(&other_sig)).await.status(), 401);
+    assert_eq!(w.post(body.clone(), Some("sha256=zz")).await.status(), 401);
+    // A valid signature over malformed JSON: 400.
+    let junk = b"{\"object\":\"whatsapp_business_account\",\"entry\":[".to_vec();
+    let junk_sig = smartchat_whatsapp::signature_header(SECRET.as_bytes(), &junk);
+    let r = w.post(junk, Some(&junk_sig)).await;
+    assert_eq!(r.status(), 400);
+    // Oversized: 413.
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let big_sig = smartchat_whatsapp::signature_header(SECRET.as_bytes(), &big);
+    assert_eq!(w.post(big, Some(&big_sig)).await.status(), 413);
+    assert!(w.rows().await.is_empty(), "nothing stored");
+    // Only the rejections were ledgered.
+    let mut c = w.env.store.db.conn().await.unwrap();
+    let pending: i64 = db_run!(c, |c| ledger_pending::table.count().get_result(c).await).unwrap();
+    let tenant_entries = 2; // tenant_created, key_created
+    assert_eq!(pending, tenant_entries + 3);
+    // The good one still works afterwards.
+    assert_eq!(w.post(body, Some(&sig)).await.status(), 200);
+    assert_eq!(w.rows().await.len(), 1);
+    // Subscription handshake.
+    let ok = w
+        .http
+        .get(format!("{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444", w.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let bad = w
+        .http
+        .get(format!(
+            "{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1",
+            w.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 403);
+}
+
+async fn redeliveries_batches_and_unknown_numbers(env: TestEnv) {
+    let w = world(env).await;
+    let once = text("wamid.R1", "hi there");
+    assert_eq!(w.deliver(&once).await.status(), 200);
+    assert_eq!(w.deliver(&once).await.status(), 200);
+    assert_eq!(w.rows().await.len(), 1, "a redelivery is stored once");
+    assert_eq!(
+        smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
+            .await
+            .unwrap(),
+        1
+    );
+    // A batch: 3 entries, each with 2 messages and 3 statuses of earlier sends.
+    let mut b = meta();
+    for e in 0..3 {
+        b = b.entry(PNID, "+91");
+        for m in 0..2 {
+            b = b.text(
+                &WebhookUser::wa_id(&format!("9198000001{e}{m}")),
+                &format!("wamid.B{e}{m}"),
+                "batch message",
+            );
+        }
+        for s in ["sent", "delivered", "read"] {
+            b = b.status(
+                &WebhookUser::wa_id(CUSTOMER),
+                &format!("wamid.unknown{e}"),
+                s,
+            );
+        }
+    }
+    assert_eq!(w.deliver(&b).await.status(), 200);
+    assert_eq!(w.rows().await.len(), 7, "every message of every entry");
+    // An unknown number: 200, ledgered, nothing stored.
+    let stranger =
+        meta()
+            .entry("999999", "+1")
+            .text(&WebhookUser::wa_id(CUSTOMER), "wamid.U1", "hello?");
+    assert_eq!(w.deliver(&stranger).await.status(), 200);
+    assert_eq!(w.rows().await.len(), 7);
+    w.ledger.sequence_all().await.unwrap();
+    let mut c = w.env.store.db.conn().await.unwrap();
+    let unknown: i64 = db_run!(c, |c| ledger_entries::table
+        .filter(ledger_entries::kind.eq(i32::from(EventKind::UNKNOWN_PHONE_NUMBER.0)))
+        .count()
+        .get_result(c)
+        .await)
+    .unwrap();
+    assert_eq!(unknown, 1);
+}
+
+async fn provider_trouble_retries_then_fails_over(env: TestEnv) {
+    let w = world(env).await;
+    // 429 with Retry-After, then success.
+    w.llm.fail_next(
+        1,
+        Failure::RateLimited {
+            retry_after_secs: 1,
+        },
+    );
+    w.llm.script_reply("Answer after a retry");
+    assert_eq!(
+        w.deliver(&text("wamid.P1", "do you do haircuts?"))
+            .await
+            .status(),
+        200
+    );
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(w.llm.request_count(), 2);
+    assert_eq!(
+        w.graph.requests()[0].body.clone().unwrap()["text"]["body"],
+        "Answer after a retry"
+    );
+    // Provider down: the chain ends in the offline assistant, which knows Saturday's hours.
+    w.llm.fail_next(10, Failure::Status(503));
+    assert_eq!(
+        w.deliver(&text("wamid.P2", "what time do you open on Saturday?"))
+            .await
+            .status(),
+        200
+    );
+    pipeline::drain(&w.pipeline).await.unwrap();
+    let reply = w.graph.requests()[1].body.clone().unwrap()["text"]["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reply.contains("9") && reply.to_lowercase().contains("saturday"),
+        "{reply}"
+    );
+    // Every attempt was ledgered as a provider call.
+    w.ledger.sequence_all().await.unwrap();
+    let calls = w
+        .ledger
+        .entries(0, w.ledger.size().await.unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.entry.draft.kind == EventKind::AI_PROVIDER_CALL)
+        .count();
+    assert!(calls >= 3, "{calls}");
+}
+
+async fn graph_errors_are_classified(env: TestEnv) {
+    let w = world(env).await;
+    w.graph.fail_next(1, GraphFailure::Code(131047));
+    assert_eq!(w.deliver(&text("wamid.G1", "hello")).await.status(), 200);
+    pipeline::drain(&w.pipeline).await.unwrap();
+    let out = w.rows().await[1].clone();
+    assert_eq!(out.2, "failed");
+    assert_eq!(out.4, Some(131047));
+    assert_eq!(
+        w.graph.requests().len(),
+        1,
+        "a permanent error is not retried"
+    );
+    // A throughput error is retried later, then succeeds.
+    w.graph.fail_next(1, GraphFailure::Code(130429));
+    assert_eq!(
+        w.deliver(&text("wamid.G2", "hello again")).await.status(),
+        200
+    );
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(w.rows().await[3].2, "queued", "waiting for its retry");
+    assert_eq!(
+        smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+async fn a_crash_between_commit_and_reply_loses_nothing(env: TestEnv) {
+    let w = world(env).await;
+    assert_eq!(
+        w.deliver(&text("wamid.C1", "are you open today?"))
+            .await
+            .status(),
+        200
+    );
+    // A worker claims the reply job and dies before finishing (its lease runs out).
+    let claimed =
+        smartchat_core::jobs::claim(&w.env.store.db, pipeline::QUEUE, Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(claimed.kind, "reply");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // "After restart": a fresh pipeline on the same databases does the job, once.
+    let restarted = Pipeline::new(w.env.store.clone(), &{
+        let mut vars = std::collections::HashMap::new();
+        vars.insert(
+            "SMARTCHAT_META_GRAPH_URL".to_owned(),
+            w.graph.base_url.clone(),
+        );
+        smartchat_core::config::Config::load_from(None, &vars).unwrap()
+    })
+    .unwrap();
+    pipeline::drain(&restarted).await.unwrap();
+    pipeline::drain(&restarted).await.unwrap();
+    assert_eq!(w.graph.requests().len(), 1, "one reply, sent once");
+    let rows = w.rows().await;
+    assert_eq!(rows.iter().filter(|r| r.0 == "out").count(), 1);
+}
+
+both_backends!(
+    a_message_is_answered_end_to_end,
+    bad_deliveries_are_refused_and_store_nothing,
+    redeliveries_batches_and_unknown_numbers,
+    provider_trouble_retries_then_fails_over,
+    graph_errors_are_classified,
+    a_crash_between_commit_and_reply_loses_nothing,
+);
