@@ -3,7 +3,6 @@
 //! PKCE, sessions and logout, bearer access tokens, and every refusal (replayed or
 //! tampered state, missing PKCE verifier, forged, expired, wrong-audience, `alg: none`
 //! tokens) answered with a problem-details body and no session written.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
