@@ -94,6 +94,9 @@ pub fn router(state: AppState) -> Router {
             "/.well-known/smartchat/ledger-checkpoint",
             get(get_ledger_checkpoint),
         )
+        // Refuses a declared oversized body (Content-Length) with 413 before reading it,
+        // and caps bodies without a length while they stream.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
