@@ -26,6 +26,7 @@ struct Inner {
     pipeline: crate::pipeline::Pipeline,
     meta_app_secret: Option<String>,
     meta_verify_token: Option<String>,
+    auth: crate::auth::AuthState,
 }
 
 impl AppState {
@@ -33,6 +34,7 @@ impl AppState {
     pub fn new(
         services: Services,
         pipeline: crate::pipeline::Pipeline,
+        auth: crate::auth::AuthState,
         config: &smartchat_core::config::Config,
     ) -> Self {
         Self {
@@ -47,6 +49,7 @@ impl AppState {
                     .meta_verify_token
                     .as_ref()
                     .map(|s| s.expose().to_owned()),
+                auth,
             }),
         }
     }
@@ -77,6 +80,12 @@ impl AppState {
     }
 }
 
+impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
+    fn from_ref(state: &AppState) -> Self {
+        state.inner.auth.clone()
+    }
+}
+
 /// Body size limit for every route (Meta's webhook bodies are far smaller).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -89,6 +98,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/whatsapp",
             get(crate::webhook::get_webhook).post(crate::webhook::post_webhook),
         )
+        .merge(crate::auth::router::<AppState>())
         .route(LEDGER_KEY_PATH, get(get_ledger_key))
         .route(
             "/.well-known/smartchat/ledger-checkpoint",

@@ -38,6 +38,17 @@ enum Command {
     /// The audit ledger: status, checkpoints, proofs, export for auditors.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Play the customer in the sandbox: type messages, see the assistant answer, end to end
+    /// through the same pipeline (numbers connected without an access token reply into
+    /// the sandbox instead of Meta).
+    Chat {
+        /// Tenant id or handle.
+        #[arg(long)]
+        tenant: String,
+        /// The customer's WhatsApp number (digits) in the sandbox.
+        #[arg(long, default_value = "919000000001")]
+        from: String,
+    },
     /// Policies as code: the effective policy, tenant tightening, registry changes, records.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -204,6 +215,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Ledger(cmd) => ledger(cmd, config).await,
         Command::Policy(cmd) => policy(cmd, config).await,
+        Command::Chat { tenant, from } => chat(config, tenant, from).await,
         Command::Migrate => {
             let (_, report) = boot::open(&config).await?;
             print_boot(&config, &report);
@@ -234,6 +246,8 @@ fn print_boot(config: &Config, report: &boot::BootReport) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let (services, report) = boot::open(&config).await?;
     print_boot(&config, &report);
+    smartchat_api::auth::check_bind_allowed(config.bind, config.oidc.is_some())
+        .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {} (SMARTCHAT_BIND)", config.bind))?;
@@ -257,8 +271,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ))
         })
         .collect();
+    let auth = match &config.oidc {
+        Some(o) => {
+            let cfg = smartchat_api::auth::AuthConfig::new(
+                &o.issuer,
+                &o.client_id,
+                o.client_secret
+                    .as_ref()
+                    .map(|s| secrecy::SecretString::from(s.expose().to_owned())),
+                &o.redirect_url,
+                &o.audience,
+            );
+            smartchat_api::auth::AuthState::with_oidc(services.store.clone(), &cfg)
+                .await
+                .map_err(|e| anyhow::anyhow!("OpenID provider {}: {e}", o.issuer))?
+        }
+        None => {
+            let (otl, token) = smartchat_api::auth::OneTimeLogin::generate();
+            println!(
+                "  log in once: {}",
+                smartchat_api::auth::OneTimeLogin::url(addr, &token)
+            );
+            smartchat_api::auth::AuthState::local(services.store.clone(), otl)
+        }
+    };
+    let purge = {
+        let auth = auth.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => {
+                        if let Err(e) = auth.members().purge_expired().await {
+                            tracing::warn!(error = %e, "could not purge expired sessions");
+                        }
+                    }
+                }
+            }
+        })
+    };
     let app = smartchat_api::app::router(smartchat_api::app::AppState::new(
-        services, pipeline, &config,
+        services, pipeline, auth, &config,
     ));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -269,6 +323,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for w in job_workers {
         w.await?;
     }
+    purge.await?;
     worker.await?;
     Ok(())
 }
@@ -376,8 +431,8 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
             let phone_number_id: Option<PhoneNumberId> =
                 c.phone_number_id.as_deref().map(str::parse).transpose()?;
             if phone_number_id.is_some() && c.access_token.is_none() {
-                anyhow::bail!(
-                    "--phone-number-id needs --access-token (the Graph API token for that number)"
+                eprintln!(
+                    "no --access-token: replies on this number go to the sandbox (smartchat chat), not to Meta"
                 );
             }
             let id = store
@@ -385,7 +440,7 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
                     handle: handle.clone(),
                     profile: Profile(profile),
                     phone_number_id,
-                    access_token: c.access_token.map(Secret::new),
+                    access_token: Some(Secret::new(c.access_token.unwrap_or_default())),
                 })
                 .await?;
             services.ledger.sequence_all().await?;
@@ -513,6 +568,73 @@ async fn policy(cmd: PolicyCommand, config: Config) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&records)?);
             } else {
                 print!("{}", records.to_markdown());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn chat(config: Config, tenant: String, from: String) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let (services, report) = boot::open(&config).await?;
+    print_boot(&config, &report);
+    let store = services.store.clone();
+    let id = resolve_tenant(&store, &tenant).await?;
+    let view = store.tenant(id).await?;
+    let Some(pnid) = view.summary.phone_number_ids.first().cloned() else {
+        anyhow::bail!(
+            "tenant {} has no WhatsApp number; create one with --phone-number-id",
+            view.summary.handle
+        );
+    };
+    let from: smartchat_core::ids::PhoneNumber = from.parse()?;
+    let pipeline = smartchat_api::pipeline::Pipeline::new(store.clone(), &config)?;
+    println!(
+        "sandbox chat with {} as +{}; an empty line ends it",
+        view.summary.name.as_deref().unwrap_or("the business"),
+        from.digits()
+    );
+    let mut shown = std::collections::HashSet::new();
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            break;
+        }
+        let payload = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": "0", "changes": [{ "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": { "display_phone_number": "0", "phone_number_id": pnid },
+                "contacts": [{ "profile": { "name": "Sandbox customer" }, "wa_id": from.digits() }],
+                "messages": [{
+                    "from": from.digits(),
+                    "id": format!("wamid.sandbox{}", uuid::Uuid::new_v4().simple()),
+                    "timestamp": time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
+                    "type": "text",
+                    "text": { "body": line }
+                }]
+            }}]}]
+        });
+        let parsed = smartchat_whatsapp::parse_payload(payload.to_string().as_bytes())?;
+        smartchat_api::pipeline::ingest(&pipeline, &parsed).await?;
+        smartchat_api::pipeline::drain(&pipeline).await?;
+        services.ledger.sequence_all().await?;
+        let Some(sid) = store
+            .find_subject(id, smartchat_core::crypto::BlindKind::WaId, from.digits())
+            .await?
+        else {
+            anyhow::bail!("the message was not stored");
+        };
+        let msgs = store.subject_messages(id, sid).await?;
+        for m in msgs.iter().filter(|m| m.row.direction == "out") {
+            if shown.insert(m.row.id.clone()) {
+                println!(
+                    "{}> {} [{}]",
+                    m.row.author,
+                    m.body.as_deref().unwrap_or(""),
+                    m.row.status
+                );
             }
         }
     }

@@ -86,6 +86,24 @@ pub struct Config {
     pub deepseek_api_key: Option<Secret>,
     /// DeepSeek base URL (`SMARTCHAT_DEEPSEEK_BASE_URL`).
     pub deepseek_base_url: String,
+    /// OpenID Connect for the portal and API; `None` on the embedded default.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// OpenID Connect settings (`SMARTCHAT_OIDC_*`). Set the issuer and all of these are
+/// required except the client secret.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// `SMARTCHAT_OIDC_ISSUER`.
+    pub issuer: String,
+    /// `SMARTCHAT_OIDC_CLIENT_ID`.
+    pub client_id: String,
+    /// `SMARTCHAT_OIDC_CLIENT_SECRET`.
+    pub client_secret: Option<Secret>,
+    /// `SMARTCHAT_OIDC_REDIRECT_URL` (`<public base>/auth/callback`).
+    pub redirect_url: String,
+    /// `SMARTCHAT_OIDC_AUDIENCE`: the audience of API access tokens.
+    pub audience: String,
 }
 
 /// The TOML file's shape: every key optional, unknown keys rejected.
@@ -110,6 +128,11 @@ struct FileConfig {
     openai_base_url: Option<String>,
     deepseek_api_key: Option<Secret>,
     deepseek_base_url: Option<String>,
+    oidc_issuer: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<Secret>,
+    oidc_redirect_url: Option<String>,
+    oidc_audience: Option<String>,
 }
 
 /// Every environment variable the server reads, for `--help` and the README.
@@ -132,6 +155,11 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_OPENAI_BASE_URL",
     "SMARTCHAT_DEEPSEEK_API_KEY",
     "SMARTCHAT_DEEPSEEK_BASE_URL",
+    "SMARTCHAT_OIDC_ISSUER",
+    "SMARTCHAT_OIDC_CLIENT_ID",
+    "SMARTCHAT_OIDC_CLIENT_SECRET",
+    "SMARTCHAT_OIDC_REDIRECT_URL",
+    "SMARTCHAT_OIDC_AUDIENCE",
 ];
 
 impl Config {
@@ -246,7 +274,35 @@ impl Config {
             })?;
             Ok(v.trim_end_matches('/').to_owned())
         };
+        let oidc = match get("SMARTCHAT_OIDC_ISSUER").or(fc.oidc_issuer) {
+            None => None,
+            Some(issuer) => {
+                let need = |var: &str, v: Option<String>| {
+                    v.ok_or_else(|| CoreError::Config {
+                        key: var.into(),
+                        reason: "required when SMARTCHAT_OIDC_ISSUER is set".into(),
+                    })
+                };
+                Some(OidcConfig {
+                    client_id: need(
+                        "SMARTCHAT_OIDC_CLIENT_ID",
+                        get("SMARTCHAT_OIDC_CLIENT_ID").or(fc.oidc_client_id),
+                    )?,
+                    client_secret: secret("SMARTCHAT_OIDC_CLIENT_SECRET", fc.oidc_client_secret),
+                    redirect_url: need(
+                        "SMARTCHAT_OIDC_REDIRECT_URL",
+                        get("SMARTCHAT_OIDC_REDIRECT_URL").or(fc.oidc_redirect_url),
+                    )?,
+                    audience: need(
+                        "SMARTCHAT_OIDC_AUDIENCE",
+                        get("SMARTCHAT_OIDC_AUDIENCE").or(fc.oidc_audience),
+                    )?,
+                    issuer,
+                })
+            }
+        };
         Ok(Self {
+            oidc,
             master_key_file: get("SMARTCHAT_MASTER_KEY_FILE")
                 .map(PathBuf::from)
                 .or(fc.master_key_file)

@@ -87,6 +87,10 @@ async fn world(env: TestEnv) -> World {
             ledger: ledger.clone(),
         },
         pipeline.clone(),
+        smartchat_api::auth::AuthState::local(
+            env.store.clone(),
+            smartchat_api::auth::OneTimeLogin::generate().0,
+        ),
         &config,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -134,7 +138,10 @@ impl World {
             .expect("the server answers before the body is sent")
             .unwrap();
         let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-        line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+        line.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
     }
 
     async fn deliver(&self, b: &WebhookBuilder) -> reqwest::Response {
