@@ -186,7 +186,13 @@ async fn a_message_is_answered_end_to_end(env: TestEnv) {
     let w = world(env).await;
     w.llm
         .script_reply("We open at 9 on Saturday. Book at https://book.example.com/glow");
-    let question = "what time do you open on saturday? my card is 4111 1111 1111 1111";
+    // A valid Aadhaar (Verhoeff check digit computed) and PAN ride along with a card number.
+    let check = smartchat_policies::verhoeff_check_digit(b"23415678901").unwrap();
+    let aadhaar = format!("2341 5678 901{}", char::from(check));
+    let question = format!(
+        "what time do you open on saturday? my card is 4111 1111 1111 1111, aadhaar {aadhaar}, pan ABCPE1234F"
+    );
+    let question = question.as_str();
     let res = w
         .deliver(&text("wamid.HBgMOTE5ODAwMDAwMDAxFQIAEhgUM0E", question))
         .await;
@@ -214,9 +220,20 @@ async fn a_message_is_answered_end_to_end(env: TestEnv) {
             .as_str()
             .is_some_and(|s| s.len() == 64)
     );
-    for secret in ["4111 1111", "4111111111111111", CUSTOMER, "Asha"] {
+    for secret in [
+        "4111 1111",
+        "4111111111111111",
+        aadhaar.as_str(),
+        "ABCPE1234F",
+        CUSTOMER,
+        "Asha",
+    ] {
         assert!(!raw.contains(secret), "{secret} reached the provider");
     }
+    assert!(
+        raw.contains("[card]") && raw.contains("[aadhaar]") && raw.contains("[pan]"),
+        "{raw}"
+    );
     // The reply went to the Graph API with the tenant's token, to the customer.
     let sent = w.graph.requests();
     assert_eq!(sent.len(), 1);
@@ -353,6 +370,30 @@ async fn bad_deliveries_are_refused_and_store_nothing(env: TestEnv) {
     // The good one still works afterwards.
     assert_eq!(w.post(body, Some(&sig)).await.status(), 200);
     assert_eq!(w.rows().await.len(), 1);
+    // Health, readiness and the ledger's published key.
+    let get = |path: &str| w.http.get(format!("{}{path}", w.base)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["status"],
+        "ready"
+    );
+    let vkey = get("/.well-known/smartchat/ledger-key")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(vkey.trim(), w.ledger.vkey());
+    assert_eq!(
+        get("/.well-known/smartchat/ledger-checkpoint")
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "none signed yet"
+    );
     // Subscription handshake.
     let ok = w
         .http
