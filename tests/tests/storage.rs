@@ -640,3 +640,51 @@ both_backends!(
     rotate_master_rewraps_and_is_atomic,
     migrations_run_down_and_up,
 );
+
+/// `keys rotate-master` stages the new key at `<file>.new`, commits the key store, then
+/// renames. A crash between the commit and the rename must leave every key readable: the
+/// next start finds the staged key, installs it and opens everything.
+async fn an_interrupted_master_rotation_is_finished_at_start(env: TestEnv) {
+    let s = &env.store;
+    let t = s.create_tenant(new_tenant("rotated", None)).await.unwrap();
+    let sid = seed_subject(s, t, "919800000040", "Rota Person", &["still-readable"]).await;
+    let key_file = env.dir.path().join("master.key");
+    let old = MasterKey::parse(&env.master_secret).unwrap();
+    smartchat_api::boot::write_key_file(&key_file, &old).unwrap();
+    let new = MasterKey::generate();
+    smartchat_api::boot::write_key_file(&key_file.with_extension("new"), &new).unwrap();
+    smartchat_core::crypto::keyring::Keyring::rotate_master(s.keys.store(), &old, &new)
+        .await
+        .unwrap();
+    // "Crash" here: master.key still holds the old key.
+    let mut config = env.config();
+    config.master_key = None;
+    config.master_key_file = key_file.clone();
+    let mut report = smartchat_api::boot::BootReport::default();
+    let loaded = smartchat_api::boot::load_master_key(&config, s.keys.store(), &mut report)
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded.recipient(),
+        new.recipient(),
+        "the staged key was installed"
+    );
+    assert!(!key_file.with_extension("new").exists());
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(
+        MasterKey::parse(&text).unwrap().recipient(),
+        new.recipient()
+    );
+    let reopened = env
+        .reopen(&smartchat_tests::secret_text(&new))
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened.subject_messages(t, sid).await.unwrap()[0]
+            .body
+            .as_deref(),
+        Some("still-readable")
+    );
+}
+
+both_backends!(an_interrupted_master_rotation_is_finished_at_start);
