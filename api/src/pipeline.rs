@@ -750,39 +750,24 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
             jobs::complete(&mut tx, job.id).await?;
             SendOutcome::Sent
         }
-        Err((SendOutcome::Retry(why, after), code)) => {
-            if job.attempts < job.max_attempts {
-                tx.rollback().await?;
-                return Ok(SendOutcome::Retry(why, after));
-            }
+        Err((outcome, code)) => {
+            let outcome = match outcome {
+                // Attempts left: the worker schedules the retry; nothing changes here.
+                SendOutcome::Retry(why, after) if job.attempts < job.max_attempts => {
+                    tx.rollback().await?;
+                    return Ok(SendOutcome::Retry(why, after));
+                }
+                // Out of attempts: a retryable error becomes a failure like any other.
+                SendOutcome::Retry(why, _) => SendOutcome::Failed(why),
+                other => other,
+            };
+            let error_code = code.and_then(|c| i32::try_from(c).ok());
             store
-                .advance_status(
-                    &mut tx,
-                    mid,
-                    "queued",
-                    "failed",
-                    code.and_then(|c| i32::try_from(c).ok()),
-                    now_micros(),
-                )
+                .advance_status(&mut tx, mid, "queued", "failed", error_code, now_micros())
                 .await?;
             smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::FAILURE, code)).await?;
             jobs::complete(&mut tx, job.id).await?;
-            SendOutcome::Failed(why)
-        }
-        Err((other, code)) => {
-            store
-                .advance_status(
-                    &mut tx,
-                    mid,
-                    "queued",
-                    "failed",
-                    code.and_then(|c| i32::try_from(c).ok()),
-                    now_micros(),
-                )
-                .await?;
-            smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::FAILURE, code)).await?;
-            jobs::complete(&mut tx, job.id).await?;
-            other
+            outcome
         }
     };
     tx.commit().await?;

@@ -193,12 +193,7 @@ impl LedgerStore for SqlLedger<'_> {
             .select((ledger_entries::entry, ledger_entries::hash))
             .load(c)
             .await)?;
-        rows.into_iter()
-            .map(|(bytes, hash)| {
-                StoredEntry::from_stored(bytes, to_hash(&hash)?)
-                    .map_err(|e| CoreError::Ledger(e.to_string()))
-            })
-            .collect()
+        decode_rows(rows)
     }
 
     async fn latest_checkpoint(&mut self) -> Result<Option<StoredCheckpoint>, CoreError> {
@@ -275,6 +270,16 @@ struct EntryRow {
 struct TreeRow {
     id: i64,
     hash: Vec<u8>,
+}
+
+/// Decodes `(entry, hash)` rows of `ledger_entries`.
+fn decode_rows(rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<StoredEntry>, CoreError> {
+    rows.into_iter()
+        .map(|(bytes, hash)| {
+            StoredEntry::from_stored(bytes, to_hash(&hash)?)
+                .map_err(|e| CoreError::Ledger(e.to_string()))
+        })
+        .collect()
 }
 
 fn checkpoint_row(
@@ -458,12 +463,7 @@ impl Ledger {
             .select((ledger_entries::entry, ledger_entries::hash))
             .load(c)
             .await)?;
-        rows.into_iter()
-            .map(|(bytes, hash)| {
-                StoredEntry::from_stored(bytes, to_hash(&hash)?)
-                    .map_err(|e| CoreError::Ledger(e.to_string()))
-            })
-            .collect()
+        decode_rows(rows)
     }
 
     /// A c2sp.org/tlog-proof of entry `seq` against the latest checkpoint.

@@ -245,3 +245,44 @@ macro_rules! both_backends {
         )*
     };
 }
+
+/// Asserts that no needle is stored in plaintext: scans every file of the SQLite
+/// environment (the master key file excepted), or a `pg_dump` of both PostgreSQL databases.
+pub fn assert_no_plaintext(env: &TestEnv, needles: &[&str]) {
+    let mut hay: Vec<(String, Vec<u8>)> = Vec::new();
+    match env.backend {
+        Backend::Sqlite => {
+            for f in env.files() {
+                if f.file_name().is_some_and(|n| n == "master.key") {
+                    continue;
+                }
+                hay.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+            }
+        }
+        Backend::Postgres => {
+            for u in [&env.db_url, &env.keystore_url] {
+                let url = url_string(u);
+                let out = std::process::Command::new("pg_dump")
+                    .arg("--data-only")
+                    .arg(&url)
+                    .output()
+                    .expect("pg_dump runs");
+                assert!(
+                    out.status.success(),
+                    "pg_dump failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                hay.push((format!("pg_dump {u}"), out.stdout));
+            }
+        }
+    }
+    assert!(!hay.is_empty());
+    for (name, bytes) in &hay {
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                "plaintext {n:?} found in {name}"
+            );
+        }
+    }
+}

@@ -262,11 +262,10 @@ async fn a_message_is_answered_end_to_end(env: TestEnv) {
     assert_eq!(w.deliver(&st("delivered")).await.status(), 200);
     assert_eq!(w.rows().await[1].2, "read");
     // Nothing readable at rest.
-    assert_no_plaintext(
+    smartchat_tests::assert_no_plaintext(
         &w.env,
         &[question, "We open at 9", CUSTOMER, "Asha Customer"],
-    )
-    .await;
+    );
     // The ledger verifies and holds the story without its text.
     w.ledger.sequence_all().await.unwrap();
     w.ledger.checkpoint().await.unwrap();
@@ -311,36 +310,6 @@ async fn a_message_is_answered_end_to_end(env: TestEnv) {
         2,
         "delivered and read, not the late one"
     );
-}
-
-async fn assert_no_plaintext(env: &TestEnv, needles: &[&str]) {
-    let mut hay: Vec<(String, Vec<u8>)> = Vec::new();
-    match env.backend {
-        smartchat_tests::Backend::Sqlite => {
-            for f in env.files() {
-                hay.push((f.display().to_string(), std::fs::read(&f).unwrap()));
-            }
-        }
-        smartchat_tests::Backend::Postgres => {
-            for u in [&env.db_url, &env.keystore_url] {
-                let out = std::process::Command::new("pg_dump")
-                    .arg("--data-only")
-                    .arg(smartchat_tests::url_string(u))
-                    .output()
-                    .unwrap();
-                assert!(out.status.success());
-                hay.push((format!("pg_dump {u}"), out.stdout));
-            }
-        }
-    }
-    for (name, bytes) in &hay {
-        for n in needles {
-            assert!(
-                !bytes.windows(n.len()).any(|x| x == n.as_bytes()),
-                "{n:?} in {name}"
-            );
-        }
-    }
 }
 
 async fn bad_deliveries_are_refused_and_store_nothing(env: TestEnv) {

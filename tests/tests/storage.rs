@@ -10,7 +10,7 @@ use smartchat_core::db_run;
 use smartchat_core::ids::{Handle, PhoneNumberId, SubjectId, TenantId};
 use smartchat_core::store::{NewMessage, NewTenant, Profile, Store, SubjectContact};
 use smartchat_ledger::Actor;
-use smartchat_tests::{Backend, TestEnv, both_backends};
+use smartchat_tests::{TestEnv, both_backends};
 
 fn new_tenant(handle: &str, pnid: Option<&str>) -> NewTenant {
     NewTenant {
@@ -339,7 +339,7 @@ async fn messages_are_sealed_and_duplicates_refused(env: TestEnv) {
     );
     assert_ne!(id0, &id1);
     // No plaintext in the database files or a dump.
-    assert_no_plaintext(
+    smartchat_tests::assert_no_plaintext(
         &env,
         &[
             marker,
@@ -348,48 +348,7 @@ async fn messages_are_sealed_and_duplicates_refused(env: TestEnv) {
             "919800000003",
             "EAAG-token-secret",
         ],
-    )
-    .await;
-}
-
-/// Scans the SQLite files, or a `pg_dump` of both PostgreSQL databases, for each needle.
-async fn assert_no_plaintext(env: &TestEnv, needles: &[&str]) {
-    let mut hay: Vec<(String, Vec<u8>)> = Vec::new();
-    match env.backend {
-        Backend::Sqlite => {
-            for f in env.files() {
-                if f.file_name().is_some_and(|n| n == "master.key") {
-                    continue;
-                }
-                hay.push((f.display().to_string(), std::fs::read(&f).unwrap()));
-            }
-        }
-        Backend::Postgres => {
-            for u in [&env.db_url, &env.keystore_url] {
-                let url = smartchat_tests::url_string(u);
-                let out = std::process::Command::new("pg_dump")
-                    .arg("--data-only")
-                    .arg(&url)
-                    .output()
-                    .expect("pg_dump runs");
-                assert!(
-                    out.status.success(),
-                    "pg_dump failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                hay.push((format!("pg_dump {u}"), out.stdout));
-            }
-        }
-    }
-    assert!(!hay.is_empty());
-    for (name, bytes) in &hay {
-        for n in needles {
-            assert!(
-                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
-                "plaintext {n:?} found in {name}"
-            );
-        }
-    }
+    );
 }
 
 async fn shredded_subject_fails_closed_and_dump_cannot_recover(env: TestEnv) {
