@@ -566,7 +566,7 @@ async fn rotate_master_rewraps_and_is_atomic(env: TestEnv) {
     assert!(with_new.tenant(t2).await.is_ok());
 }
 
-async fn migrations_run_down_and_up(env: TestEnv) {
+async fn migrations_are_applied_once_and_rerun_is_a_no_op(env: TestEnv) {
     // Already migrated by the harness: nothing pending, a second run applies nothing.
     assert_eq!(
         env.store.db.pending_migrations(Schema::Main).await.unwrap(),
@@ -597,7 +597,7 @@ both_backends!(
     shredded_tenant_fails_closed,
     wrong_master_key_is_refused_and_changes_nothing,
     rotate_master_rewraps_and_is_atomic,
-    migrations_run_down_and_up,
+    migrations_are_applied_once_and_rerun_is_a_no_op,
 );
 
 /// `keys rotate-master` stages the new key at `<file>.new`, commits the key store, then
