@@ -61,14 +61,6 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// Why a webhook delivery was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// Storage failed: nothing was committed, Meta will retry.
-    #[error(transparent)]
-    Core(#[from] CoreError),
-}
-
 /// What one delivery did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Ingested {
@@ -174,7 +166,7 @@ fn body_of(kind: &MessageKind) -> Option<String> {
 }
 
 /// Stores one webhook delivery in one transaction.
-pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, IngestError> {
+pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, CoreError> {
     let store = &p.store;
     let mut out = Ingested::default();
     let mut tx = store.db.begin().await?;
@@ -203,7 +195,7 @@ pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, 
                         Ok(pnid) => match store.tenant_for_number(&pnid).await {
                             Ok(t) => Some((t, store.tenant_key(t).await?)),
                             Err(CoreError::NotFound { .. }) => None,
-                            Err(e) => return Err(e.into()),
+                            Err(e) => return Err(e),
                         },
                         Err(_) => None,
                     };
@@ -665,11 +657,9 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         .await?;
     let key = store.tenant_key(tenant).await?;
     let body = store
-        .recent_messages(&mut c, tenant, &conv, &key, 50)
+        .open_message(&mut c, tenant, &key, msg)
         .await?
-        .into_iter()
-        .find(|m| m.row.id == msg.id)
-        .and_then(|m| m.body)
+        .body
         .unwrap_or_default();
     let contact = store
         .subject_contact_in(&mut c, tenant, conv.subject_id, &key)

@@ -85,10 +85,7 @@ pub async fn post_webhook(
             )
                 .into_response()
         }
-        Err(e) => crate::error::AppError::Core(match e {
-            crate::pipeline::IngestError::Core(c) => c,
-        })
-        .into_response(),
+        Err(e) => crate::error::AppError::Core(e).into_response(),
     }
 }
 

@@ -1029,6 +1029,21 @@ impl Store {
         .ok_or(CoreError::NotFound { what: "message" })
     }
 
+    /// Opens one message's body (one subject-key unwrap, one AEAD open).
+    pub async fn open_message(
+        &self,
+        c: &mut Conn,
+        tenant: TenantId,
+        key: &TenantKey,
+        row: MessageRow,
+    ) -> Result<PlainMessage, CoreError> {
+        let tid = tenant.to_string();
+        let skey = self.subject_key_in(c, &tid, &row.subject_id, key).await?;
+        open_messages(&skey, &tid, vec![row])?
+            .pop()
+            .ok_or(CoreError::NotFound { what: "message" })
+    }
+
     /// One conversation.
     pub async fn conversation(
         &self,
