@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
+
+use crate::conversations as conv;
 use axum::{Json, Router};
 use serde_json::json;
 use smartchat_core::db::Schema;
@@ -99,6 +101,18 @@ pub fn router(state: AppState) -> Router {
             get(crate::webhook::get_webhook).post(crate::webhook::post_webhook),
         )
         .merge(crate::auth::router::<AppState>())
+        .route("/api/v1/conversations", get(conv::list))
+        .route(
+            "/api/v1/conversations/{id}/messages",
+            get(conv::messages).post(conv::reply),
+        )
+        .route("/api/v1/conversations/{id}/takeover", post(conv::take_over))
+        .route("/api/v1/conversations/{id}/handback", post(conv::hand_back))
+        .route(
+            "/api/v1/settings/assistant",
+            get(conv::get_assistant).put(conv::put_assistant),
+        )
+        .route("/api/v1/sandbox/messages", post(conv::sandbox))
         .route(LEDGER_KEY_PATH, get(get_ledger_key))
         .route(
             "/.well-known/smartchat/ledger-checkpoint",

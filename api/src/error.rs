@@ -36,33 +36,37 @@ impl AppError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::NotReady(d) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", d.clone()),
-            Self::Core(e) => match e {
-                CoreError::NotFound { what } => (
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("{what} not found"),
-                ),
-                CoreError::Conflict { what } => (
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    format!("{what} already exists"),
-                ),
-                CoreError::Invalid { .. } => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
-                }
-                CoreError::Shredded { .. } => (StatusCode::GONE, "shredded", e.to_string()),
-                CoreError::Database(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "the database is unavailable; try again later".into(),
-                ),
-                _ => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error".into(),
-                ),
-            },
+            Self::Core(e) => core_parts(e),
         }
+    }
+}
+
+/// The one mapping of a core error to a status, a stable code and a detail (generic for
+/// 5xx), shared by every error type of the API.
+pub(crate) fn core_parts(e: &CoreError) -> (StatusCode, &'static str, String) {
+    match e {
+        CoreError::NotFound { what } => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        ),
+        CoreError::Conflict { what } => (
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{what} already exists"),
+        ),
+        CoreError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()),
+        CoreError::Shredded { .. } => (StatusCode::GONE, "shredded", e.to_string()),
+        CoreError::Database(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable; try again later".into(),
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error".into(),
+        ),
     }
 }
 
@@ -91,5 +95,45 @@ impl IntoResponse for AppError {
             tracing::error!(error = %self, code, "request failed");
         }
         problem(status, code, &detail)
+    }
+}
+
+/// A JSON request body whose rejections are problem details too: 415 without a JSON
+/// content type, 400 for malformed JSON, 422 for JSON of the wrong shape; 413 (from the
+/// body limit) stays 413.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        use axum::extract::rejection::JsonRejection;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => {
+                let (status, code) = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    }
+                    JsonRejection::JsonSyntaxError(_) => {
+                        (StatusCode::BAD_REQUEST, "malformed_json")
+                    }
+                    JsonRejection::JsonDataError(_) => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+                    }
+                    _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "bad_request"),
+                };
+                // The rejection's text names the field and the position, never a value.
+                Err(problem(status, code, &rejection.body_text()))
+            }
+        }
     }
 }

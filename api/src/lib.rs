@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod background;
 pub mod boot;
+pub mod conversations;
 pub mod error;
 pub mod pipeline;
 pub mod webhook;

@@ -143,6 +143,19 @@ enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show or set the tenant's AI provider chain (failover order; the offline assistant
+    /// always ends it).
+    Providers {
+        /// Tenant id or handle.
+        tenant: String,
+        /// Comma-separated chain, e.g. `deepseek,openai`; an empty string for the offline
+        /// assistant only.
+        #[arg(long, conflicts_with = "default")]
+        set: Option<String>,
+        /// Return to the platform's default chain (every configured provider).
+        #[arg(long)]
+        default: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -488,6 +501,33 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        TenantCommand::Providers {
+            tenant,
+            set,
+            default,
+        } => {
+            let id = resolve_tenant(&store, &tenant).await?;
+            if default || set.is_some() {
+                let chain: Option<Vec<String>> = set.map(|s| {
+                    s.split(',')
+                        .map(|n| n.trim().to_owned())
+                        .filter(|n| !n.is_empty())
+                        .collect()
+                });
+                store
+                    .set_provider_chain(id, chain.as_deref(), smartchat_ledger::Actor::System)
+                    .await?;
+                services.ledger.sequence_all().await?;
+            }
+            match store.provider_chain(id).await? {
+                None => println!(
+                    "providers: the platform's default (every configured provider), then offline"
+                ),
+                Some(c) if c.is_empty() => println!("providers: offline assistant only"),
+                Some(c) => println!("providers: {}, then offline", c.join(", ")),
+            }
+            Ok(())
+        }
     }
 }
 
@@ -581,14 +621,14 @@ async fn chat(config: Config, tenant: String, from: String) -> anyhow::Result<()
     let store = services.store.clone();
     let id = resolve_tenant(&store, &tenant).await?;
     let view = store.tenant(id).await?;
-    let Some(pnid) = view.summary.phone_number_ids.first().cloned() else {
+    let from: smartchat_core::ids::PhoneNumber = from.parse()?;
+    let pipeline = smartchat_api::pipeline::Pipeline::new(store.clone(), &config)?;
+    let Some(pnid) = smartchat_api::pipeline::sandbox_number(&pipeline, id).await? else {
         anyhow::bail!(
-            "tenant {} has no WhatsApp number; create one with --phone-number-id",
+            "tenant {} has no sandbox number (one without an access token); create one with --phone-number-id and no --access-token",
             view.summary.handle
         );
     };
-    let from: smartchat_core::ids::PhoneNumber = from.parse()?;
-    let pipeline = smartchat_api::pipeline::Pipeline::new(store.clone(), &config)?;
     println!(
         "sandbox chat with {} as +{}; an empty line ends it",
         view.summary.name.as_deref().unwrap_or("the business"),
@@ -601,22 +641,7 @@ async fn chat(config: Config, tenant: String, from: String) -> anyhow::Result<()
         if line.trim().is_empty() {
             break;
         }
-        let payload = serde_json::json!({
-            "object": "whatsapp_business_account",
-            "entry": [{ "id": "0", "changes": [{ "field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": { "display_phone_number": "0", "phone_number_id": pnid },
-                "contacts": [{ "profile": { "name": "Sandbox customer" }, "wa_id": from.digits() }],
-                "messages": [{
-                    "from": from.digits(),
-                    "id": format!("wamid.sandbox{}", uuid::Uuid::new_v4().simple()),
-                    "timestamp": time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
-                    "type": "text",
-                    "text": { "body": line }
-                }]
-            }}]}]
-        });
-        let parsed = smartchat_whatsapp::parse_payload(payload.to_string().as_bytes())?;
+        let parsed = smartchat_api::pipeline::sandbox_payload(&pnid, &from, &line)?;
         smartchat_api::pipeline::ingest(&pipeline, &parsed).await?;
         smartchat_api::pipeline::drain(&pipeline).await?;
         services.ledger.sequence_all().await?;

@@ -337,7 +337,7 @@ pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, 
             }
             InboundEvent::Other { field, .. } => {
                 // Template status, quality and account updates: recorded, never a 500.
-                let d = EntryDraft::new(EventKind(105), Actor::Meta)
+                let d = EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
                     .tenant(tenant.bytes())
                     .reference(Reference::digest(
                         RefKind::RECORD_DIGEST,
@@ -347,7 +347,7 @@ pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, 
                 out.other += 1;
             }
             InboundEvent::Error { .. } => {
-                let d = EntryDraft::new(EventKind(105), Actor::Meta)
+                let d = EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
                     .tenant(tenant.bytes())
                     .outcome(Outcome::FAILURE);
                 smartchat_core::audit::enqueue(&mut tx, &d).await?;
@@ -404,6 +404,22 @@ fn provider_code(p: &ChatProvider) -> (ProviderCode, &'static str) {
     }
 }
 
+/// The providers a tenant's chain names, in its order, among those the platform configured
+/// (`None`: all of them, in the platform's order). A name the platform has no key for is
+/// skipped; the offline assistant always ends the chain.
+pub fn tenant_providers<'a>(
+    configured: &'a [ChatProvider],
+    chain: Option<&[String]>,
+) -> Vec<&'a ChatProvider> {
+    match chain {
+        None => configured.iter().collect(),
+        Some(names) => names
+            .iter()
+            .filter_map(|n| configured.iter().find(|p| provider_code(p).1 == n.as_str()))
+            .collect(),
+    }
+}
+
 /// Runs one `reply` job.
 pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let store = &p.store;
@@ -456,7 +472,8 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let human = conv.mode == "human";
     let mut chain = Vec::new();
     if !human && !flags.objected {
-        for prov in p.providers.iter() {
+        let tenant_chain = store.provider_chain(tenant).await?;
+        for prov in tenant_providers(&p.providers, tenant_chain.as_deref()) {
             let (code, name) = provider_code(prov);
             let pid =
                 ProcessorId::new(name).map_err(|_| CoreError::Internal("processor id".into()))?;
@@ -846,4 +863,147 @@ pub async fn worker(p: Pipeline, mut shutdown: tokio::sync::watch::Receiver<bool
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
+}
+
+impl Pipeline {
+    /// The names of the AI providers this server has keys for, in failover order.
+    pub fn configured_providers(&self) -> Vec<&'static str> {
+        self.providers.iter().map(|p| provider_code(p).1).collect()
+    }
+}
+
+/// Why a hand-written reply was refused before anything was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyRefused {
+    /// The text is empty or longer than WhatsApp accepts.
+    #[error("{0}")]
+    Text(&'static str),
+    /// The last customer message is more than 24 hours old: only a template may be sent.
+    #[error(
+        "outside the 24-hour customer service window: the customer last wrote more than 24 hours ago, so only an approved template can be sent"
+    )]
+    OutsideWindow,
+}
+
+/// WhatsApp's limit on a text message body, in characters.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+/// Queues a reply written by a member of the business: checks the text and the 24-hour
+/// window first (a refusal stores nothing), then in one transaction stores the message
+/// sealed, queues its `send` job and ledgers it with the member as actor. Writing by hand
+/// does not take the conversation over; [`Store::set_mode`] does.
+pub async fn queue_human_reply(
+    p: &Pipeline,
+    tenant: TenantId,
+    conversation: ConversationId,
+    member: [u8; 16],
+    text: &str,
+) -> Result<Result<MessageId, ReplyRefused>, CoreError> {
+    let store = &p.store;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Err(ReplyRefused::Text("the reply is empty")));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Ok(Err(ReplyRefused::Text(
+            "the reply is longer than WhatsApp's 4096 characters",
+        )));
+    }
+    let conv = store.tenant_conversation(tenant, conversation).await?;
+    if check_window(
+        OutboundKind::FreeForm,
+        conv.last_inbound_at.map(time_of),
+        OffsetDateTime::now_utc(),
+    )
+    .is_err()
+    {
+        return Ok(Err(ReplyRefused::OutsideWindow));
+    }
+    let key = store.tenant_key(tenant).await?;
+    let mut tx = store.db.begin().await?;
+    let mid = store
+        .insert_message(
+            &mut tx,
+            tenant,
+            &key,
+            conv.subject_id,
+            conv.id,
+            &NewMessage {
+                direction: "out",
+                kind: "text",
+                status: "queued",
+                wamid: None,
+                body: Some(text),
+                author: "human",
+            },
+            now_micros(),
+        )
+        .await?;
+    let mut send = NewJob::now(
+        QUEUE,
+        "send",
+        serde_json::json!({ "message": mid.to_string() }),
+    );
+    send.tenant_id = Some(tenant.to_string());
+    send.dedupe_key = Some(format!("send:{mid}"));
+    jobs::enqueue(&mut tx, &send).await?;
+    let draft = EntryDraft::new(EventKind::HUMAN_REPLY, Actor::Member(member))
+        .tenant(tenant.bytes())
+        .subject(key.pseudonym(&conv.subject_id.to_string()))
+        .purpose(Purpose::SERVICE_DELIVERY)
+        .reference(Reference::id(RefKind::CONVERSATION, conv.id.bytes()))
+        .reference(Reference::id(RefKind::MESSAGE, mid.bytes()));
+    smartchat_core::audit::enqueue(&mut tx, &draft).await?;
+    tx.commit().await?;
+    Ok(Ok(mid))
+}
+
+/// A Meta-shaped delivery of one text message from `from` to a sandbox number, so the
+/// sandbox (`smartchat chat`, the sandbox endpoint) runs through the same pipeline as Meta's
+/// webhook.
+pub fn sandbox_payload(
+    phone_number_id: &str,
+    from: &smartchat_core::ids::PhoneNumber,
+    text: &str,
+) -> Result<WebhookPayload, CoreError> {
+    let payload = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "0", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "0", "phone_number_id": phone_number_id },
+            "contacts": [{ "profile": { "name": "Sandbox customer" }, "wa_id": from.digits() }],
+            "messages": [{
+                "from": from.digits(),
+                "id": format!("wamid.sandbox{}", uuid::Uuid::new_v4().simple()),
+                "timestamp": OffsetDateTime::now_utc().unix_timestamp().to_string(),
+                "type": "text",
+                "text": { "body": text }
+            }]
+        }}]}]
+    });
+    smartchat_whatsapp::parse_payload(payload.to_string().as_bytes()).map_err(|e| {
+        CoreError::Invalid {
+            field: "sandbox message",
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// The tenant's first number that is not connected to Meta (no access token): where the
+/// sandbox plays the customer. `None` when every number is connected, so the sandbox can
+/// never send on a real number.
+pub async fn sandbox_number(p: &Pipeline, tenant: TenantId) -> Result<Option<String>, CoreError> {
+    let view = p.store.tenant(tenant).await?;
+    for raw in &view.summary.phone_number_ids {
+        let pnid: PhoneNumberId = raw.parse()?;
+        if p.store
+            .access_token(tenant, &pnid)
+            .await?
+            .expose()
+            .is_empty()
+        {
+            return Ok(Some(raw.clone()));
+        }
+    }
+    Ok(None)
 }

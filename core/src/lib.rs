@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod conversations;
 pub mod crypto;
 pub mod db;
 pub mod error;

@@ -662,6 +662,9 @@ impl Store {
 
     /// Stores one message, its body sealed under the subject key, in the caller's
     /// transaction. A `wamid` already stored for this tenant returns `Conflict`.
+    /// `at_micros` is Meta's timestamp for an inbound message (it moves the 24-hour window;
+    /// the message is placed at the time it is stored) and the creation time of an outbound
+    /// one.
     #[expect(
         clippy::too_many_arguments,
         reason = "one call site per direction; a struct would only rename them"
@@ -688,6 +691,15 @@ impl Store {
             None => None,
         };
         let cid = conversation.to_string();
+        // A message is placed in its conversation at the moment we stored it (our clock,
+        // like the UUIDv7 ids and the replies); for an inbound message `at_micros` is Meta's
+        // timestamp, which moves the 24-hour window.
+        let now = now_micros();
+        let placed_at = if msg.direction == "in" {
+            now
+        } else {
+            at_micros
+        };
         let res = db_run!(tx, |c| diesel::insert_into(messages::table)
             .values((
                 messages::id.eq(&mid),
@@ -700,8 +712,8 @@ impl Store {
                 messages::wamid.eq(msg.wamid),
                 messages::body_ct.eq(&body_ct),
                 messages::author.eq(msg.author),
-                messages::created_at.eq(at_micros),
-                messages::status_at.eq(at_micros),
+                messages::created_at.eq(placed_at),
+                messages::status_at.eq(placed_at),
             ))
             .execute(c)
             .await);
@@ -712,13 +724,20 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        let now = now_micros();
         if msg.direction == "in" {
+            // The window runs from the customer's latest message: a late redelivery of an
+            // older one never shortens it.
             db_run!(tx, |c| diesel::update(conversations::table.find(&cid))
-                .set((
-                    conversations::last_inbound_at.eq(Some(at_micros)),
-                    conversations::updated_at.eq(now)
-                ))
+                .filter(
+                    conversations::last_inbound_at
+                        .is_null()
+                        .or(conversations::last_inbound_at.lt(at_micros))
+                )
+                .set(conversations::last_inbound_at.eq(Some(at_micros)))
+                .execute(c)
+                .await)?;
+            db_run!(tx, |c| diesel::update(conversations::table.find(&cid))
+                .set(conversations::updated_at.eq(now))
                 .execute(c)
                 .await)?;
         } else {

@@ -58,6 +58,15 @@ code_type! {
         WEBHOOK_REJECTED = 103, "webhook_rejected";
         /// A webhook named a phone number id no tenant owns.
         UNKNOWN_PHONE_NUMBER = 104, "unknown_phone_number";
+        /// Another subscribed webhook field (template status, quality, account update) or a
+        /// webhook-level error was recorded (ref `record_digest` of the field name).
+        WEBHOOK_EVENT = 105, "webhook_event";
+        /// A member took a conversation over from the assistant (actor member).
+        CONVERSATION_TAKEN_OVER = 110, "conversation_taken_over";
+        /// A member handed a conversation back to the assistant (actor member).
+        CONVERSATION_HANDED_BACK = 111, "conversation_handed_back";
+        /// A member wrote a reply by hand; it is queued for sending (actor member).
+        HUMAN_REPLY = 112, "human_reply";
         /// The assistant decided what to do with a message (attr `decision`).
         ASSISTANT_DECISION = 200, "assistant_decision";
         /// An AI provider was called (attrs provider, model, data categories, digests, tokens, latency).
@@ -96,6 +105,8 @@ code_type! {
         TENANT_TERMINATED = 501, "tenant_terminated";
         /// A tenant's data was purged.
         TENANT_PURGED = 502, "tenant_purged";
+        /// A tenant's assistant settings changed (attr `provider`, repeated in chain order).
+        ASSISTANT_SETTINGS_CHANGED = 503, "assistant_settings_changed";
         /// A member logged in.
         MEMBER_LOGIN = 510, "member_login";
         /// A member's role changed (attr `role`).

@@ -108,21 +108,7 @@ impl AuthError {
                 "provider_unavailable",
                 "internal error".into(),
             ),
-            Self::Core(CoreError::NotFound { what }) => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("{what} not found"),
-            ),
-            Self::Core(CoreError::Database(_)) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the database is unavailable; try again later".into(),
-            ),
-            Self::Core(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error".into(),
-            ),
+            Self::Core(e) => crate::error::core_parts(e),
         }
     }
 }

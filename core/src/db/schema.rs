@@ -12,6 +12,7 @@ diesel::table! {
         terminated_at -> Nullable<BigInt>,
         purge_after -> Nullable<BigInt>,
         policy_overrides -> Nullable<Text>,
+        provider_chain -> Nullable<Text>,
     }
 }
 
