@@ -1,0 +1,171 @@
+//! Several `smartchat serve` processes on one PostgreSQL share the job queue without doing
+//! a job twice (issue 5). This runs the real binary twice against the same databases,
+//! delivers signed webhooks to both, and checks that every customer gets exactly one reply
+//! and every job was claimed exactly once.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use smartchat_core::ids::{Handle, PhoneNumberId};
+use smartchat_core::store::{NewTenant, Profile};
+use smartchat_tests::{Backend, TestEnv, url_string};
+use smartchat_whatsapp::fake::{FakeGraph, WebhookBuilder, WebhookUser};
+
+const SECRET: &str = "shared-queue-secret";
+const PNID: &str = "3000001";
+const TOKEN: &str = "EAAGsharedqueue";
+const CUSTOMERS: usize = 40;
+
+/// A `smartchat serve` child, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(env: &TestEnv, graph: &FakeGraph) -> anyhow::Result<Server> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smartchat"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SMARTCHAT_DATA_DIR", env.dir.path())
+        .env("SMARTCHAT_DATABASE_URL", url_string(&env.db_url))
+        .env("SMARTCHAT_KEYSTORE_URL", url_string(&env.keystore_url))
+        .env("SMARTCHAT_MASTER_KEY", &env.master_secret)
+        .env("SMARTCHAT_BIND", "127.0.0.1:0")
+        .env("SMARTCHAT_META_APP_SECRET", SECRET)
+        .env("SMARTCHAT_META_GRAPH_URL", &graph.base_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawn smartchat serve")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let Some(line) = lines.next() else {
+            bail!("smartchat serve exited before listening");
+        };
+        if let Some(rest) = line?.strip_prefix("smartchat listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Server { child, base })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_the_queue_and_do_each_job_once() -> anyhow::Result<()> {
+    let env = TestEnv::new(Backend::Postgres).await;
+    let graph = FakeGraph::start().await?;
+    graph.register(PNID, TOKEN);
+    env.store
+        .create_tenant(NewTenant {
+            handle: "two-servers".parse::<Handle>()?,
+            profile: Profile(serde_json::json!({
+                "name": "Glow Salon",
+                "business_type": "salon",
+                "booking_links": [{"label": "Book", "url": "https://book.example.com/glow"}],
+            })),
+            phone_number_id: Some(PNID.parse::<PhoneNumberId>()?),
+            access_token: Some(smartchat_core::config::Secret::new(TOKEN)),
+        })
+        .await?;
+    let a = start(&env, &graph)?;
+    let b = start(&env, &graph)?;
+
+    // Every customer writes once, alternately to each server; a few deliveries are
+    // redelivered to the other server, as Meta may.
+    let http = reqwest::Client::new();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for i in 0..CUSTOMERS {
+        let customer = format!("9198{i:08}");
+        let delivery = WebhookBuilder::new().at(now).entry(PNID, "+91").text(
+            &WebhookUser::wa_id(&customer),
+            &format!("wamid.shared{i}"),
+            "how do I book?",
+        );
+        let (body, sig) = delivery.signed(SECRET.as_bytes());
+        let targets: &[&Server] = if i % 10 == 0 {
+            &[&a, &b]
+        } else if i % 2 == 0 {
+            &[&a]
+        } else {
+            &[&b]
+        };
+        for s in targets {
+            let res = http
+                .post(format!("{}/webhooks/whatsapp", s.base))
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", &sig)
+                .body(body.clone())
+                .send()
+                .await?;
+            ensure!(res.status() == 200, "delivery {i}: {}", res.status());
+        }
+    }
+
+    // Both processes' workers drain the shared queue.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while graph.requests().len() < CUSTOMERS {
+        ensure!(
+            Instant::now() < deadline,
+            "only {} of {CUSTOMERS} replies sent in 60 s",
+            graph.requests().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give a duplicate the time to show up, were a job run twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = graph.requests();
+    ensure!(
+        sent.len() == CUSTOMERS,
+        "{} sends for {CUSTOMERS} customers",
+        sent.len()
+    );
+    let mut per_customer: HashMap<String, usize> = HashMap::new();
+    for r in &sent {
+        let to = r
+            .body
+            .as_ref()
+            .and_then(|b| b["to"].as_str())
+            .context("a send without a recipient")?;
+        *per_customer.entry(to.to_owned()).or_default() += 1;
+    }
+    ensure!(per_customer.len() == CUSTOMERS && per_customer.values().all(|&n| n == 1));
+
+    // Every job (one reply and one send per customer) done, each claimed exactly once.
+    let (client, conn) =
+        tokio_postgres::connect(&url_string(&env.db_url), tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let rows = client
+        .query("SELECT kind, status, attempts FROM jobs", &[])
+        .await?;
+    ensure!(rows.len() == 2 * CUSTOMERS, "{} jobs", rows.len());
+    for r in &rows {
+        let (kind, status, attempts): (String, String, i32) = (r.get(0), r.get(1), r.get(2));
+        ensure!(
+            status == "done" && attempts == 1,
+            "{kind} job: {status} after {attempts} claims"
+        );
+    }
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM messages WHERE direction = 'in'", &[])
+        .await?
+        .get(0);
+    ensure!(
+        stored == CUSTOMERS as i64,
+        "{stored} inbound messages stored"
+    );
+    drop((a, b));
+    Ok(())
+}
