@@ -518,10 +518,27 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let pseudonym = Pseudonym::parse(&hex::encode(pseudonym_bytes))
         .map_err(|e| CoreError::Internal(e.to_string()))?;
     let now = OffsetDateTime::now_utc();
-    let (reply_text, author) = if human {
-        (None, "human")
+    // What happens to the conversation besides the reply, applied with it in one
+    // transaction.
+    let mut to_human = false;
+    let mut opt_out = false;
+    let reply_text = if human {
+        // Taken over: a person answers; the assistant stays silent.
+        drafts.push(
+            base(EventKind::ASSISTANT_DECISION, Actor::System)
+                .attr(AttrKey::DECISION, AttrValue::Code(DECISION_IGNORE)),
+        );
+        None
     } else if flags.objected {
-        (Some(profile.handoff_message.clone()), "assistant")
+        // Objected to AI processing: no provider, no assistant; the conversation is flagged
+        // for a person and the customer told so, once.
+        to_human = true;
+        drafts.push(
+            base(EventKind::ASSISTANT_DECISION, Actor::System)
+                .attr(AttrKey::DECISION, AttrValue::Code(DECISION_HAND_OVER))
+                .attr(AttrKey::REASON, AttrValue::Code(HAND_OVER_OBJECTION)),
+        );
+        Some(profile.handoff_message.clone())
     } else {
         let req = ReplyRequest::new(profile.clone(), turns, redact(&text), pseudonym, now)
             .map_err(|e| CoreError::Invalid {
@@ -574,38 +591,35 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
             }
             drafts.push(d);
         }
-        let source = match &reply.source {
-            ReplySource::Offline => 0,
-            ReplySource::Provider { .. } => 1,
-        };
-        drafts.push(
-            base(EventKind::ASSISTANT_DECISION, Actor::System)
-                .attr(AttrKey::DECISION, AttrValue::Code(source)),
-        );
+        let mut decision = base(EventKind::ASSISTANT_DECISION, Actor::System);
         match reply.intent {
-            Intent::OptOut => {
-                let mut c = store.db.conn().await?;
-                store
-                    .set_subject_flags(
-                        &mut c,
-                        conv.subject_id,
-                        SubjectFlags {
-                            opted_out: true,
-                            ..flags
-                        },
-                    )
-                    .await?;
-            }
             Intent::Handoff => {
-                let mut c = store.db.conn().await?;
-                store
-                    .set_conversation_mode(&mut c, conv.id, "human")
-                    .await?;
+                to_human = true;
+                decision = decision
+                    .attr(AttrKey::DECISION, AttrValue::Code(DECISION_HAND_OVER))
+                    .attr(AttrKey::REASON, AttrValue::Code(HAND_OVER_ASKED));
             }
-            _ => {}
+            Intent::OptOut => {
+                opt_out = true;
+                decision = decision.attr(AttrKey::DECISION, AttrValue::Code(DECISION_ANSWER));
+            }
+            _ => {
+                decision = decision.attr(AttrKey::DECISION, AttrValue::Code(DECISION_ANSWER));
+            }
         }
-        (Some(reply.text), "assistant")
+        // Which provider wrote the answer; none means the offline assistant did.
+        if let ReplySource::Provider { provider, .. } = &reply.source {
+            let code = match provider {
+                smartchat_assistant::ProviderKind::OpenAi => ProviderCode::OPENAI,
+                smartchat_assistant::ProviderKind::DeepSeek => ProviderCode::DEEPSEEK,
+                smartchat_assistant::ProviderKind::Compatible(_) => ProviderCode::COMPATIBLE,
+            };
+            decision = decision.attr(AttrKey::PROVIDER, AttrValue::Code(u32::from(code.0)));
+        }
+        drafts.push(decision);
+        Some(reply.text)
     };
+    let author = "assistant";
 
     let mut tx = store.db.begin().await?;
     if let Some(reply_text) = reply_text {
@@ -636,12 +650,38 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
         send.dedupe_key = Some(format!("send:{out}"));
         jobs::enqueue(&mut tx, &send).await?;
     }
+    if to_human {
+        store
+            .set_conversation_mode(&mut tx, conv.id, "human")
+            .await?;
+    }
+    if opt_out {
+        store
+            .set_subject_flags(
+                &mut tx,
+                conv.subject_id,
+                SubjectFlags {
+                    opted_out: true,
+                    ..flags
+                },
+            )
+            .await?;
+    }
     for d in &drafts {
         smartchat_core::audit::enqueue(&mut tx, d).await?;
     }
     jobs::complete(&mut tx, job.id).await?;
     tx.commit().await
 }
+
+/// `decision` codes of [`EventKind::ASSISTANT_DECISION`] (docs/ledger-format.md §2.5).
+const DECISION_ANSWER: u32 = 1;
+const DECISION_HAND_OVER: u32 = 2;
+const DECISION_IGNORE: u32 = 3;
+/// `reason` of a hand-over: the customer asked for a person.
+const HAND_OVER_ASKED: u32 = 1;
+/// `reason` of a hand-over: the subject objected to AI processing.
+const HAND_OVER_OBJECTION: u32 = 2;
 
 /// Outcome of a send attempt, for the worker.
 #[derive(Debug)]

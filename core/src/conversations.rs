@@ -275,13 +275,11 @@ impl Store {
         if n == 0 {
             return Err(CoreError::NotFound { what: "tenant" });
         }
-        // `decision` 0: the platform's default chain; 1: the tenant's own (possibly empty).
+        // `reason` 0: back to the platform's default chain; 1: the tenant's own chain
+        // (possibly empty: the offline assistant only).
         let mut draft = EntryDraft::new(EventKind::ASSISTANT_SETTINGS_CHANGED, actor)
             .tenant(tenant.bytes())
-            .attr(
-                AttrKey::DECISION,
-                AttrValue::Code(u32::from(chain.is_some())),
-            );
+            .attr(AttrKey::REASON, AttrValue::Code(u32::from(chain.is_some())));
         for name in chain.unwrap_or_default() {
             draft = draft.attr(AttrKey::PROVIDER, AttrValue::Code(provider_code(name)));
         }

@@ -681,7 +681,89 @@ async fn the_sandbox_endpoint_plays_the_customer(env: TestEnv) {
     assert_eq!(status, 422);
 }
 
+/// The `decision` attributes (and `reason`, if any) of every assistant decision, in order.
+async fn decisions(w: &World) -> Vec<(u32, Option<u32>)> {
+    use smartchat_ledger::{AttrKey, AttrValue};
+    w.ledger.sequence_all().await.unwrap();
+    let code = |attrs: &[(AttrKey, AttrValue)], key: AttrKey| {
+        attrs.iter().find_map(|(k, v)| match v {
+            AttrValue::Code(c) if *k == key => Some(*c),
+            _ => None,
+        })
+    };
+    w.ledger
+        .entries(0, w.ledger.size().await.unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| &e.entry.draft)
+        .filter(|d| d.kind == EventKind::ASSISTANT_DECISION)
+        .filter_map(|d| {
+            Some((
+                code(&d.attrs, AttrKey::DECISION)?,
+                code(&d.attrs, AttrKey::REASON),
+            ))
+        })
+        .collect()
+}
+
+async fn an_objecting_customer_gets_a_person_not_the_ai(env: TestEnv) {
+    let w = world(env).await;
+    w.customer_says("wamid.o1", "do you do bridal makeup?")
+        .await;
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(w.openai.request_count(), 1);
+    // The customer objects to AI processing (the rights workflow sets this flag).
+    let sid = w
+        .env
+        .store
+        .find_subject(w.tenant, smartchat_core::crypto::BlindKind::WaId, CUSTOMER)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut c = w.env.store.db.conn().await.unwrap();
+    w.env
+        .store
+        .set_subject_flags(
+            &mut c,
+            sid,
+            smartchat_core::store::SubjectFlags {
+                objected: true,
+                opted_out: false,
+            },
+        )
+        .await
+        .unwrap();
+    drop(c);
+    w.customer_says("wamid.o2", "and the price?").await;
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(
+        (w.openai.request_count(), w.deepseek.request_count()),
+        (1, 0),
+        "no provider sees an objecting customer's message"
+    );
+    let sent = w.graph.requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[1].body.as_ref().unwrap()["text"]["body"],
+        "Our team will reply shortly."
+    );
+    let s = w.login(w.tenant).await;
+    let (_, list) = s.get("/api/v1/conversations").await;
+    assert_eq!(
+        list["conversations"][0]["mode"], "human",
+        "flagged for a person"
+    );
+    // Told once; after that a person answers.
+    w.customer_says("wamid.o3", "hello?").await;
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(w.graph.requests().len(), 2);
+    // answer (by a provider), hand over because of the objection, then silence.
+    assert_eq!(decisions(&w).await, [(1, None), (2, Some(2)), (3, None)]);
+}
+
 both_backends!(
+    an_objecting_customer_gets_a_person_not_the_ai,
     an_owner_takes_over_replies_by_hand_and_hands_back,
     outside_the_window_a_hand_reply_is_refused_and_nothing_stored,
     roles_and_tenants_bound_the_conversation_api,
