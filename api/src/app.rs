@@ -29,6 +29,7 @@ struct Inner {
     meta_app_secret: Option<String>,
     meta_verify_token: Option<String>,
     auth: crate::auth::AuthState,
+    search: Option<crate::search::Search>,
 }
 
 impl AppState {
@@ -52,8 +53,22 @@ impl AppState {
                     .as_ref()
                     .map(|s| s.expose().to_owned()),
                 auth,
+                search: None,
             }),
         }
+    }
+
+    /// Serves search from this index (the process that runs the indexer).
+    pub fn with_search(mut self, search: crate::search::Search) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.search = Some(search);
+        }
+        self
+    }
+
+    /// Search, when this process runs the indexer.
+    pub fn search(&self) -> Option<&crate::search::Search> {
+        self.inner.search.as_ref()
     }
 
     /// The message pipeline.
@@ -113,6 +128,7 @@ pub fn router(state: AppState) -> Router {
             get(conv::get_assistant).put(conv::put_assistant),
         )
         .route("/api/v1/sandbox/messages", post(conv::sandbox))
+        .route("/api/v1/search", get(crate::search::get_search))
         .route(LEDGER_KEY_PATH, get(get_ledger_key))
         .route(
             "/.well-known/smartchat/ledger-checkpoint",

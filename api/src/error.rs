@@ -70,6 +70,34 @@ pub(crate) fn core_parts(e: &CoreError) -> (StatusCode, &'static str, String) {
     }
 }
 
+/// A problem-details response with extension members (RFC 9457 §3.2), e.g. the position
+/// of a query syntax error.
+pub fn problem_with(
+    status: StatusCode,
+    code: &'static str,
+    detail: &str,
+    extensions: serde_json::Map<String, serde_json::Value>,
+) -> Response {
+    let mut body = serde_json::json!({
+        "type": format!("https://smartchat.invalid/problems/{code}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "code": code,
+        "detail": detail,
+    });
+    if let Some(obj) = body.as_object_mut() {
+        for (k, v) in extensions {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    let mut res = (status, axum::Json(body)).into_response();
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    res
+}
+
 /// A problem-details response for errors that are not [`AppError`]s.
 pub fn problem(status: StatusCode, code: &'static str, detail: &str) -> Response {
     let body = Problem {

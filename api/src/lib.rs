@@ -12,4 +12,5 @@ pub mod boot;
 pub mod conversations;
 pub mod error;
 pub mod pipeline;
+pub mod search;
 pub mod webhook;

@@ -52,6 +52,21 @@ enum Command {
     /// Policies as code: the effective policy, tenant tightening, registry changes, records.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Conversation search: rebuild the encrypted indexes from the database.
+    #[command(subcommand)]
+    Search(SearchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SearchCommand {
+    /// Rebuild the search index of one tenant (or of every active tenant) from the
+    /// database, with progress. Run it with the server stopped, or on the indexing process's
+    /// data directory.
+    Reindex {
+        /// Tenant id or handle; every active tenant when omitted.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +244,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Ledger(cmd) => ledger(cmd, config).await,
         Command::Policy(cmd) => policy(cmd, config).await,
         Command::Chat { tenant, from } => chat(config, tenant, from).await,
+        Command::Search(cmd) => search(cmd, config).await,
         Command::Migrate => {
             let (_, report) = boot::open(&config).await?;
             print_boot(&config, &report);
@@ -284,6 +300,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ))
         })
         .collect();
+    let search = if config.search_indexer {
+        let search = smartchat_api::search::Search::new(
+            services.store.clone(),
+            config.data_dir.join("search"),
+        )?;
+        Some(search)
+    } else {
+        None
+    };
     let auth = match &config.oidc {
         Some(o) => {
             let cfg = smartchat_api::auth::AuthConfig::new(
@@ -324,9 +349,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         })
     };
-    let app = smartchat_api::app::router(smartchat_api::app::AppState::new(
-        services, pipeline, auth, &config,
-    ));
+    let indexer = search
+        .as_ref()
+        .map(|s| tokio::spawn(s.clone().worker(stop_rx.clone())));
+    let mut state = smartchat_api::app::AppState::new(services, pipeline, auth, &config);
+    if let Some(search) = search {
+        state = state.with_search(search);
+    }
+    let app = smartchat_api::app::router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             shutdown_signal().await;
@@ -337,6 +367,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         w.await?;
     }
     purge.await?;
+    if let Some(i) = indexer {
+        i.await?;
+    }
     worker.await?;
     Ok(())
 }
@@ -663,6 +696,46 @@ async fn chat(config: Config, tenant: String, from: String) -> anyhow::Result<()
             }
         }
     }
+    Ok(())
+}
+
+async fn search(cmd: SearchCommand, config: Config) -> anyhow::Result<()> {
+    let (services, report) = boot::open(&config).await?;
+    print_boot(&config, &report);
+    let store = services.store.clone();
+    let SearchCommand::Reindex { tenant } = cmd;
+    let tenants = match tenant {
+        Some(t) => vec![resolve_tenant(&store, &t).await?],
+        None => store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .filter(|t| t.status == "active")
+            .map(|t| t.id)
+            .collect(),
+    };
+    let search = smartchat_api::search::Search::new(store.clone(), config.data_dir.join("search"))?;
+    for id in tenants {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {pos}/{len} messages ({per_sec}, {eta} left)",
+            )
+            .map_err(|e| anyhow::anyhow!("progress bar: {e}"))?
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("tenant {id}"));
+        let b = bar.clone();
+        let n = search
+            .rebuild(id, move |done, total| {
+                b.set_length(total);
+                b.set_position(done);
+            })
+            .await?;
+        bar.finish_with_message(format!("tenant {id}: {n} messages indexed"));
+    }
+    // Apply whatever arrived meanwhile, then leave the feed to the server's indexer.
+    search.apply_pending().await?;
     Ok(())
 }
 

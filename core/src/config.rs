@@ -88,6 +88,10 @@ pub struct Config {
     pub deepseek_base_url: String,
     /// OpenID Connect for the portal and API; `None` on the embedded default.
     pub oidc: Option<OidcConfig>,
+    /// Whether this process runs the search indexer (`SMARTCHAT_SEARCH_INDEXER`, default
+    /// true). The index lives under `<data_dir>/search`; with several server processes on
+    /// one database exactly one runs the indexer and serves search.
+    pub search_indexer: bool,
 }
 
 /// OpenID Connect settings (`SMARTCHAT_OIDC_*`). Set the issuer and all of these are
@@ -133,6 +137,7 @@ struct FileConfig {
     oidc_client_secret: Option<Secret>,
     oidc_redirect_url: Option<String>,
     oidc_audience: Option<String>,
+    search_indexer: Option<bool>,
 }
 
 /// Every environment variable the server reads, for `--help` and the README.
@@ -160,6 +165,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_OIDC_CLIENT_SECRET",
     "SMARTCHAT_OIDC_REDIRECT_URL",
     "SMARTCHAT_OIDC_AUDIENCE",
+    "SMARTCHAT_SEARCH_INDEXER",
 ];
 
 impl Config {
@@ -301,8 +307,22 @@ impl Config {
                 })
             }
         };
+        let search_indexer = match get("SMARTCHAT_SEARCH_INDEXER") {
+            None => fc.search_indexer.unwrap_or(true),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(CoreError::Config {
+                        key: "SMARTCHAT_SEARCH_INDEXER".into(),
+                        reason: format!("expected true or false, got {v:?}"),
+                    });
+                }
+            },
+        };
         Ok(Self {
             oidc,
+            search_indexer,
             master_key_file: get("SMARTCHAT_MASTER_KEY_FILE")
                 .map(PathBuf::from)
                 .or(fc.master_key_file)

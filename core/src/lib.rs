@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod ledger_store;
 pub mod members;
 pub mod policy_store;
+pub mod search_feed;
 pub mod store;
 
 pub use error::CoreError;

@@ -746,6 +746,16 @@ impl Store {
                 .execute(c)
                 .await)?;
         }
+        if msg.body.is_some() {
+            crate::search_feed::enqueue(
+                tx,
+                &tid,
+                &crate::search_feed::FeedOp::Add {
+                    message_id: mid.clone(),
+                },
+            )
+            .await?;
+        }
         // Outbound messages are ledgered by the pipeline when the send succeeds or fails.
         if msg.direction != "in" {
             return Ok(id);
@@ -831,6 +841,15 @@ impl Store {
         db_run!(tx, |c| diesel::delete(subject_keys::table.find(&sid))
             .execute(c)
             .await)?;
+        // The search index holds a copy of their words: purged from disk by the indexer.
+        crate::search_feed::enqueue(
+            &mut tx,
+            &tid,
+            &crate::search_feed::FeedOp::DeleteSubject {
+                pseudonym: hex::encode(key.pseudonym(&sid)),
+            },
+        )
+        .await?;
         audit::enqueue(
             &mut tx,
             &EntryDraft::new(EventKind::KEY_SHREDDED, actor)
@@ -864,6 +883,8 @@ impl Store {
             draft = draft.reference(Reference::digest(RefKind::KEY, d));
         }
         audit::enqueue(&mut tx, &draft).await?;
+        // Its search index is unreadable now; the indexer removes its folder.
+        crate::search_feed::enqueue(&mut tx, &tid, &crate::search_feed::FeedOp::DropTenant).await?;
         tx.commit().await
     }
 

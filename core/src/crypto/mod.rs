@@ -149,6 +149,7 @@ pub struct TenantKey {
     data_key: [u8; 32],
     blind_key: [u8; 32],
     pseudonym_key: [u8; 32],
+    search_key: [u8; 32],
 }
 
 impl Drop for TenantKey {
@@ -156,6 +157,7 @@ impl Drop for TenantKey {
         self.data_key.zeroize();
         self.blind_key.zeroize();
         self.pseudonym_key.zeroize();
+        self.search_key.zeroize();
     }
 }
 
@@ -178,6 +180,7 @@ impl TenantKey {
             data_key: blake3::derive_key("smartchat 2026-11 tenant data key v1", s),
             blind_key: blake3::derive_key("smartchat 2026-11 blind index key v1", s),
             pseudonym_key: blake3::derive_key("smartchat 2026-11 subject pseudonym key v1", s),
+            search_key: blake3::derive_key("smartchat 2026-11 search index key v1", s),
             identity,
         }
     }
@@ -231,6 +234,22 @@ impl TenantKey {
         let mut h = blake3::Hasher::new_keyed(&self.pseudonym_key);
         h.update(b"subject\0");
         h.update(subject_id.as_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// The key of the tenant's search index (the search crate derives its file key from it):
+    /// gone with the tenant identity, so a shredded tenant's index is unreadable.
+    pub fn search_key(&self) -> [u8; 32] {
+        self.search_key
+    }
+
+    /// A keyed digest of `data` in `context` (ledger references to text that must not be
+    /// recoverable by guessing, e.g. a search query).
+    pub fn keyed_digest(&self, context: &str, data: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.pseudonym_key);
+        h.update(context.as_bytes());
+        h.update(b"\0");
+        h.update(data);
         *h.finalize().as_bytes()
     }
 

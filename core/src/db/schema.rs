@@ -157,6 +157,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    search_feed (seq) {
+        seq -> BigInt,
+        tenant_id -> Text,
+        op -> Text,
+        ref_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     ledger_pending (id) {
         id -> BigInt,
         draft -> Binary,
