@@ -430,23 +430,47 @@ fn report(engine: &str, kind: &str, mut lat: Vec<Duration>, planned: usize) -> S
     s
 }
 
-/// Open loop: query i is due at start + i/rate; latency counts from the due time.
-fn open_loop(rate: f64, qs: &[Kind], cap: Duration, mut run: impl FnMut(&Kind)) -> Vec<Duration> {
+/// Open loop: query i is due at start + i/rate and goes to a shared queue served by
+/// `workers` threads (a server runs concurrent searches on its blocking pool); latency
+/// counts from the due time, so queueing delay is included.
+fn open_loop(
+    rate: f64,
+    qs: &[Kind],
+    cap: Duration,
+    workers: usize,
+    run: impl Fn(&Kind) + Sync,
+) -> Vec<Duration> {
     let start = Instant::now() + Duration::from_millis(20);
-    let mut lat = Vec::with_capacity(qs.len());
-    for (i, q) in qs.iter().enumerate() {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Instant)>();
+    let rx = std::sync::Mutex::new(rx);
+    let lat = std::sync::Mutex::new(Vec::with_capacity(qs.len()));
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| {
+                loop {
+                    let next = rx.lock().unwrap().recv();
+                    let Ok((i, due)) = next else { return };
+                    run(&qs[i]);
+                    lat.lock().unwrap().push(due.elapsed());
+                }
+            });
         }
-        if Instant::now() > start + cap {
-            break;
+        for i in 0..qs.len() {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if Instant::now() > start + cap {
+                break;
+            }
+            if tx.send((i, due)).is_err() {
+                break;
+            }
         }
-        run(q);
-        lat.push(due.elapsed());
-    }
-    lat
+        drop(tx);
+    });
+    lat.into_inner().unwrap()
 }
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -463,8 +487,9 @@ fn main() {
     let pg_url = std::env::var("SEARCH_BENCH_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let cap = Duration::from_secs(60);
+    let workers = env_or("SEARCH_BENCH_WORKERS", 2);
     println!(
-        "search_bench: {n} messages, {nq} queries per kind at {rate}/s (open loop), {} cores",
+        "search_bench: {n} messages, {nq} queries per kind at {rate}/s (open loop, {workers} workers per engine), {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
@@ -559,7 +584,7 @@ fn main() {
     }
     let mut tv = Vec::new();
     for (kind, qs) in &kinds {
-        let lat = open_loop(rate, qs, cap, |q| {
+        let lat = open_loop(rate, qs, cap, workers, |q| {
             let r = manager.search_blocking("bench", &tantivy_query(q)).unwrap();
             std::hint::black_box(r);
         });
@@ -567,7 +592,7 @@ fn main() {
     }
 
     if pg_url != "off" {
-        match rt.block_on(postgres(&pg_url, &docs, &kinds, rate, cap)) {
+        match rt.block_on(postgres(&pg_url, &docs, &kinds, rate, cap, workers)) {
             Ok(pg) => {
                 for ((kind, _), (t, p)) in kinds.iter().zip(tv.iter().zip(pg.iter())) {
                     println!(
@@ -619,12 +644,17 @@ fn tantivy_query(k: &Kind) -> SearchQuery {
     }
 }
 
+const TERM_SQL: &str = "SELECT id FROM msgs, plainto_tsquery('simple', $1) q WHERE tsv @@ q ORDER BY ts_rank(tsv, q) DESC LIMIT 20";
+const PHRASE_SQL: &str = "SELECT id FROM msgs, phraseto_tsquery('simple', $1) q WHERE tsv @@ q ORDER BY ts_rank(tsv, q) DESC LIMIT 20";
+const DATED_SQL: &str = "SELECT id FROM msgs, plainto_tsquery('simple', $1) q WHERE tsv @@ q AND ts >= $2 AND ts < $3 ORDER BY ts_rank(tsv, q) DESC LIMIT 20";
+
 async fn postgres(
     url: &str,
     docs: &[DocMessage],
     kinds: &[(&'static str, Vec<Kind>)],
     rate: f64,
     cap: Duration,
+    workers: usize,
 ) -> Result<Vec<Stats>, tokio_postgres::Error> {
     use futures::SinkExt;
     let (admin, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
@@ -663,9 +693,9 @@ async fn postgres(
         println!("postgres: COPY {:.1} s, GIN + btree build {:.1} s", load.as_secs_f64(), t.elapsed().as_secs_f64());
         let size: i64 = client.query_one("SELECT pg_total_relation_size('msgs')", &[]).await?.get(0);
         println!("postgres: table + indexes {:.1} MB", size as f64 / 1e6);
-        let term = client.prepare("SELECT id FROM msgs, plainto_tsquery('simple', $1) q WHERE tsv @@ q ORDER BY ts_rank(tsv, q) DESC LIMIT 20").await?;
-        let phrase = client.prepare("SELECT id FROM msgs, phraseto_tsquery('simple', $1) q WHERE tsv @@ q ORDER BY ts_rank(tsv, q) DESC LIMIT 20").await?;
-        let dated = client.prepare("SELECT id FROM msgs, plainto_tsquery('simple', $1) q WHERE tsv @@ q AND ts >= $2 AND ts < $3 ORDER BY ts_rank(tsv, q) DESC LIMIT 20").await?;
+        let term = client.prepare(TERM_SQL).await?;
+        let phrase = client.prepare(PHRASE_SQL).await?;
+        let dated = client.prepare(DATED_SQL).await?;
         let run_one = |q: &Kind| {
             let q = q.clone();
             let (term, phrase, dated) = (&term, &phrase, &dated);
@@ -695,19 +725,63 @@ async fn postgres(
                 percentile(&lat, 0.99).as_secs_f64() * 1e3
             );
         }
+        // The same open loop with `workers` connections serving a shared queue.
+        let mut conns = Vec::new();
+        for _ in 0..workers.max(1) {
+            let (c, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            let stmts = (
+                c.prepare(TERM_SQL).await?,
+                c.prepare(PHRASE_SQL).await?,
+                c.prepare(DATED_SQL).await?,
+            );
+            conns.push((std::sync::Arc::new(c), stmts));
+        }
         let mut out = Vec::new();
         for (kind, qs) in kinds {
             let start = Instant::now() + Duration::from_millis(20);
-            let mut lat = Vec::new();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(Kind, Instant)>();
+            let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+            let mut tasks = Vec::new();
+            for (c, (term, phrase, dated)) in &conns {
+                let (c, term, phrase, dated) =
+                    (c.clone(), term.clone(), phrase.clone(), dated.clone());
+                let rx = rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    loop {
+                        let next = rx.lock().await.recv().await;
+                        let Some((q, due)) = next else { break };
+                        if Instant::now() > start + cap {
+                            // Past the cap: what is still queued is left unanswered
+                            // (reported as done/planned).
+                            break;
+                        }
+                        let rows = match &q {
+                            Kind::Term(t) => c.query(&term, &[t]).await,
+                            Kind::Phrase(p) => c.query(&phrase, &[p]).await,
+                            Kind::Fuzzy(_, w, from, to) => c.query(&dated, &[w, from, to]).await,
+                        };
+                        std::hint::black_box(rows?);
+                        lat.push(due.elapsed());
+                    }
+                    Ok::<Vec<Duration>, tokio_postgres::Error>(lat)
+                }));
+            }
             for (i, q) in qs.iter().enumerate() {
                 let due = start + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
                 if Instant::now() > start + cap {
                     break;
                 }
-                let rows = run_one(q).await?;
-                std::hint::black_box(rows);
-                lat.push(due.elapsed());
+                let _ = tx.send((q.clone(), due));
+            }
+            drop(tx);
+            let mut lat = Vec::new();
+            for t in tasks {
+                if let Ok(part) = t.await {
+                    lat.extend(part?);
+                }
             }
             out.push(report("postgres", kind, lat, qs.len()));
         }
