@@ -129,6 +129,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sandbox/messages", post(conv::sandbox))
         .route("/api/v1/search", get(crate::search::get_search))
+        .route("/api/v1/leads", get(crate::leads::list))
+        .route("/api/v1/leads.csv", get(crate::leads::export_csv))
+        .route(
+            "/api/v1/leads/{id}",
+            get(crate::leads::get_one).patch(crate::leads::patch),
+        )
         .route(LEDGER_KEY_PATH, get(get_ledger_key))
         .route(
             "/.well-known/smartchat/ledger-checkpoint",

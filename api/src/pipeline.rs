@@ -284,6 +284,14 @@ pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, 
                     job.tenant_id = Some(tenant.to_string());
                     job.dedupe_key = Some(format!("reply:{mid}"));
                     jobs::enqueue(&mut tx, &job).await?;
+                    let mut lead = NewJob::now(
+                        QUEUE,
+                        "lead",
+                        serde_json::json!({ "message": mid.to_string() }),
+                    );
+                    lead.tenant_id = Some(tenant.to_string());
+                    lead.dedupe_key = Some(format!("lead:{mid}"));
+                    jobs::enqueue(&mut tx, &lead).await?;
                 }
                 out.messages += 1;
             }
@@ -420,6 +428,57 @@ pub fn tenant_providers<'a>(
     }
 }
 
+/// The ledger code of a provider kind.
+pub fn kind_code(kind: &smartchat_assistant::ProviderKind) -> ProviderCode {
+    match kind {
+        smartchat_assistant::ProviderKind::OpenAi => ProviderCode::OPENAI,
+        smartchat_assistant::ProviderKind::DeepSeek => ProviderCode::DEEPSEEK,
+        smartchat_assistant::ProviderKind::Compatible(_) => ProviderCode::COMPATIBLE,
+    }
+}
+
+/// The `ai_provider_call` entry of one provider attempt, on `base` (its tenant, subject,
+/// purpose, policy version and references): provider as actor, model digest, categories,
+/// request digest, latency, tokens, HTTP status and outcome; never text.
+pub fn provider_call(base: EntryDraft, a: &smartchat_assistant::AttemptRecord) -> EntryDraft {
+    let code = kind_code(&a.provider);
+    let ok = matches!(a.outcome, smartchat_assistant::AttemptOutcome::Success);
+    let mut d = base
+        .outcome(if ok {
+            Outcome::SUCCESS
+        } else {
+            Outcome::FAILURE
+        })
+        .attr(AttrKey::PROVIDER, AttrValue::Code(u32::from(code.0)))
+        .attr(
+            AttrKey::MODEL_DIGEST,
+            AttrValue::Digest(*blake3::hash(a.model.as_bytes()).as_bytes()),
+        )
+        .attr(
+            AttrKey::DATA_CATEGORY,
+            AttrValue::Code(u32::from(DataCategory::MESSAGE_TEXT.0)),
+        )
+        .attr(
+            AttrKey::DATA_CATEGORY,
+            AttrValue::Code(u32::from(DataCategory::CONVERSATION_HISTORY.0)),
+        )
+        .attr(AttrKey::REQUEST_DIGEST, AttrValue::Digest(a.request_digest))
+        .attr(
+            AttrKey::LATENCY_MICROS,
+            AttrValue::U64(a.latency_ms.saturating_mul(1000)),
+        );
+    d.actor = Actor::Provider(code.0);
+    if let Some(t) = &a.tokens {
+        d = d
+            .attr(AttrKey::TOKENS_IN, AttrValue::U64(u64::from(t.prompt)))
+            .attr(AttrKey::TOKENS_OUT, AttrValue::U64(u64::from(t.completion)));
+    }
+    if let Some(s) = a.http_status {
+        d = d.attr(AttrKey::HTTP_STATUS, AttrValue::Code(u32::from(s)));
+    }
+    d
+}
+
 /// Runs one `reply` job.
 pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let store = &p.store;
@@ -551,45 +610,10 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
             });
         let reply = Assistant::new(chain.clone()).reply(&req).await;
         for a in &reply.attempts {
-            let code = match a.provider {
-                smartchat_assistant::ProviderKind::OpenAi => ProviderCode::OPENAI,
-                smartchat_assistant::ProviderKind::DeepSeek => ProviderCode::DEEPSEEK,
-                smartchat_assistant::ProviderKind::Compatible(_) => ProviderCode::COMPATIBLE,
-            };
-            let ok = matches!(a.outcome, smartchat_assistant::AttemptOutcome::Success);
-            let mut d = base(EventKind::AI_PROVIDER_CALL, Actor::Provider(code.0))
-                .outcome(if ok {
-                    Outcome::SUCCESS
-                } else {
-                    Outcome::FAILURE
-                })
-                .attr(AttrKey::PROVIDER, AttrValue::Code(u32::from(code.0)))
-                .attr(
-                    AttrKey::MODEL_DIGEST,
-                    AttrValue::Digest(*blake3::hash(a.model.as_bytes()).as_bytes()),
-                )
-                .attr(
-                    AttrKey::DATA_CATEGORY,
-                    AttrValue::Code(u32::from(DataCategory::MESSAGE_TEXT.0)),
-                )
-                .attr(
-                    AttrKey::DATA_CATEGORY,
-                    AttrValue::Code(u32::from(DataCategory::CONVERSATION_HISTORY.0)),
-                )
-                .attr(AttrKey::REQUEST_DIGEST, AttrValue::Digest(a.request_digest))
-                .attr(
-                    AttrKey::LATENCY_MICROS,
-                    AttrValue::U64(a.latency_ms.saturating_mul(1000)),
-                );
-            if let Some(t) = &a.tokens {
-                d = d
-                    .attr(AttrKey::TOKENS_IN, AttrValue::U64(u64::from(t.prompt)))
-                    .attr(AttrKey::TOKENS_OUT, AttrValue::U64(u64::from(t.completion)));
-            }
-            if let Some(s) = a.http_status {
-                d = d.attr(AttrKey::HTTP_STATUS, AttrValue::Code(u32::from(s)));
-            }
-            drafts.push(d);
+            drafts.push(provider_call(
+                base(EventKind::AI_PROVIDER_CALL, Actor::System),
+                a,
+            ));
         }
         let mut decision = base(EventKind::ASSISTANT_DECISION, Actor::System);
         match reply.intent {
@@ -609,11 +633,7 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
         }
         // Which provider wrote the answer; none means the offline assistant did.
         if let ReplySource::Provider { provider, .. } = &reply.source {
-            let code = match provider {
-                smartchat_assistant::ProviderKind::OpenAi => ProviderCode::OPENAI,
-                smartchat_assistant::ProviderKind::DeepSeek => ProviderCode::DEEPSEEK,
-                smartchat_assistant::ProviderKind::Compatible(_) => ProviderCode::COMPATIBLE,
-            };
+            let code = kind_code(provider);
             decision = decision.attr(AttrKey::PROVIDER, AttrValue::Code(u32::from(code.0)));
         }
         drafts.push(decision);
@@ -858,6 +878,7 @@ pub async fn run_one(p: &Pipeline) -> Result<bool, CoreError> {
     };
     let res = match job.kind.as_str() {
         "reply" => run_reply(p, &job).await.map(|()| None),
+        "lead" => crate::leads::run_lead(p, &job).await.map(|()| None),
         "send" => run_send(p, &job).await.map(|o| match o {
             SendOutcome::Retry(why, after) => Some((why, after)),
             _ => None,
@@ -905,7 +926,17 @@ pub async fn worker(p: Pipeline, mut shutdown: tokio::sync::watch::Receiver<bool
     }
 }
 
+/// The provider's name as the policy's processor registry and tenants' chains name it.
+pub fn provider_name(p: &ChatProvider) -> &'static str {
+    provider_code(p).1
+}
+
 impl Pipeline {
+    /// The AI providers this server has keys for, in failover order.
+    pub fn providers(&self) -> &[ChatProvider] {
+        &self.providers
+    }
+
     /// The names of the AI providers this server has keys for, in failover order.
     pub fn configured_providers(&self) -> Vec<&'static str> {
         self.providers.iter().map(|p| provider_code(p).1).collect()

@@ -143,14 +143,15 @@ async fn two_servers_share_the_queue_and_do_each_job_once() -> anyhow::Result<()
     }
     ensure!(per_customer.len() == CUSTOMERS && per_customer.values().all(|&n| n == 1));
 
-    // Every job (one reply and one send per customer) done, each claimed exactly once.
+    // Every job (a reply, a lead extraction and a send per customer) done, each claimed
+    // exactly once.
     let (client, conn) =
         tokio_postgres::connect(&url_string(&env.db_url), tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let rows = client
         .query("SELECT kind, status, attempts FROM jobs", &[])
         .await?;
-    ensure!(rows.len() == 2 * CUSTOMERS, "{} jobs", rows.len());
+    ensure!(rows.len() == 3 * CUSTOMERS, "{} jobs", rows.len());
     for r in &rows {
         let (kind, status, attempts): (String, String, i32) = (r.get(0), r.get(1), r.get(2));
         ensure!(

@@ -61,6 +61,7 @@ struct Inner {
     api_key: String,
     failures: VecDeque<Failure>,
     replies: VecDeque<String>,
+    json_replies: VecDeque<String>,
     requests: Vec<RecordedRequest>,
     rate: Option<RateLimit>,
     served: u64,
@@ -90,6 +91,9 @@ impl Drop for FakeLlm {
         self.task.abort();
     }
 }
+
+/// The default answer to a structured-output request: a lead object with nothing found.
+pub const EMPTY_LEAD: &str = r#"{"name":null,"service":null,"preferred_date":null,"preferred_time":null,"budget_inr":null,"budget_bound":null,"stage":null}"#;
 
 fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Value {
     json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
@@ -336,13 +340,29 @@ async fn chat(State(state): State<Shared>, uri: Uri, headers: HeaderMap, raw: By
         }
     };
     let prompt_tokens: u32 = messages.iter().map(words).sum();
+    // A structured-output request (`response_format` JSON) takes a scripted JSON answer,
+    // else a scripted reply, else an empty lead object (every field null); a plain request
+    // takes a scripted reply, else a deterministic text.
+    let structured = body
+        .get("response_format")
+        .and_then(|rf| rf.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "json_schema" || t == "json_object");
     let (n, reply) = {
         let mut s = lock(&state);
         s.served += 1;
-        let reply = s
-            .replies
-            .pop_front()
-            .unwrap_or_else(|| format!("fake reply to {} messages", messages.len()));
+        let scripted = if structured {
+            s.json_replies.pop_front().or_else(|| s.replies.pop_front())
+        } else {
+            s.replies.pop_front()
+        };
+        let reply = scripted.unwrap_or_else(|| {
+            if structured {
+                EMPTY_LEAD.to_owned()
+            } else {
+                format!("fake reply to {} messages", messages.len())
+            }
+        });
         (s.served, reply)
     };
     let completion_tokens = u32::try_from(reply.split_whitespace().count()).unwrap_or(u32::MAX);
@@ -419,9 +439,10 @@ impl FakeLlm {
         lock(&self.state).replies.push_back(text.into());
     }
 
-    /// Queues a JSON value as the next reply's content (a structured-output answer).
+    /// Queues a JSON value as the content of the next structured-output answer (a request
+    /// with a JSON `response_format`); plain requests never take it.
     pub fn script_json_reply(&self, value: &Value) {
-        self.script_reply(value.to_string());
+        lock(&self.state).json_replies.push_back(value.to_string());
     }
 
     /// Allows `limit` successful requests per `window`; the next get 429 with

@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod leads;
 pub mod ledger_store;
 pub mod members;
 pub mod policy_store;

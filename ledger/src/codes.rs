@@ -73,6 +73,8 @@ code_type! {
         AI_PROVIDER_CALL = 201, "ai_provider_call";
         /// A lead was captured.
         LEAD_CAPTURED = 202, "lead_captured";
+        /// A lead moved to another stage (attr `stage`).
+        LEAD_STAGE_CHANGED = 203, "lead_stage_changed";
         /// A follow-up was scheduled (attr `scheduled_for_micros`).
         FOLLOW_UP_SCHEDULED = 210, "follow_up_scheduled";
         /// A follow-up was sent.
@@ -249,6 +251,11 @@ code_type! {
         HTTP_STATUS = 25, "http_status";
         /// `U64`: a size in bytes.
         BYTES = 26, "bytes";
+        /// `Code`: a lead field, by name only (1 name, 2 service, 3 preferred_date,
+        /// 4 preferred_time, 5 budget, 6 stage_hint, 7 notes); repeat for each.
+        FIELD = 27, "field";
+        /// `Code`: a lead stage (1 new, 2 engaged, 3 booked, 4 lost).
+        STAGE = 28, "stage";
     }
 }
 

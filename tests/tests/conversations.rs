@@ -244,6 +244,15 @@ impl Session {
     }
 }
 
+/// Reply requests a fake provider received (lead extractions, which ask for structured
+/// output, left out).
+fn replies(llm: &FakeLlm) -> usize {
+    llm.requests()
+        .iter()
+        .filter(|r| r.body.get("response_format").is_none())
+        .count()
+}
+
 fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -259,7 +268,11 @@ async fn an_owner_takes_over_replies_by_hand_and_hands_back(env: TestEnv) {
         .unwrap();
     w.customer_says("wamid.c1", "what time do you open on saturday?")
         .await;
-    assert_eq!(pipeline::drain(&w.pipeline).await.unwrap(), 2);
+    assert_eq!(
+        pipeline::drain(&w.pipeline).await.unwrap(),
+        3,
+        "reply, lead, send"
+    );
     assert_eq!(w.graph.requests().len(), 1);
     assert_eq!(w.openai.request_count() + w.deepseek.request_count(), 0);
 
@@ -297,8 +310,8 @@ async fn an_owner_takes_over_replies_by_hand_and_hands_back(env: TestEnv) {
     w.customer_says("wamid.c2", "can I speak to Priya?").await;
     assert_eq!(
         pipeline::drain(&w.pipeline).await.unwrap(),
-        1,
-        "reply job only"
+        2,
+        "reply and lead jobs, nothing to send"
     );
     assert_eq!(w.graph.requests().len(), 1, "nothing sent");
 
@@ -364,7 +377,7 @@ async fn an_owner_takes_over_replies_by_hand_and_hands_back(env: TestEnv) {
         .await;
     assert_eq!((status, v["mode"].as_str()), (200, Some("assistant")));
     w.customer_says("wamid.c3", "how do I book?").await;
-    assert_eq!(pipeline::drain(&w.pipeline).await.unwrap(), 2);
+    assert_eq!(pipeline::drain(&w.pipeline).await.unwrap(), 3);
     let sent = w.graph.requests();
     assert_eq!(sent.len(), 3);
     let answer = sent[2].body.as_ref().unwrap()["text"]["body"]
@@ -530,10 +543,7 @@ async fn each_tenant_chooses_its_provider_chain(env: TestEnv) {
     w.customer_says("wamid.p1", "do you do bridal makeup?")
         .await;
     pipeline::drain(&w.pipeline).await.unwrap();
-    assert_eq!(
-        (w.openai.request_count(), w.deepseek.request_count()),
-        (1, 0)
-    );
+    assert_eq!((replies(&w.openai), replies(&w.deepseek)), (1, 0));
 
     // DeepSeek first.
     let (status, v) = s
@@ -547,10 +557,7 @@ async fn each_tenant_chooses_its_provider_chain(env: TestEnv) {
     assert_eq!(status, 200, "{v}");
     w.customer_says("wamid.p2", "and hair spa?").await;
     pipeline::drain(&w.pipeline).await.unwrap();
-    assert_eq!(
-        (w.openai.request_count(), w.deepseek.request_count()),
-        (1, 1)
-    );
+    assert_eq!((replies(&w.openai), replies(&w.deepseek)), (1, 1));
     assert_eq!(
         w.graph.requests().last().unwrap().body.as_ref().unwrap()["text"]["body"],
         "deepseek answers"
@@ -561,9 +568,9 @@ async fn each_tenant_chooses_its_provider_chain(env: TestEnv) {
         .fail_next(10, smartchat_assistant::fake::Failure::Status(500));
     w.customer_says("wamid.p3", "still open?").await;
     pipeline::drain(&w.pipeline).await.unwrap();
-    assert_eq!(w.openai.request_count(), 2);
+    assert_eq!(replies(&w.openai), 2);
 
-    // Offline only: no provider sees the conversation.
+    // Offline only: no provider sees the conversation, for replies or lead extraction.
     let (status, _) = s
         .send(
             reqwest::Method::PUT,
@@ -642,7 +649,7 @@ async fn the_sandbox_endpoint_plays_the_customer(env: TestEnv) {
         .await;
     assert_eq!(status, 202, "{v}");
     let conv = v["conversation_id"].as_str().unwrap().to_owned();
-    assert_eq!(pipeline::drain(&w.pipeline).await.unwrap(), 2);
+    assert_eq!(pipeline::drain(&w.pipeline).await.unwrap(), 3);
     let msgs = s.messages(&conv).await;
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0]["body"], "how do I book?");
@@ -712,7 +719,11 @@ async fn an_objecting_customer_gets_a_person_not_the_ai(env: TestEnv) {
     w.customer_says("wamid.o1", "do you do bridal makeup?")
         .await;
     pipeline::drain(&w.pipeline).await.unwrap();
-    assert_eq!(w.openai.request_count(), 1);
+    assert_eq!(
+        w.openai.request_count(),
+        2,
+        "the reply and the lead extraction"
+    );
     // The customer objects to AI processing (the rights workflow sets this flag).
     let sid = w
         .env
@@ -739,8 +750,8 @@ async fn an_objecting_customer_gets_a_person_not_the_ai(env: TestEnv) {
     pipeline::drain(&w.pipeline).await.unwrap();
     assert_eq!(
         (w.openai.request_count(), w.deepseek.request_count()),
-        (1, 0),
-        "no provider sees an objecting customer's message"
+        (2, 0),
+        "no provider sees an objecting customer's message (neither reply nor lead)"
     );
     let sent = w.graph.requests();
     assert_eq!(sent.len(), 2);

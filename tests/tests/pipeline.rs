@@ -197,21 +197,35 @@ async fn a_message_is_answered_end_to_end(env: TestEnv) {
         .deliver(&text("wamid.HBgMOTE5ODAwMDAwMDAxFQIAEhgUM0E", question))
         .await;
     assert_eq!(res.status(), 200);
-    // Stored, sealed, with its reply job queued: nothing ran yet.
+    // Stored, sealed, with its reply and lead jobs queued: nothing ran yet.
     assert_eq!(w.rows().await.len(), 1);
     assert_eq!(
         smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
             .await
             .unwrap(),
-        1
+        2
     );
     assert_eq!(
         pipeline::drain(&w.pipeline).await.unwrap(),
-        2,
-        "reply, then send"
+        3,
+        "reply, lead extraction, then send"
     );
-    // The provider saw a redacted message, store:false and a pseudonym, never the number.
-    let calls = w.llm.requests();
+    // The provider saw a redacted message, store:false and a pseudonym, never the number:
+    // in the reply request and in the lead extraction (structured output) alike.
+    let all = w.llm.requests();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().any(|r| r.body.get("response_format").is_some()));
+    for r in &all {
+        let raw = String::from_utf8_lossy(&r.raw).into_owned();
+        assert!(
+            !raw.contains(CUSTOMER) && !raw.contains("4111 1111"),
+            "{raw}"
+        );
+    }
+    let calls: Vec<_> = all
+        .into_iter()
+        .filter(|r| r.body.get("response_format").is_none())
+        .collect();
     assert_eq!(calls.len(), 1);
     let raw = String::from_utf8_lossy(&calls[0].raw).into_owned();
     assert_eq!(calls[0].body["store"], false);
@@ -394,7 +408,8 @@ async fn redeliveries_batches_and_unknown_numbers(env: TestEnv) {
         smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
             .await
             .unwrap(),
-        1
+        2,
+        "one reply and one lead job"
     );
     // A batch: 3 entries, each with 2 messages and 3 statuses of earlier sends.
     let mut b = meta();
@@ -452,7 +467,15 @@ async fn provider_trouble_retries_then_fails_over(env: TestEnv) {
         200
     );
     pipeline::drain(&w.pipeline).await.unwrap();
-    assert_eq!(w.llm.request_count(), 2);
+    assert_eq!(
+        w.llm
+            .requests()
+            .iter()
+            .filter(|r| r.body.get("response_format").is_none())
+            .count(),
+        2,
+        "the reply: a 429, then success"
+    );
     assert_eq!(
         w.graph.requests()[0].body.clone().unwrap()["text"]["body"],
         "Answer after a retry"
