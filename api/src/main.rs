@@ -732,7 +732,9 @@ async fn search(cmd: SearchCommand, config: Config) -> anyhow::Result<()> {
                 b.set_position(done);
             })
             .await?;
-        bar.finish_with_message(format!("tenant {id}: {n} messages indexed"));
+        bar.finish_and_clear();
+        // The bar draws only on a terminal; the result is printed either way.
+        println!("tenant {id}: {n} messages indexed");
     }
     // Apply whatever arrived meanwhile, then leave the feed to the server's indexer.
     search.apply_pending().await?;

@@ -1,0 +1,123 @@
+//! The `smartchat` binary's commands added for the conversation, provider-chain and search
+//! features, run as an operator would, on the embedded default (SQLite files in a fresh
+//! data directory).
+
+use std::process::{Command, Output};
+
+use anyhow::{Context as _, ensure};
+
+fn smartchat(data: &std::path::Path, args: &[&str]) -> anyhow::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_smartchat"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SMARTCHAT_DATA_DIR", data)
+        .output()
+        .context("run smartchat")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn providers_chat_and_reindex_from_the_command_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path();
+    let o = smartchat(
+        data,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Glow Salon",
+            "--phone-number-id",
+            "6000001",
+        ],
+    )?;
+    ensure!(o.status.success(), "{}", text(&o));
+
+    // The provider chain: shown, set, refused when unknown, reset.
+    let o = smartchat(data, &["tenant", "providers", "glow-salon"])?;
+    ensure!(text(&o).contains("platform's default"), "{}", text(&o));
+    let o = smartchat(
+        data,
+        &[
+            "tenant",
+            "providers",
+            "glow-salon",
+            "--set",
+            "deepseek,openai",
+        ],
+    )?;
+    ensure!(
+        o.status.success() && text(&o).contains("providers: deepseek, openai, then offline"),
+        "{}",
+        text(&o)
+    );
+    let o = smartchat(
+        data,
+        &["tenant", "providers", "glow-salon", "--set", "anthropic"],
+    )?;
+    ensure!(
+        !o.status.success() && text(&o).contains("unknown provider"),
+        "{}",
+        text(&o)
+    );
+    let o = smartchat(data, &["tenant", "providers", "glow-salon", "--set", ""])?;
+    ensure!(text(&o).contains("offline assistant only"), "{}", text(&o));
+
+    // The sandbox chat: a question in, the offline assistant's answer out.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smartchat"))
+        .args(["chat", "--tenant", "glow-salon", "--from", "919000000042"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SMARTCHAT_DATA_DIR", data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        stdin.write_all(b"zebracorn hello, are you open?\n\n")?;
+    }
+    let o = child.wait_with_output()?;
+    ensure!(
+        o.status.success() && text(&o).contains("assistant> "),
+        "{}",
+        text(&o)
+    );
+
+    // Reindex: the message and the reply are indexed from the database, with progress.
+    let o = smartchat(data, &["search", "reindex", "--tenant", "glow-salon"])?;
+    ensure!(o.status.success(), "{}", text(&o));
+    ensure!(text(&o).contains("2 messages indexed"), "{}", text(&o));
+    // The index on disk holds no plaintext.
+    let mut stack = vec![data.join("search")];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files += 1;
+                let bytes = std::fs::read(&p)?;
+                ensure!(
+                    !bytes.windows(9).any(|w| w == b"zebracorn"),
+                    "{}",
+                    p.display()
+                );
+            }
+        }
+    }
+    ensure!(files > 0, "the index was written");
+    let o = smartchat(data, &["search", "reindex", "--tenant", "no-such-shop"])?;
+    ensure!(!o.status.success(), "{}", text(&o));
+    Ok(())
+}
