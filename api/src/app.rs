@@ -129,6 +129,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sandbox/messages", post(conv::sandbox))
         .route("/api/v1/search", get(crate::search::get_search))
+        .route(
+            "/api/v1/follow-up-rules",
+            get(crate::follow_ups::list_rules).post(crate::follow_ups::create_rule),
+        )
+        .route(
+            "/api/v1/follow-up-rules/{id}",
+            axum::routing::put(crate::follow_ups::replace_rule),
+        )
+        .route(
+            "/api/v1/follow-ups",
+            get(crate::follow_ups::list_follow_ups),
+        )
         .route("/api/v1/leads", get(crate::leads::list))
         .route("/api/v1/leads.csv", get(crate::leads::export_csv))
         .route(

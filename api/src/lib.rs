@@ -11,6 +11,7 @@ pub mod background;
 pub mod boot;
 pub mod conversations;
 pub mod error;
+pub mod follow_ups;
 pub mod leads;
 pub mod pipeline;
 pub mod search;

@@ -309,6 +309,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let follow_up_scheduler = tokio::spawn(smartchat_api::follow_ups::scheduler(
+        pipeline.clone(),
+        stop_rx.clone(),
+    ));
     let auth = match &config.oidc {
         Some(o) => {
             let cfg = smartchat_api::auth::AuthConfig::new(
@@ -367,6 +371,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         w.await?;
     }
     purge.await?;
+    follow_up_scheduler.await?;
     if let Some(i) = indexer {
         i.await?;
     }

@@ -879,6 +879,9 @@ pub async fn run_one(p: &Pipeline) -> Result<bool, CoreError> {
     let res = match job.kind.as_str() {
         "reply" => run_reply(p, &job).await.map(|()| None),
         "lead" => crate::leads::run_lead(p, &job).await.map(|()| None),
+        "follow_up" => crate::follow_ups::run_follow_up(p, &job)
+            .await
+            .map(|()| None),
         "send" => run_send(p, &job).await.map(|o| match o {
             SendOutcome::Retry(why, after) => Some((why, after)),
             _ => None,

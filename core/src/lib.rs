@@ -11,6 +11,7 @@ pub mod conversations;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod follow_ups;
 pub mod ids;
 pub mod jobs;
 pub mod leads;

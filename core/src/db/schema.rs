@@ -157,6 +157,43 @@ diesel::table! {
 }
 
 diesel::table! {
+    follow_up_rules (id) {
+        id -> Text,
+        tenant_id -> Text,
+        name -> Text,
+        trigger_kind -> Text,
+        trigger_stage -> Nullable<Text>,
+        after_minutes -> BigInt,
+        message_ct -> Binary,
+        max_per_lead -> Integer,
+        min_gap_minutes -> BigInt,
+        respect_hours -> Bool,
+        catch_up -> Bool,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    follow_ups (id) {
+        id -> Text,
+        tenant_id -> Text,
+        rule_id -> Text,
+        lead_id -> Text,
+        conversation_id -> Text,
+        seq -> Integer,
+        anchor_at -> BigInt,
+        due_at -> BigInt,
+        status -> Text,
+        reason -> Nullable<Text>,
+        message_id -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
     search_feed (seq) {
         seq -> BigInt,
         tenant_id -> Text,
