@@ -14,6 +14,7 @@
 pub mod schema;
 pub mod schema_auth;
 
+use std::sync::Arc;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -131,15 +132,18 @@ impl std::str::FromStr for DbUrl {
 pub enum DbPool {
     /// PostgreSQL through diesel-async's native connection.
     Postgres(Pool<AsyncPgConnection>),
-    /// SQLite through diesel-async's sync wrapper.
-    Sqlite(Pool<SqliteConn>),
+    /// SQLite through diesel-async's sync wrapper, with the process's writer gate: SQLite
+    /// has one writer at a time, and waiting for it in a fair (FIFO) async queue instead of
+    /// in SQLite's busy handler (which sleeps and retries, so a writer can starve past its
+    /// timeout under load) gives every transaction its turn in arrival order.
+    Sqlite(Pool<SqliteConn>, Arc<tokio::sync::Mutex<()>>),
 }
 
 impl std::fmt::Debug for DbPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Postgres(_) => "DbPool::Postgres",
-            Self::Sqlite(_) => "DbPool::Sqlite",
+            Self::Sqlite(..) => "DbPool::Sqlite",
         })
     }
 }
@@ -200,6 +204,9 @@ macro_rules! db_run {
 /// An open transaction. Commit it with [`Tx::commit`]; dropping it rolls back.
 pub struct Tx {
     conn: Option<Conn>,
+    /// SQLite: this process's writer turn, held until the transaction ends (declared after
+    /// the connection, so it is released after the connection is returned or closed).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Tx {
@@ -349,7 +356,7 @@ impl DbPool {
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .map_err(|e| CoreError::Database(format!("pool: {e}")))?;
-                Self::Sqlite(pool)
+                Self::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(())))
             }
         };
         // Fail now, with the reason, rather than at the first request.
@@ -364,7 +371,7 @@ impl DbPool {
             Self::Postgres(p) => p.get().await.map(Conn::Pg).map_err(|e| {
                 CoreError::Database(format!("cannot get a PostgreSQL connection: {e}"))
             }),
-            Self::Sqlite(p) => {
+            Self::Sqlite(p, _) => {
                 p.get().await.map(Conn::Sqlite).map_err(|e| {
                     CoreError::Database(format!("cannot open the SQLite database: {e}"))
                 })
@@ -374,6 +381,10 @@ impl DbPool {
 
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx, CoreError> {
+        let turn = match self {
+            Self::Sqlite(_, gate) => Some(gate.clone().lock_owned().await),
+            Self::Postgres(_) => None,
+        };
         let mut conn = self.conn().await?;
         let begin = match conn {
             Conn::Pg(_) => "BEGIN",
@@ -381,7 +392,10 @@ impl DbPool {
         };
         let res = db_run!(conn, |c| c.batch_execute(begin).await);
         match res {
-            Ok(()) => Ok(Tx { conn: Some(conn) }),
+            Ok(()) => Ok(Tx {
+                conn: Some(conn),
+                _turn: turn,
+            }),
             Err(e) => {
                 discard(conn);
                 Err(e.into())
