@@ -126,21 +126,33 @@ async fn run(backend: Backend, name: &str, rate: f64, seconds: u64) {
         let mut rx = rx.clone();
         tokio::spawn(async move {
             loop {
-                let snapshot: Vec<(String, TenantId, Instant)> = pending
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|(m, (t, at))| (m.clone(), *t, *at))
-                    .collect();
-                for (marker, tenant, at) in snapshot {
-                    let hits = search
-                        .search(tenant, &SearchQuery::text(marker.clone()))
-                        .await
-                        .map(|r| r.total)
-                        .unwrap_or(0);
-                    if hits > 0 {
-                        found.lock().unwrap().push(at.elapsed());
-                        pending.lock().unwrap().remove(&marker);
+                // One search per tenant and group of markers (`a OR b OR …`), so the prober
+                // itself stays a small load; a hit's snippet names its marker.
+                let mut by_tenant: HashMap<TenantId, Vec<(String, Instant)>> = HashMap::new();
+                for (m, (t, at)) in pending.lock().unwrap().iter() {
+                    by_tenant.entry(*t).or_default().push((m.clone(), *at));
+                }
+                for (tenant, markers) in by_tenant {
+                    for group in markers.chunks(30) {
+                        let text = group
+                            .iter()
+                            .map(|(m, _)| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" OR ");
+                        let mut q = SearchQuery::text(text);
+                        q.limit = 100;
+                        let Ok(r) = search.search(tenant, &q).await else {
+                            continue;
+                        };
+                        for (marker, at) in group {
+                            if r.hits
+                                .iter()
+                                .any(|h| h.snippet.fragment.contains(marker.as_str()))
+                            {
+                                found.lock().unwrap().push(at.elapsed());
+                                pending.lock().unwrap().remove(marker);
+                            }
+                        }
                     }
                 }
                 tokio::select! {
