@@ -24,7 +24,6 @@ use smartchat_core::follow_ups::{RuleSpec, WINDOW_MINUTES, follow_up_draft, with
 use smartchat_core::ids::{ConversationId, LeadId, TenantId};
 use smartchat_core::jobs::{self, Job, NewJob};
 use smartchat_core::members::Role;
-use smartchat_core::store::NewMessage;
 use smartchat_ledger::{Actor, AttrKey, AttrValue, EventKind};
 use smartchat_policies::{Category, ProcessorId, SubjectState};
 use time::OffsetDateTime;
@@ -253,28 +252,15 @@ pub async fn run_follow_up(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     if let Some((status, reason)) = verdict {
         if status == "sent" {
             let rule = store.rule(tenant, &fu.rule_id).await?;
-            let mid = store
-                .insert_message(
-                    &mut tx,
-                    tenant,
-                    &key,
-                    conv.subject_id,
-                    conv.id,
-                    &NewMessage {
-                        direction: "out",
-                        kind: "text",
-                        status: "queued",
-                        wamid: None,
-                        body: Some(&rule.spec.message),
-                        author: "follow_up",
-                    },
-                    now_micros(),
-                )
-                .await?;
-            let mut send = NewJob::now(QUEUE, "send", json!({ "message": mid.to_string() }));
-            send.tenant_id = Some(tenant.to_string());
-            send.dedupe_key = Some(format!("send:{mid}"));
-            jobs::enqueue(&mut tx, &send).await?;
+            let mid = pipeline::queue_outbound(
+                &mut tx,
+                store,
+                &key,
+                &conv,
+                &rule.spec.message,
+                "follow_up",
+            )
+            .await?;
             if store
                 .finish_follow_up(&mut tx, &id, "sent", None, Some(&mid.to_string()))
                 .await?

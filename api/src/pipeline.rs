@@ -643,32 +643,7 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
 
     let mut tx = store.db.begin().await?;
     if let Some(reply_text) = reply_text {
-        let out = store
-            .insert_message(
-                &mut tx,
-                tenant,
-                &key,
-                conv.subject_id,
-                conv.id,
-                &NewMessage {
-                    direction: "out",
-                    kind: "text",
-                    status: "queued",
-                    wamid: None,
-                    body: Some(&reply_text),
-                    author,
-                },
-                now_micros(),
-            )
-            .await?;
-        let mut send = NewJob::now(
-            QUEUE,
-            "send",
-            serde_json::json!({ "message": out.to_string() }),
-        );
-        send.tenant_id = Some(tenant.to_string());
-        send.dedupe_key = Some(format!("send:{out}"));
-        jobs::enqueue(&mut tx, &send).await?;
+        queue_outbound(&mut tx, store, &key, &conv, &reply_text, author).await?;
     }
     if to_human {
         store
@@ -946,6 +921,45 @@ impl Pipeline {
     }
 }
 
+/// Stores an outbound text message sealed and queues its `send` job, in the caller's
+/// transaction (a reply, a hand-written message, a follow-up).
+pub async fn queue_outbound(
+    tx: &mut smartchat_core::db::Tx,
+    store: &Store,
+    key: &TenantKey,
+    conv: &smartchat_core::store::ConversationRow,
+    text: &str,
+    author: &str,
+) -> Result<MessageId, CoreError> {
+    let mid = store
+        .insert_message(
+            tx,
+            conv.tenant_id,
+            key,
+            conv.subject_id,
+            conv.id,
+            &NewMessage {
+                direction: "out",
+                kind: "text",
+                status: "queued",
+                wamid: None,
+                body: Some(text),
+                author,
+            },
+            now_micros(),
+        )
+        .await?;
+    let mut send = NewJob::now(
+        QUEUE,
+        "send",
+        serde_json::json!({ "message": mid.to_string() }),
+    );
+    send.tenant_id = Some(conv.tenant_id.to_string());
+    send.dedupe_key = Some(format!("send:{mid}"));
+    jobs::enqueue(tx, &send).await?;
+    Ok(mid)
+}
+
 /// Why a hand-written reply was refused before anything was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyRefused {
@@ -995,32 +1009,7 @@ pub async fn queue_human_reply(
     }
     let key = store.tenant_key(tenant).await?;
     let mut tx = store.db.begin().await?;
-    let mid = store
-        .insert_message(
-            &mut tx,
-            tenant,
-            &key,
-            conv.subject_id,
-            conv.id,
-            &NewMessage {
-                direction: "out",
-                kind: "text",
-                status: "queued",
-                wamid: None,
-                body: Some(text),
-                author: "human",
-            },
-            now_micros(),
-        )
-        .await?;
-    let mut send = NewJob::now(
-        QUEUE,
-        "send",
-        serde_json::json!({ "message": mid.to_string() }),
-    );
-    send.tenant_id = Some(tenant.to_string());
-    send.dedupe_key = Some(format!("send:{mid}"));
-    jobs::enqueue(&mut tx, &send).await?;
+    let mid = queue_outbound(&mut tx, store, &key, &conv, text, "human").await?;
     let draft = EntryDraft::new(EventKind::HUMAN_REPLY, Actor::Member(member))
         .tenant(tenant.bytes())
         .subject(key.pseudonym(&conv.subject_id.to_string()))

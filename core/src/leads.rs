@@ -231,11 +231,13 @@ impl Store {
     ) -> Result<Vec<LeadView>, CoreError> {
         let tid = tenant.to_string();
         let mut c = self.db.conn().await?;
-        let rows: Vec<LeadRow> = match stage {
-            Some(stage) => db_run!(c, |c| leads::table
-                .filter(leads::tenant_id.eq(&tid))
-                .filter(leads::stage.eq(stage))
-                .order((leads::updated_at.desc(), leads::id.desc()))
+        let stage = stage.map(str::to_owned);
+        let rows: Vec<LeadRow> = db_run!(c, |c| {
+            let mut q = leads::table.filter(leads::tenant_id.eq(&tid)).into_boxed();
+            if let Some(s) = &stage {
+                q = q.filter(leads::stage.eq(s));
+            }
+            q.order((leads::updated_at.desc(), leads::id.desc()))
                 .limit(limit)
                 .select((
                     leads::id,
@@ -245,27 +247,11 @@ impl Store {
                     leads::source,
                     leads::details_ct,
                     leads::created_at,
-                    leads::updated_at
+                    leads::updated_at,
                 ))
                 .load(c)
-                .await)?,
-            None => db_run!(c, |c| leads::table
-                .filter(leads::tenant_id.eq(&tid))
-                .order((leads::updated_at.desc(), leads::id.desc()))
-                .limit(limit)
-                .select((
-                    leads::id,
-                    leads::subject_id,
-                    leads::conversation_id,
-                    leads::stage,
-                    leads::source,
-                    leads::details_ct,
-                    leads::created_at,
-                    leads::updated_at
-                ))
-                .load(c)
-                .await)?,
-        };
+                .await
+        })?;
         drop(c);
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {

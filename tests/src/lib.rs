@@ -286,3 +286,102 @@ pub fn assert_no_plaintext(env: &TestEnv, needles: &[&str]) {
         }
     }
 }
+
+/// A member of a tenant logged in to a running API server (the local one-time link), with
+/// the session cookie and the CSRF token its writes need.
+pub struct Session {
+    /// A client carrying the session cookie (redirects not followed).
+    pub http: reqwest::Client,
+    /// The server's base URL.
+    pub base: String,
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// The member.
+    pub member: smartchat_core::ids::MemberId,
+}
+
+impl Session {
+    /// Serves `app` (built around `auth`, whose one-time link is `token`) on a loopback
+    /// port, logs the operator in as owner of `tenant`, and returns the session.
+    pub async fn start(
+        app: axum::Router,
+        token: &str,
+        tenant: smartchat_core::ids::TenantId,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let res = http
+            .get(format!("{base}/login/token/{token}?tenant={tenant}"))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(res.status(), 303, "the one-time link logs in");
+        let me: serde_json::Value = http
+            .get(format!("{base}/api/v1/me"))
+            .send()
+            .await
+            .expect("me")
+            .json()
+            .await
+            .expect("me json");
+        assert_eq!(me["role"], "owner");
+        Self {
+            http,
+            base,
+            csrf: me["csrf_token"].as_str().expect("csrf").to_owned(),
+            member: me["member_id"]
+                .as_str()
+                .expect("member")
+                .parse()
+                .expect("member id"),
+        }
+    }
+
+    /// `GET path`: status and JSON body (`null` when not JSON).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::GET, path, None, false).await
+    }
+
+    /// `method path` with an optional JSON body, with or without the CSRF header.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        csrf: bool,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if csrf {
+            req = req.header("x-csrf-token", &self.csrf);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST` with the CSRF header.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, body, true).await
+    }
+
+    /// `PATCH` with the CSRF header.
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::PATCH, path, Some(body), true)
+            .await
+    }
+}

@@ -8,12 +8,12 @@ use smartchat_api::auth::{AuthState, OneTimeLogin};
 use smartchat_api::boot::Services;
 use smartchat_api::pipeline::{self, Pipeline};
 use smartchat_assistant::fake::FakeLlm;
-use smartchat_core::ids::{Handle, MemberId, PhoneNumberId, TenantId};
+use smartchat_core::ids::{Handle, PhoneNumberId, TenantId};
 use smartchat_core::ledger_store::Ledger;
 use smartchat_core::members::{Members, Role};
 use smartchat_core::store::{NewTenant, Profile};
 use smartchat_ledger::{Actor, EventKind};
-use smartchat_tests::{TestEnv, both_backends};
+use smartchat_tests::{Session, TestEnv, both_backends};
 use smartchat_whatsapp::fake::{FakeGraph, WebhookBuilder, WebhookUser};
 
 const SECRET: &str = "test-app-secret";
@@ -32,14 +32,6 @@ struct World {
     tenant: TenantId,
     /// The webhook's server.
     base: String,
-}
-
-/// A logged-in member: a client carrying the session cookie, and the CSRF token.
-struct Session {
-    http: reqwest::Client,
-    base: String,
-    csrf: String,
-    member: MemberId,
 }
 
 fn profile(name: &str) -> serde_json::Value {
@@ -100,13 +92,13 @@ async fn world(env: TestEnv) -> World {
         tenant,
         base: String::new(),
     };
-    w.base = w.serve().await.0;
+    w.base = w.serve().await;
     w
 }
 
 impl World {
-    /// Starts one more server on the same databases, with its own one-time login link.
-    async fn serve(&self) -> (String, String) {
+    /// The app on the same databases, with its own one-time login link.
+    fn app(&self) -> (axum::Router, String) {
         let (otl, token) = OneTimeLogin::generate();
         let state = AppState::new(
             Services {
@@ -117,41 +109,22 @@ impl World {
             AuthState::local(self.env.store.clone(), otl),
             &self.config,
         );
+        (router(state), token)
+    }
+
+    /// Starts one more server on the same databases; returns its base URL.
+    async fn serve(&self) -> String {
+        let (app, _) = self.app();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
-        (base, token)
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
     }
 
     /// Logs the local operator in as owner of `tenant`.
     async fn login(&self, tenant: TenantId) -> Session {
-        let (base, token) = self.serve().await;
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let res = http
-            .get(format!("{base}/login/token/{token}?tenant={tenant}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
-        let me: serde_json::Value = http
-            .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(me["role"], "owner");
-        Session {
-            http,
-            base,
-            csrf: me["csrf_token"].as_str().unwrap().to_owned(),
-            member: me["member_id"].as_str().unwrap().parse().unwrap(),
-        }
+        let (app, token) = self.app();
+        Session::start(app, &token, tenant).await
     }
 
     async fn deliver(&self, b: &WebhookBuilder) {
@@ -192,56 +165,20 @@ impl World {
     }
 }
 
-impl Session {
-    async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(serde_json::Value::Null))
-    }
+async fn only_conversation(s: &Session) -> String {
+    let (status, list) = s.get("/api/v1/conversations").await;
+    assert_eq!(status, 200, "{list}");
+    let convs = list["conversations"].as_array().unwrap();
+    assert_eq!(convs.len(), 1, "{list}");
+    convs[0]["id"].as_str().unwrap().to_owned()
+}
 
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-        csrf: bool,
-    ) -> (u16, serde_json::Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if csrf {
-            req = req.header("x-csrf-token", &self.csrf);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(serde_json::Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-        self.send(reqwest::Method::POST, path, body, true).await
-    }
-
-    async fn only_conversation(&self) -> String {
-        let (status, list) = self.get("/api/v1/conversations").await;
-        assert_eq!(status, 200, "{list}");
-        let convs = list["conversations"].as_array().unwrap();
-        assert_eq!(convs.len(), 1, "{list}");
-        convs[0]["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn messages(&self, conv: &str) -> Vec<serde_json::Value> {
-        let (status, v) = self
-            .get(&format!("/api/v1/conversations/{conv}/messages"))
-            .await;
-        assert_eq!(status, 200, "{v}");
-        v["messages"].as_array().unwrap().clone()
-    }
+async fn messages(s: &Session, conv: &str) -> Vec<serde_json::Value> {
+    let (status, v) = s
+        .get(&format!("/api/v1/conversations/{conv}/messages"))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    v["messages"].as_array().unwrap().clone()
 }
 
 /// Reply requests a fake provider received (lead extractions, which ask for structured
@@ -282,7 +219,7 @@ async fn an_owner_takes_over_replies_by_hand_and_hands_back(env: TestEnv) {
     assert_eq!(list["conversations"][0]["mode"], "assistant");
     assert_eq!(list["conversations"][0]["customer_name"], "Asha Customer");
     assert_eq!(list["conversations"][0]["customer_wa_id"], CUSTOMER);
-    let conv = s.only_conversation().await;
+    let conv = only_conversation(&s).await;
 
     // Without the CSRF header a portal session cannot change anything.
     let (status, _) = s
@@ -332,7 +269,7 @@ async fn an_owner_takes_over_replies_by_hand_and_hands_back(env: TestEnv) {
     assert_eq!(sent[1].body.as_ref().unwrap()["to"], CUSTOMER);
 
     // Bad texts are refused with nothing stored.
-    let before = s.messages(&conv).await.len();
+    let before = messages(&s, &conv).await.len();
     for (body, code) in [
         (serde_json::json!({ "text": "   " }), 422),
         (serde_json::json!({ "text": "x".repeat(4097) }), 422),
@@ -361,10 +298,10 @@ async fn an_owner_takes_over_replies_by_hand_and_hands_back(env: TestEnv) {
         res.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
-    assert_eq!(s.messages(&conv).await.len(), before);
+    assert_eq!(messages(&s, &conv).await.len(), before);
 
     // The owner sees the whole conversation, in order, with authors and states.
-    let msgs = s.messages(&conv).await;
+    let msgs = messages(&s, &conv).await;
     let authors: Vec<&str> = msgs.iter().map(|m| m["author"].as_str().unwrap()).collect();
     assert_eq!(authors, ["customer", "assistant", "customer", "human"]);
     assert_eq!(msgs[3]["body"], hand);
@@ -415,8 +352,8 @@ async fn outside_the_window_a_hand_reply_is_refused_and_nothing_stored(env: Test
         .await;
     pipeline::drain(&w.pipeline).await.unwrap();
     let s = w.login(w.tenant).await;
-    let conv = s.only_conversation().await;
-    let before = s.messages(&conv).await;
+    let conv = only_conversation(&s).await;
+    let before = messages(&s, &conv).await;
     let jobs_before = smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
         .await
         .unwrap();
@@ -429,7 +366,7 @@ async fn outside_the_window_a_hand_reply_is_refused_and_nothing_stored(env: Test
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["code"], "outside_window");
     assert!(v["detail"].as_str().unwrap().contains("24-hour"), "{v}");
-    assert_eq!(s.messages(&conv).await.len(), before.len());
+    assert_eq!(messages(&s, &conv).await.len(), before.len());
     assert_eq!(
         smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
             .await
@@ -451,7 +388,7 @@ async fn roles_and_tenants_bound_the_conversation_api(env: TestEnv) {
     pipeline::drain(&w.pipeline).await.unwrap();
     let other = tenant(&w.env, "other-shop", "2000002", None).await;
     let owner = w.login(w.tenant).await;
-    let conv = owner.only_conversation().await;
+    let conv = only_conversation(&owner).await;
     let stranger = w.login(other).await;
 
     // Another tenant's conversation does not exist for this member: 404 for every verb.
@@ -650,7 +587,7 @@ async fn the_sandbox_endpoint_plays_the_customer(env: TestEnv) {
     assert_eq!(status, 202, "{v}");
     let conv = v["conversation_id"].as_str().unwrap().to_owned();
     assert_eq!(pipeline::drain(&w.pipeline).await.unwrap(), 3);
-    let msgs = s.messages(&conv).await;
+    let msgs = messages(&s, &conv).await;
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0]["body"], "how do I book?");
     assert_eq!(msgs[1]["author"], "assistant");

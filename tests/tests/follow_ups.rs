@@ -15,7 +15,7 @@ use smartchat_core::ids::{Handle, PhoneNumber, PhoneNumberId, TenantId};
 use smartchat_core::ledger_store::Ledger;
 use smartchat_core::store::{NewTenant, Profile, SubjectFlags};
 use smartchat_ledger::{Actor, AttrKey, AttrValue, EventKind};
-use smartchat_tests::{TestEnv, both_backends};
+use smartchat_tests::{Session, TestEnv, both_backends};
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 const PNID: &str = "8000001";
@@ -398,27 +398,12 @@ async fn bad_rules_are_refused_at_save(env: TestEnv) {
         AuthState::local(w.env.store.clone(), otl),
         &w.config,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    http.get(format!("{base}/login/token/{token}?tenant={}", w.tenant))
-        .send()
-        .await
-        .unwrap();
-    let me: serde_json::Value = http
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let session = Session::start(router(state), &token, w.tenant).await;
+    let (http, base, csrf) = (
+        session.http.clone(),
+        session.base.clone(),
+        session.csrf.clone(),
+    );
     let post = |body: serde_json::Value| {
         let http = http.clone();
         let (base, csrf) = (base.clone(), csrf.clone());
@@ -489,38 +474,18 @@ async fn quiet_hours_that_never_open_are_refused(env: TestEnv) {
         AuthState::local(w.env.store.clone(), otl),
         &w.config,
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    http.get(format!("{base}/login/token/{token}?tenant={closed}"))
-        .send()
-        .await
-        .unwrap();
-    let me: serde_json::Value = http
-        .get(format!("{base}/api/v1/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let res = http
-        .post(format!("{base}/api/v1/follow-up-rules"))
-        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
-        .json(&serde_json::json!({
-            "name": "nudge", "trigger": {"kind": "no_reply"}, "after_minutes": 60,
-            "message": "Still interested?"
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 422);
-    let v: serde_json::Value = res.json().await.unwrap();
+    let session = Session::start(router(state), &token, closed).await;
+    let (status, v) = session
+        .post(
+            "/api/v1/follow-up-rules",
+            Some(serde_json::json!({
+                "name": "nudge", "trigger": {"kind": "no_reply"}, "after_minutes": 60,
+                "message": "Still interested?"
+            })),
+        )
+        .await;
+    assert_eq!(status, 422);
+
     assert!(
         v["detail"].as_str().unwrap().contains("opening hours"),
         "{v}"

@@ -8,12 +8,12 @@ use smartchat_api::auth::{AuthState, OneTimeLogin};
 use smartchat_api::boot::Services;
 use smartchat_api::pipeline::{self, Pipeline};
 use smartchat_assistant::fake::FakeLlm;
-use smartchat_core::ids::{Handle, MemberId, PhoneNumber, PhoneNumberId, TenantId};
+use smartchat_core::ids::{Handle, PhoneNumber, PhoneNumberId, TenantId};
 use smartchat_core::ledger_store::Ledger;
 use smartchat_core::members::{Members, Role};
 use smartchat_core::store::{NewTenant, Profile};
 use smartchat_ledger::{Actor, AttrKey, AttrValue, EventKind};
-use smartchat_tests::{TestEnv, both_backends};
+use smartchat_tests::{Session, TestEnv, both_backends};
 
 const PNID: &str = "5000001";
 const CUSTOMER: &str = "919812345678";
@@ -25,13 +25,6 @@ struct World {
     ledger: Ledger,
     llm: FakeLlm,
     tenant: TenantId,
-}
-
-struct Session {
-    http: reqwest::Client,
-    base: String,
-    csrf: String,
-    member: MemberId,
 }
 
 async fn world(env: TestEnv) -> World {
@@ -93,34 +86,7 @@ impl World {
             AuthState::local(self.env.store.clone(), otl),
             &self.config,
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let res = http
-            .get(format!("{base}/login/token/{token}?tenant={tenant}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 303);
-        let me: serde_json::Value = http
-            .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Session {
-            http,
-            base,
-            csrf: me["csrf_token"].as_str().unwrap().to_owned(),
-            member: me["member_id"].as_str().unwrap().parse().unwrap(),
-        }
+        Session::start(router(state), &token, tenant).await
     }
 
     async fn entries(&self) -> Vec<smartchat_ledger::EntryDraft> {
@@ -135,36 +101,10 @@ impl World {
     }
 }
 
-impl Session {
-    async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(serde_json::Value::Null))
-    }
-
-    async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let res = self
-            .http
-            .patch(format!("{}{path}", self.base))
-            .header("x-csrf-token", &self.csrf)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(serde_json::Value::Null))
-    }
-
-    async fn leads(&self) -> Vec<serde_json::Value> {
-        let (status, v) = self.get("/api/v1/leads").await;
-        assert_eq!(status, 200, "{v}");
-        v["leads"].as_array().unwrap().clone()
-    }
+async fn leads_of(s: &Session) -> Vec<serde_json::Value> {
+    let (status, v) = s.get("/api/v1/leads").await;
+    assert_eq!(status, 200, "{v}");
+    v["leads"].as_array().unwrap().clone()
 }
 
 fn codes(d: &smartchat_ledger::EntryDraft, key: AttrKey) -> Vec<u32> {
@@ -192,7 +132,7 @@ async fn the_rules_turn_an_enquiry_into_a_lead(env: TestEnv) {
     .await;
     assert_eq!(w.llm.request_count(), 0);
     let s = w.login(w.tenant).await;
-    let leads = s.leads().await;
+    let leads = leads_of(&s).await;
     assert_eq!(leads.len(), 1, "{leads:?}");
     let lead = &leads[0];
     assert_eq!(lead["stage"], "engaged", "{lead}");
@@ -206,7 +146,7 @@ async fn the_rules_turn_an_enquiry_into_a_lead(env: TestEnv) {
 
     // A second message updates the same lead and keeps what it knew.
     w.says(CUSTOMER, "actually bridal makeup instead").await;
-    let leads = s.leads().await;
+    let leads = leads_of(&s).await;
     assert_eq!(leads.len(), 1);
     assert_eq!(leads[0]["details"]["service"], "Bridal makeup");
     assert_eq!(leads[0]["details"]["name"], "Asha");
@@ -259,7 +199,7 @@ async fn a_provider_extracts_with_structured_output_and_falls_back(env: TestEnv)
     assert_eq!(lead_req.body["store"], false);
     assert!(!String::from_utf8_lossy(&lead_req.raw).contains(CUSTOMER));
     let s = w.login(w.tenant).await;
-    let leads = s.leads().await;
+    let leads = leads_of(&s).await;
     assert_eq!(leads[0]["details"]["preferred_time"], "18:30", "{leads:?}");
     let entries = w.entries().await;
     let captured: Vec<_> = entries
@@ -295,7 +235,7 @@ async fn a_provider_extracts_with_structured_output_and_falls_back(env: TestEnv)
         [1],
         "fell back to the rules"
     );
-    assert_eq!(s.leads().await[0]["details"]["service"], "Bridal makeup");
+    assert_eq!(leads_of(&s).await[0]["details"]["service"], "Bridal makeup");
 }
 
 async fn owners_correct_stage_and_export_leads(env: TestEnv) {
@@ -308,7 +248,7 @@ async fn owners_correct_stage_and_export_leads(env: TestEnv) {
     w.says(CUSTOMER, "I want a haircut, I'm Asha").await;
     w.says("919800000002", "bridal makeup price?").await;
     let s = w.login(w.tenant).await;
-    let leads = s.leads().await;
+    let leads = leads_of(&s).await;
     assert_eq!(leads.len(), 2);
     let asha = leads
         .iter()
@@ -403,7 +343,7 @@ async fn owners_correct_stage_and_export_leads(env: TestEnv) {
         .await
         .unwrap();
     let stranger = w.login(other).await;
-    assert!(stranger.leads().await.is_empty());
+    assert!(leads_of(&stranger).await.is_empty());
     assert_eq!(stranger.get(&format!("/api/v1/leads/{asha}")).await.0, 404);
     assert_eq!(
         stranger
@@ -432,7 +372,7 @@ async fn deleting_the_customer_deletes_the_lead(env: TestEnv) {
         .unwrap();
     w.says(CUSTOMER, "haircut tomorrow please, I'm Asha").await;
     let s = w.login(w.tenant).await;
-    let id = s.leads().await[0]["id"].as_str().unwrap().to_owned();
+    let id = leads_of(&s).await[0]["id"].as_str().unwrap().to_owned();
     let sid = w
         .env
         .store
@@ -445,7 +385,7 @@ async fn deleting_the_customer_deletes_the_lead(env: TestEnv) {
         .shred_subject(w.tenant, sid, Actor::System)
         .await
         .unwrap();
-    assert!(s.leads().await.is_empty());
+    assert!(leads_of(&s).await.is_empty());
     assert_eq!(s.get(&format!("/api/v1/leads/{id}")).await.0, 404);
 }
 

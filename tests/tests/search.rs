@@ -16,7 +16,7 @@ use smartchat_core::ledger_store::Ledger;
 use smartchat_core::store::{NewTenant, Profile};
 use smartchat_ledger::{Actor, EventKind};
 use smartchat_search::{EncryptedDirectory, SearchKey};
-use smartchat_tests::{TestEnv, both_backends};
+use smartchat_tests::{Session, TestEnv, both_backends};
 
 struct World {
     env: TestEnv,
@@ -76,8 +76,8 @@ impl World {
         pipeline::drain(&self.pipeline).await.unwrap();
     }
 
-    /// Logs the operator in as owner of `tenant`; returns the base URL, a client and the
-    /// member.
+    /// Logs the operator in as owner of `tenant`; returns the base URL, the session's client
+    /// and the member.
     async fn login(&self, tenant: TenantId) -> (String, reqwest::Client, [u8; 16]) {
         let (otl, token) = OneTimeLogin::generate();
         let state = AppState::new(
@@ -90,31 +90,8 @@ impl World {
             &self.config,
         )
         .with_search(self.search.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let res = http
-            .get(format!("{base}/login/token/{token}?tenant={tenant}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 303);
-        let me: serde_json::Value = http
-            .get(format!("{base}/api/v1/me"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let member: smartchat_core::ids::MemberId =
-            me["member_id"].as_str().unwrap().parse().unwrap();
-        (base, http, member.bytes())
+        let s = Session::start(router(state), &token, tenant).await;
+        (s.base, s.http, s.member.bytes())
     }
 }
 

@@ -14,9 +14,9 @@
 pub mod schema;
 pub mod schema_auth;
 
-use std::sync::Arc;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::{Connection as _, SqliteConnection};
