@@ -57,7 +57,7 @@ pub(crate) fn core_parts(e: &CoreError) -> (StatusCode, &'static str, String) {
         ),
         CoreError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()),
         CoreError::Shredded { .. } => (StatusCode::GONE, "shredded", e.to_string()),
-        CoreError::Database(_) => (
+        e if e.is_transient() => (
             StatusCode::SERVICE_UNAVAILABLE,
             "database_unavailable",
             "the database is unavailable; try again later".into(),

@@ -87,3 +87,48 @@ impl From<std::io::Error> for CoreError {
         }
     }
 }
+
+impl CoreError {
+    /// Whether the failure is the database being busy or briefly unreachable (SQLite's
+    /// "database is locked", a PostgreSQL serialization failure or a closed connection): the
+    /// same request may succeed if tried again, so callers answer "unavailable", not
+    /// "internal error".
+    pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            Self::Database(_) => true,
+            Self::Query(Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection
+                ) || {
+                    let m = info.message();
+                    m.contains("database is locked") || m.contains("database table is locked")
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CoreError;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    fn db(kind: DatabaseErrorKind, msg: &str) -> CoreError {
+        CoreError::Query(Error::DatabaseError(kind, Box::new(msg.to_owned())))
+    }
+
+    #[test]
+    fn busy_and_lost_databases_are_transient_and_nothing_else() {
+        assert!(db(DatabaseErrorKind::Unknown, "database is locked").is_transient());
+        assert!(db(DatabaseErrorKind::SerializationFailure, "could not serialize").is_transient());
+        assert!(db(DatabaseErrorKind::ClosedConnection, "gone").is_transient());
+        assert!(CoreError::Database("pool timeout".into()).is_transient());
+        assert!(!db(DatabaseErrorKind::UniqueViolation, "duplicate key").is_transient());
+        assert!(!db(DatabaseErrorKind::Unknown, "no such table: x").is_transient());
+        assert!(!CoreError::Query(Error::NotFound).is_transient());
+        assert!(!CoreError::Internal("x".into()).is_transient());
+    }
+}
