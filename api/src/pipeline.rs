@@ -169,9 +169,45 @@ fn body_of(kind: &MessageKind) -> Option<String> {
 pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, CoreError> {
     let store = &p.store;
     let mut out = Ingested::default();
-    let mut tx = store.db.begin().await?;
+    // Every number of the delivery is resolved (tenant, key, policy version) before the
+    // transaction opens: inside it nothing may wait for a second pooled connection, or
+    // enough concurrent deliveries would hold every connection while waiting for another.
     let mut keys: std::collections::HashMap<String, Option<(TenantId, Arc<TenantKey>)>> =
         std::collections::HashMap::new();
+    for event in payload.events() {
+        let raw = match &event {
+            InboundEvent::Message {
+                phone_number_id, ..
+            }
+            | InboundEvent::Status {
+                phone_number_id, ..
+            }
+            | InboundEvent::Error {
+                phone_number_id, ..
+            } => Some(phone_number_id.as_str().to_owned()),
+            InboundEvent::Other {
+                phone_number_id, ..
+            } => phone_number_id.as_ref().map(|p| p.as_str().to_owned()),
+        };
+        let Some(raw) = raw else { continue };
+        if keys.contains_key(&raw) {
+            continue;
+        }
+        let resolved = match raw.parse::<PhoneNumberId>() {
+            Ok(pnid) => match store.tenant_for_number(&pnid).await {
+                Ok(t) => {
+                    let key = store.tenant_key(t).await?;
+                    store.policy.version_for(t).await?;
+                    Some((t, key))
+                }
+                Err(CoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            Err(_) => None,
+        };
+        keys.insert(raw, resolved);
+    }
+    let mut tx = store.db.begin().await?;
     for event in payload.events() {
         let pnid_raw = match &event {
             InboundEvent::Message {
@@ -187,23 +223,9 @@ pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, 
                 phone_number_id, ..
             } => Some(phone_number_id.as_str().to_owned()),
         };
-        let tenant = match &pnid_raw {
-            None => None,
-            Some(raw) => {
-                if !keys.contains_key(raw) {
-                    let resolved = match raw.parse::<PhoneNumberId>() {
-                        Ok(pnid) => match store.tenant_for_number(&pnid).await {
-                            Ok(t) => Some((t, store.tenant_key(t).await?)),
-                            Err(CoreError::NotFound { .. }) => None,
-                            Err(e) => return Err(e),
-                        },
-                        Err(_) => None,
-                    };
-                    keys.insert(raw.clone(), resolved);
-                }
-                keys.get(raw).cloned().flatten()
-            }
-        };
+        let tenant = pnid_raw
+            .as_ref()
+            .and_then(|raw| keys.get(raw).cloned().flatten());
         let Some((tenant, key)) = tenant else {
             // Unknown number: 200 so Meta stops retrying, one ledger entry, nothing else.
             out.unknown_numbers += 1;
@@ -892,6 +914,10 @@ pub async fn drain(p: &Pipeline) -> Result<usize, CoreError> {
 /// A worker loop: runs jobs until `shutdown` changes.
 pub async fn worker(p: Pipeline, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
+        // A stop request is honoured between jobs, not only when the queue is empty.
+        if *shutdown.borrow() {
+            return;
+        }
         match run_one(&p).await {
             Ok(true) => continue,
             Ok(false) => {}

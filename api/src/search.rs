@@ -325,6 +325,9 @@ impl Search {
     /// Applies the feed until `shutdown` changes.
     pub async fn worker(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
+            if *shutdown.borrow() {
+                return;
+            }
             let idle = match self.apply_pending().await {
                 Ok(n) => n == 0,
                 Err(e) => {

@@ -572,7 +572,36 @@ async fn a_crash_between_commit_and_reply_loses_nothing(env: TestEnv) {
     assert_eq!(rows.iter().filter(|r| r.0 == "out").count(), 1);
 }
 
+/// More concurrent deliveries than the pool has connections: each holds one connection for
+/// its transaction and never waits for a second, so all complete (before the fix they held
+/// every connection and waited for the pool's 30 s timeout, then failed with 503).
+async fn concurrent_deliveries_beyond_the_pool_all_complete(env: TestEnv) {
+    let w = world(env).await;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let p = w.pipeline.clone();
+        set.spawn(async move {
+            let from: smartchat_core::ids::PhoneNumber = format!("9197000{i:05}").parse().unwrap();
+            let payload = pipeline::sandbox_payload(PNID, &from, "price?").unwrap();
+            pipeline::ingest(&p, &payload).await
+        });
+    }
+    let all = tokio::time::timeout(Duration::from_secs(25), async {
+        let mut n = 0;
+        while let Some(r) = set.join_next().await {
+            assert_eq!(r.unwrap().unwrap().messages, 1);
+            n += 1;
+        }
+        n
+    })
+    .await
+    .expect("no delivery waits for a second connection");
+    assert_eq!(all, 64);
+    assert_eq!(w.rows().await.len(), 64);
+}
+
 both_backends!(
+    concurrent_deliveries_beyond_the_pool_all_complete,
     a_message_is_answered_end_to_end,
     bad_deliveries_are_refused_and_store_nothing,
     redeliveries_batches_and_unknown_numbers,
