@@ -123,7 +123,13 @@ mod tests {
     #[test]
     fn busy_and_lost_databases_are_transient_and_nothing_else() {
         assert!(db(DatabaseErrorKind::Unknown, "database is locked").is_transient());
-        assert!(db(DatabaseErrorKind::SerializationFailure, "could not serialize").is_transient());
+        assert!(
+            db(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize"
+            )
+            .is_transient()
+        );
         assert!(db(DatabaseErrorKind::ClosedConnection, "gone").is_transient());
         assert!(CoreError::Database("pool timeout".into()).is_transient());
         assert!(!db(DatabaseErrorKind::UniqueViolation, "duplicate key").is_transient());
