@@ -122,13 +122,25 @@ pub async fn enqueue(c: &mut Conn, job: &NewJob) -> Result<Option<i64>, CoreErro
     Ok(Some(id))
 }
 
-const CLAIM_PG: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1 \
-     WHERE id = (SELECT id FROM jobs WHERE queue = $2 AND ((status = 'ready' AND run_at <= $3) \
-     OR (status = 'running' AND locked_until < $3)) ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+// Two claims, each an ordered scan of the `(queue, status, run_at)` index that stops at the
+// first row: due ready jobs first, then jobs whose lease expired (their worker died). One
+// query with `status = 'ready' OR (status = 'running' AND …)` could not use the index's order
+// and read and sorted the whole backlog on every claim.
+const CLAIM_READY_PG: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1 \
+     WHERE id = (SELECT id FROM jobs WHERE queue = $2 AND status = 'ready' AND run_at <= $3 \
+     ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
      RETURNING id, queue, kind, tenant_id, payload, attempts, max_attempts";
-const CLAIM_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = ?1 \
-     WHERE id = (SELECT id FROM jobs WHERE queue = ?2 AND ((status = 'ready' AND run_at <= ?3) \
-     OR (status = 'running' AND locked_until < ?3)) ORDER BY run_at, id LIMIT 1) \
+const CLAIM_EXPIRED_PG: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1 \
+     WHERE id = (SELECT id FROM jobs WHERE queue = $2 AND status = 'running' AND locked_until < $3 \
+     ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, queue, kind, tenant_id, payload, attempts, max_attempts";
+const CLAIM_READY_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = ?1 \
+     WHERE id = (SELECT id FROM jobs WHERE queue = ?2 AND status = 'ready' AND run_at <= ?3 \
+     ORDER BY run_at, id LIMIT 1) \
+     RETURNING id, queue, kind, tenant_id, payload, attempts, max_attempts";
+const CLAIM_EXPIRED_SQLITE: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = ?1 \
+     WHERE id = (SELECT id FROM jobs WHERE queue = ?2 AND status = 'running' AND locked_until < ?3 \
+     ORDER BY run_at, id LIMIT 1) \
      RETURNING id, queue, kind, tenant_id, payload, attempts, max_attempts";
 
 /// Claims the next due job of `queue` for `lease`. A job claimed more often than allowed
@@ -138,26 +150,35 @@ pub async fn claim(db: &DbPool, queue: &str, lease: Duration) -> Result<Option<J
         let now = now_micros();
         let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
         let mut tx = db.begin().await?;
-        let job: Option<Job> = db_run!(
-            tx,
-            pg | c
-                | diesel::sql_query(CLAIM_PG)
-                    .bind::<BigInt, _>(until)
-                    .bind::<Text, _>(queue)
-                    .bind::<BigInt, _>(now)
-                    .get_result(c)
-                    .await
-                    .optional(),
-            sqlite
-                | c
-                | diesel::sql_query(CLAIM_SQLITE)
-                    .bind::<BigInt, _>(until)
-                    .bind::<Text, _>(queue)
-                    .bind::<BigInt, _>(now)
-                    .get_result(c)
-                    .await
-                    .optional()
-        )?;
+        let mut job: Option<Job> = None;
+        for (pg_sql, sqlite_sql) in [
+            (CLAIM_READY_PG, CLAIM_READY_SQLITE),
+            (CLAIM_EXPIRED_PG, CLAIM_EXPIRED_SQLITE),
+        ] {
+            job = db_run!(
+                tx,
+                pg | c
+                    | diesel::sql_query(pg_sql)
+                        .bind::<BigInt, _>(until)
+                        .bind::<Text, _>(queue)
+                        .bind::<BigInt, _>(now)
+                        .get_result(c)
+                        .await
+                        .optional(),
+                sqlite
+                    | c
+                    | diesel::sql_query(sqlite_sql)
+                        .bind::<BigInt, _>(until)
+                        .bind::<Text, _>(queue)
+                        .bind::<BigInt, _>(now)
+                        .get_result(c)
+                        .await
+                        .optional()
+            )?;
+            if job.is_some() {
+                break;
+            }
+        }
         match job {
             Some(j) if j.attempts > j.max_attempts => {
                 db_run!(tx, |c| diesel::update(jobs::table.find(j.id))
