@@ -101,6 +101,15 @@ fn next_stage(current: &str, hint: Option<&str>) -> String {
     }
 }
 
+/// The subject a lead belongs to, read in the caller's transaction.
+async fn lead_subject(tx: &mut crate::db::Tx, lid: &str) -> Result<String, CoreError> {
+    Ok(db_run!(tx, |c| leads::table
+        .find(lid)
+        .select(leads::subject_id)
+        .first(c)
+        .await)?)
+}
+
 type LeadRow = (
     String,
     String,
@@ -359,11 +368,7 @@ impl Store {
         let lid = id.to_string();
         let key = self.tenant_key(tenant).await?;
         let mut tx = self.db.begin().await?;
-        let sid: String = db_run!(tx, |c| leads::table
-            .find(&lid)
-            .select(leads::subject_id)
-            .first(c)
-            .await)?;
+        let sid = lead_subject(&mut tx, &lid).await?;
         let skey = self.subject_key_in(&mut tx, &tid, &sid, &key).await?;
         let ct = skey.seal(
             &details_context(&tid, &lid),
@@ -405,15 +410,10 @@ impl Store {
         if view.stage == stage {
             return Ok(false);
         }
-        let tid = tenant.to_string();
         let lid = id.to_string();
         let key = self.tenant_key(tenant).await?;
         let mut tx = self.db.begin().await?;
-        let sid: String = db_run!(tx, |c| leads::table
-            .find(&lid)
-            .select(leads::subject_id)
-            .first(c)
-            .await)?;
+        let sid = lead_subject(&mut tx, &lid).await?;
         let now = now_micros();
         db_run!(tx, |c| diesel::update(leads::table.find(&lid))
             .set((leads::stage.eq(stage), leads::updated_at.eq(now)))
@@ -422,7 +422,7 @@ impl Store {
         audit::enqueue(
             &mut tx,
             &EntryDraft::new(EventKind::LEAD_STAGE_CHANGED, actor)
-                .tenant(tid.parse::<TenantId>()?.bytes())
+                .tenant(tenant.bytes())
                 .subject(key.pseudonym(&sid))
                 .purpose(Purpose::LEAD_MANAGEMENT)
                 .reference(Reference::id(RefKind::LEAD, id.bytes()))
