@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::schema::Value;
 use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
 };
@@ -20,9 +21,9 @@ use crate::error::SearchError;
 use crate::model::{
     Direction, DocMessage, SearchHit, SearchQuery, SearchResults, Snippet, SortOrder,
 };
-use crate::query::{Deadline, build_query};
+use crate::query::{Deadline, build};
 use crate::schema::{Fields, build_schema};
-use crate::tokenizer::{TOKENIZER_NAME, analyzer};
+use crate::tokenizer::{TOKENIZER_NAME, analyzer, pairs};
 
 /// Tunables of the manager.
 #[derive(Clone, Debug)]
@@ -350,12 +351,13 @@ impl IndexManager {
             // slips in between its batches.
             let mut guard = ti.writer.lock().map_err(|_| SearchError::Task)?;
             let w = guard.as_mut().ok_or(SearchError::TenantNotOpen)?;
+            let mut analyzer = analyzer();
             let result = (|| {
                 w.delete_all_documents()?;
                 let mut count: u64 = 0;
                 let mut pending = 0usize;
                 for doc in docs {
-                    w.add_document(to_document(ti.fields, &doc)?)?;
+                    w.add_document(to_document(ti.fields, &mut analyzer, &doc)?)?;
                     count += 1;
                     pending += 1;
                     if pending == batch {
@@ -529,13 +531,18 @@ fn check_id(s: &str, what: &'static str) -> Result<(), SearchError> {
     Ok(())
 }
 
-fn to_document(f: Fields, d: &DocMessage) -> Result<TantivyDocument, SearchError> {
+fn to_document(
+    f: Fields,
+    analyzer: &mut TextAnalyzer,
+    d: &DocMessage,
+) -> Result<TantivyDocument, SearchError> {
     check_id(&d.message_id, "message id must be 1..=256 bytes")?;
     check_id(&d.conversation_id, "conversation id must be 1..=256 bytes")?;
     check_id(&d.subject, "subject must be 1..=256 bytes")?;
     check_id(&d.kind, "kind must be 1..=256 bytes")?;
     let mut doc = TantivyDocument::default();
     doc.add_text(f.text, &d.text);
+    doc.add_pre_tokenized_text(f.pairs, pairs(analyzer, &d.text));
     doc.add_text(f.subject, &d.subject);
     doc.add_text(f.conversation, &d.conversation_id);
     doc.add_text(f.message_id, &d.message_id);
@@ -579,9 +586,10 @@ impl TenantIndex {
 
     fn add_and_commit(&self, docs: &[DocMessage], seq: u64) -> Result<(), SearchError> {
         self.change_and_commit(Some(seq), |w, f| {
+            let mut analyzer = analyzer();
             for d in docs {
                 w.delete_term(Term::from_field_text(f.message_id, &d.message_id));
-                w.add_document(to_document(f, d)?)?;
+                w.add_document(to_document(f, &mut analyzer, d)?)?;
             }
             Ok(())
         })
@@ -621,7 +629,8 @@ impl TenantIndex {
     ) -> Result<SearchResults, SearchError> {
         let started = Instant::now();
         let searcher = self.reader.searcher();
-        let query = build_query(q, self.fields, &searcher, analyzer())?;
+        let built = build(q, self.fields, &searcher, &analyzer())?;
+        let query = built.query;
         let top = TopDocs::with_limit(q.limit).and_offset(q.offset);
         let deadline = started + config.search_time_budget;
         let (hits, total, truncated): (Vec<(Option<f32>, DocAddress)>, usize, bool) = match q.sort {
@@ -646,7 +655,8 @@ impl TenantIndex {
                 (docs, total, c.truncated.into_inner())
             }
         };
-        let mut snippets = SnippetGenerator::create(&searcher, &*query, self.fields.text)?;
+        let highlight = built.highlight.as_deref().unwrap_or(&*query);
+        let mut snippets = SnippetGenerator::create(&searcher, highlight, self.fields.text)?;
         snippets.set_max_num_chars(config.snippet_chars);
         let mut out = Vec::with_capacity(hits.len());
         for (score, addr) in hits {

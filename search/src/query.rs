@@ -17,6 +17,10 @@ use tantivy::{DocId, DocSet, Score, Searcher, SegmentOrdinal, SegmentReader, TER
 use crate::error::SearchError;
 use crate::model::{MAX_LIMIT, MAX_OFFSET, SearchQuery};
 use crate::schema::Fields;
+use crate::tokenizer::pair_text;
+
+/// A query word: position, analyzed text, number of parts (1 unless compound).
+type Term3 = (usize, String, usize);
 
 /// Most terms a `prefix*` expands to (over all segments).
 pub const MAX_PREFIX_TERMS: usize = 64;
@@ -66,21 +70,53 @@ struct Builder<'a> {
     searcher: &'a Searcher,
     analyzer: TextAnalyzer,
     leaves: usize,
+    shingles: bool,
+    shingled: bool,
 }
 
-/// Builds the full query: the user's text AND the filters (filters do not score).
+/// A query ready to run, and the one whose words the snippets highlight.
+pub(crate) struct BuiltQuery {
+    /// What runs: exact phrases are looked up as two-word shingles.
+    pub query: Box<dyn Query>,
+    /// The same query on the `text` field only (shingles are not text the
+    /// snippet generator can find), built only when they differ.
+    pub highlight: Option<Box<dyn Query>>,
+}
+
+/// Builds the query to run and, when it uses shingles, the one to highlight.
+pub(crate) fn build(
+    q: &SearchQuery,
+    fields: Fields,
+    searcher: &Searcher,
+    analyzer: &TextAnalyzer,
+) -> Result<BuiltQuery, SearchError> {
+    let (query, shingled) = build_query(q, fields, searcher, analyzer.clone(), true)?;
+    let highlight = if shingled {
+        Some(build_query(q, fields, searcher, analyzer.clone(), false)?.0)
+    } else {
+        None
+    };
+    Ok(BuiltQuery { query, highlight })
+}
+
+/// Builds the full query: the user's text AND the filters (filters do not
+/// score). With `shingles`, exact phrases of plain words use the `pairs`
+/// field; the second value says whether any did.
 pub(crate) fn build_query(
     q: &SearchQuery,
     fields: Fields,
     searcher: &Searcher,
     analyzer: TextAnalyzer,
-) -> Result<Box<dyn Query>, SearchError> {
+    shingles: bool,
+) -> Result<(Box<dyn Query>, bool), SearchError> {
     validate(q)?;
     let mut b = Builder {
         fields,
         searcher,
         analyzer,
         leaves: 0,
+        shingles,
+        shingled: false,
     };
     let text_query: Box<dyn Query> = if q.text.trim().is_empty() {
         Box::new(AllQuery)
@@ -130,7 +166,7 @@ pub(crate) fn build_query(
             Box::new(ConstScoreQuery::new(Box::new(range), 0.0)),
         ));
     }
-    Ok(Box::new(BooleanQuery::new(clauses)))
+    Ok((Box::new(BooleanQuery::new(clauses)), b.shingled))
 }
 
 impl Builder<'_> {
@@ -203,8 +239,8 @@ impl Builder<'_> {
         match terms.as_slice() {
             [] if prefix => Err(syntax(None, "a prefix (*) needs at least 2 letters")),
             [] => Ok(None),
-            [(_, text)] if prefix => self.prefix(text).map(Some),
-            [(_, text)] if fuzzy > 0 => {
+            [(_, text, _)] if prefix => self.prefix(text).map(Some),
+            [(_, text, _)] if fuzzy > 0 => {
                 let distance = fuzzy.min(MAX_FUZZY_DISTANCE) as u8;
                 let term = Term::from_field_text(field, text);
                 if text.chars().count() < 3 {
@@ -215,7 +251,7 @@ impl Builder<'_> {
                 }
                 Ok(Some(Box::new(FuzzyTermQuery::new(term, distance, true))))
             }
-            [(_, text)] => Ok(Some(Box::new(TermQuery::new(
+            [(_, text, _)] => Ok(Some(Box::new(TermQuery::new(
                 Term::from_field_text(field, text),
                 IndexRecordOption::WithFreqs,
             )))),
@@ -223,12 +259,15 @@ impl Builder<'_> {
                 if prefix {
                     return Err(syntax(None, "prefix search (*) works on single words"));
                 }
-                let base = terms.first().map_or(0, |(p, _)| *p);
+                let slop = if quoted { lit.slop.min(4) } else { 0 };
+                if let Some(q) = self.shingle_phrase(&terms, slop) {
+                    return Ok(Some(q));
+                }
+                let base = terms.first().map_or(0, |(p, _, _)| *p);
                 let with_offsets = terms
                     .iter()
-                    .map(|(p, t)| (p - base, Term::from_field_text(field, t)))
+                    .map(|(p, t, _)| (p - base, Term::from_field_text(field, t)))
                     .collect();
-                let slop = if quoted { lit.slop.min(4) } else { 0 };
                 Ok(Some(Box::new(PhraseQuery::new_with_offset_and_slop(
                     with_offsets,
                     slop,
@@ -237,9 +276,32 @@ impl Builder<'_> {
         }
     }
 
+    /// An exact phrase of plain words at adjacent positions, as shingles:
+    /// two words are one term look-up; more are a phrase over their pairs.
+    /// A slop or a compound token (code, phone number) keeps the word phrase.
+    fn shingle_phrase(&mut self, terms: &[Term3], slop: u32) -> Option<Box<dyn Query>> {
+        let plain = terms.iter().all(|(_, _, parts)| *parts == 1);
+        let adjacent = terms.windows(2).all(|w| w[1].0 == w[0].0 + 1);
+        if !self.shingles || slop > 0 || !plain || !adjacent || terms.len() < 2 {
+            return None;
+        }
+        self.shingled = true;
+        let pairs: Vec<Term> = terms
+            .windows(2)
+            .map(|w| Term::from_field_text(self.fields.pairs, &pair_text(&w[0].1, &w[1].1)))
+            .collect();
+        Some(match pairs.as_slice() {
+            [one] => Box::new(TermQuery::new(one.clone(), IndexRecordOption::WithFreqs)),
+            _ => Box::new(PhraseQuery::new_with_offset(
+                pairs.into_iter().enumerate().collect(),
+            )),
+        })
+    }
+
     /// Tokenizes a query literal like the indexed text, keeping compound tokens
     /// (booking codes, phone numbers) and dropping the parts they cover.
-    fn terms(&mut self, text: &str) -> Vec<(usize, String)> {
+    /// Each term is (position, text, parts).
+    fn terms(&mut self, text: &str) -> Vec<Term3> {
         let mut stream = self.analyzer.token_stream(text);
         let mut tokens = Vec::new();
         while let Some(tok) = {
@@ -264,7 +326,7 @@ impl Builder<'_> {
                         .iter()
                         .any(|(f, to)| *f <= t.offset_from && t.offset_to <= *to)
             })
-            .map(|t| (t.position, t.text))
+            .map(|t| (t.position, t.text, t.position_length))
             .collect()
     }
 
@@ -372,5 +434,123 @@ impl<C: Collector> Collector for Deadline<C> {
             doc = scorer.advance();
         }
         Ok(child.harvest())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    //! Shingled phrases must find exactly what word phrases find.
+
+    use proptest::prelude::*;
+    use tantivy::collector::DocSetCollector;
+    use tantivy::{Index, TantivyDocument};
+
+    use super::*;
+    use crate::schema::build_schema;
+    use crate::tokenizer::{TOKENIZER_NAME, analyzer, pairs};
+
+    const WORDS: &[&str] = &[
+        "kitne",
+        "ka",
+        "hai",
+        "bridal",
+        "package",
+        "का",
+        "है",
+        "कितने",
+        "BK-29",
+        "🙂",
+        "+91 98765 43210",
+        "the",
+        "price",
+        "Price!",
+        "ka-",
+        "x",
+    ];
+
+    fn index(texts: &[String]) -> (Index, Fields) {
+        let index = Index::create_in_ram(build_schema());
+        index.tokenizers().register(TOKENIZER_NAME, analyzer());
+        let fields = Fields::from_schema(&index.schema()).unwrap();
+        let mut w = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let mut a = analyzer();
+        for t in texts {
+            let mut doc = TantivyDocument::default();
+            doc.add_text(fields.text, t);
+            doc.add_pre_tokenized_text(fields.pairs, pairs(&mut a, t));
+            w.add_document(doc).unwrap();
+        }
+        w.commit().unwrap();
+        (index, fields)
+    }
+
+    fn hits(index: &Index, fields: Fields, text: &str, shingles: bool) -> (Vec<u32>, bool) {
+        let searcher = index.reader().unwrap().searcher();
+        let q = SearchQuery::text(text);
+        let (query, shingled) = build_query(&q, fields, &searcher, analyzer(), shingles).unwrap();
+        let mut docs: Vec<u32> = searcher
+            .search(&*query, &DocSetCollector)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.doc_id)
+            .collect();
+        docs.sort_unstable();
+        (docs, shingled)
+    }
+
+    #[test]
+    fn shingles_are_used_only_for_exact_phrases_of_plain_words() {
+        let docs = vec![
+            "kitne ka hai bhaiya".to_string(),
+            "bridal package kitne ka hai".to_string(),
+            "booking BK-29 confirmed".to_string(),
+        ];
+        let (index, fields) = index(&docs);
+        let (found, shingled) = hits(&index, fields, "\"kitne ka hai\"", true);
+        assert!(shingled);
+        assert_eq!(found, vec![0, 1]);
+        let (found, shingled) = hits(&index, fields, "\"bridal package\"", true);
+        assert!(shingled);
+        assert_eq!(found, vec![1]);
+        // Reversed order is not the phrase.
+        assert_eq!(
+            hits(&index, fields, "\"package bridal\"", true).0,
+            Vec::<u32>::new()
+        );
+        // A compound keeps the word phrase; a slop too; a single word has no pair.
+        assert!(!hits(&index, fields, "\"BK-29 confirmed\"", true).1);
+        assert_eq!(hits(&index, fields, "\"BK-29 confirmed\"", true).0, vec![2]);
+        assert!(!hits(&index, fields, "\"kitne hai\"~1", true).1);
+        assert!(!hits(&index, fields, "kitne", true).1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn shingled_phrases_find_what_word_phrases_find(
+            docs in proptest::collection::vec(
+                proptest::collection::vec(0..WORDS.len(), 1..12), 1..20),
+            phrase in proptest::collection::vec(0..WORDS.len(), 2..5),
+            from_doc in any::<bool>(),
+        ) {
+            let texts: Vec<String> = docs
+                .iter()
+                .map(|d| d.iter().map(|&i| WORDS[i]).collect::<Vec<_>>().join(" "))
+                .collect();
+            let (index, fields) = index(&texts);
+            // Half the cases quote a run of the first document, so they match.
+            let phrase: Vec<usize> = if from_doc && docs[0].len() >= 2 {
+                let len = phrase.len().min(docs[0].len());
+                docs[0][docs[0].len() - len..].to_vec()
+            } else {
+                phrase
+            };
+            let phrase: Vec<&str> = phrase.iter().map(|&i| WORDS[i]).collect();
+            let q = format!("\"{}\"", phrase.join(" ").replace('"', ""));
+            let with = hits(&index, fields, &q, true).0;
+            let without = hits(&index, fields, &q, false).0;
+            prop_assert_eq!(with, without, "query {}", q);
+        }
     }
 }

@@ -18,7 +18,8 @@
 //! tokens longer than [`MAX_TOKEN_BYTES`].
 
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
+    AsciiFoldingFilter, LowerCaser, PreTokenizedString, RemoveLongFilter, TextAnalyzer, Token,
+    TokenStream, Tokenizer,
 };
 
 /// Name under which the analyzer is registered on every index.
@@ -34,6 +35,41 @@ pub fn analyzer() -> TextAnalyzer {
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
         .build()
+}
+
+/// The text of the shingle for two adjacent words (a space never occurs
+/// inside a token).
+pub(crate) fn pair_text(first: &str, second: &str) -> String {
+    format!("{first} {second}")
+}
+
+/// Two-word shingles of `text` as analyzed by `analyzer`: one token per pair
+/// of single-part tokens at adjacent positions, at the first one's position.
+/// Compound tokens (codes, phone numbers) take no part; their parts do.
+pub(crate) fn pairs(analyzer: &mut TextAnalyzer, text: &str) -> PreTokenizedString {
+    let mut stream = analyzer.token_stream(text);
+    let mut words: Vec<Token> = Vec::new();
+    while stream.advance() {
+        let t = stream.token();
+        if t.position_length == 1 {
+            words.push(t.clone());
+        }
+    }
+    let tokens = words
+        .windows(2)
+        .filter(|w| w[1].position == w[0].position + 1)
+        .map(|w| Token {
+            offset_from: w[0].offset_from,
+            offset_to: w[1].offset_to,
+            position: w[0].position,
+            text: pair_text(&w[0].text, &w[1].text),
+            position_length: 1,
+        })
+        .collect();
+    PreTokenizedString {
+        text: String::new(),
+        tokens,
+    }
 }
 
 /// Splits chat text into word, code and phone tokens (see the module docs).

@@ -193,6 +193,18 @@ async fn query_features_and_filters() {
     );
     assert!(hit.score.unwrap() > 0.0);
     assert_eq!(r.total, 1);
+    // A quoted phrase runs on shingles; its words are still highlighted.
+    let r = m
+        .search(T, &SearchQuery::text("\"bridal packages\""))
+        .await
+        .unwrap();
+    assert_eq!(r.total, 1);
+    let html = &r.hits[0].snippet.html;
+    assert!(
+        html.contains("<b>bridal</b>") && html.contains("<b>packages</b>"),
+        "{html}"
+    );
+    assert!(r.hits[0].score.unwrap() > 0.0);
 }
 
 #[tokio::test]
@@ -493,4 +505,37 @@ async fn opening_twice_keeps_the_open_index() {
         .await
         .unwrap();
     assert_eq!(ids(&m, SearchQuery::text("hello")).await, ["m1", "m2"]);
+}
+
+#[tokio::test]
+async fn an_index_of_an_older_schema_is_reset_for_a_rebuild() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = IndexManager::new(tmp.path(), ManagerConfig::default()).unwrap();
+    let path = m.index_path(T).unwrap();
+    fs::create_dir_all(&path).unwrap();
+    {
+        // The schema before shingles: text without the `pairs` field.
+        let mut b = tantivy::schema::Schema::builder();
+        let text = b.add_text_field("text", tantivy::schema::TEXT);
+        let dir = EncryptedDirectory::open(&path, &SearchKey::new(KEY)).unwrap();
+        let index = tantivy::Index::create(dir, b.build(), Default::default()).unwrap();
+        let mut w: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let mut doc = tantivy::TantivyDocument::default();
+        doc.add_text(text, "old format");
+        w.add_document(doc).unwrap();
+        w.commit().unwrap();
+    }
+    assert!(matches!(
+        m.open(T, SearchKey::new(KEY)).await,
+        Err(SearchError::CorruptIndex(_))
+    ));
+    let outcome = m.open_or_reset(T, SearchKey::new(KEY)).await.unwrap();
+    assert!(
+        matches!(&outcome, OpenOutcome::Reset { reason } if reason.contains("pairs")),
+        "{outcome:?}"
+    );
+    m.add_messages(T, &[msg(1, "s", "kitne ka hai")], 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(&m, SearchQuery::text("\"kitne ka\"")).await, vec!["m1"]);
 }
