@@ -141,6 +141,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/follow-ups",
             get(crate::follow_ups::list_follow_ups),
         )
+        .route(
+            "/api/v1/templates",
+            get(crate::templates::list).put(crate::templates::put),
+        )
+        .route("/api/v1/templates/sync", post(crate::templates::sync))
         .route("/api/v1/leads", get(crate::leads::list))
         .route("/api/v1/leads.csv", get(crate::leads::export_csv))
         .route(

@@ -185,15 +185,19 @@ pub async fn run_follow_up(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let key = store.tenant_key(tenant).await?;
     let pseudonym = key.pseudonym(&conv.subject_id.to_string());
     let finish = |status: &'static str, reason: &'static str| (status, reason);
+    let rule = store.rule(tenant, &fu.rule_id).await?;
+    let mut contact = None;
     let verdict: Option<(&str, &str)> = if fu.status != "scheduled" {
         None
     } else {
-        let rule = store.rule(tenant, &fu.rule_id).await?;
         let deleted = match store
             .subject_contact_in(&mut c, tenant, conv.subject_id, &key)
             .await
         {
-            Ok(_) => false,
+            Ok(found) => {
+                contact = Some(found);
+                false
+            }
             Err(CoreError::Shredded { .. } | CoreError::NotFound { .. }) => true,
             Err(e) => return Err(e),
         };
@@ -241,26 +245,62 @@ pub async fn run_follow_up(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
             finish("skipped", "policy")
         } else if replied {
             finish("cancelled", "customer_replied")
-        } else if !window_open {
-            finish("skipped", "outside_window")
+        } else if window_open && !rule.spec.message.trim().is_empty() {
+            finish("sent", "text")
+        } else if let Some(t) = &rule.spec.template {
+            // Outside the window (or a template-only rule): only an approved template.
+            match store.template(tenant, &t.name, &t.language).await {
+                Ok(found) if found.is_approved() => finish("sent", "template"),
+                Ok(_) | Err(CoreError::NotFound { .. }) => {
+                    finish("skipped", "template_unavailable")
+                }
+                Err(e) => return Err(e),
+            }
         } else {
-            finish("sent", "")
+            finish("skipped", "outside_window")
         })
+    };
+    // Values of the template's variables, read before the transaction (they need the
+    // lead and the profile).
+    let values = match (verdict, &rule.spec.template) {
+        (Some(("sent", "template")), Some(t)) => {
+            let view = store.tenant(tenant).await?;
+            let profile = pipeline::business_profile(&view.profile.0);
+            let details = store.lead(tenant, lead).await?.details;
+            Some(template_values(t, &profile, &details, contact.as_ref()))
+        }
+        _ => None,
     };
     drop(c);
     let mut tx = store.db.begin().await?;
     if let Some((status, reason)) = verdict {
         if status == "sent" {
-            let rule = store.rule(tenant, &fu.rule_id).await?;
-            let mid = pipeline::queue_outbound(
-                &mut tx,
-                store,
-                &key,
-                &conv,
-                &rule.spec.message,
-                "follow_up",
-            )
-            .await?;
+            let mid = match (values, &rule.spec.template) {
+                (Some(values), Some(t)) => {
+                    let template = store.template(tenant, &t.name, &t.language).await?;
+                    pipeline::queue_template(
+                        &mut tx,
+                        store,
+                        &key,
+                        &conv,
+                        &template,
+                        values,
+                        "follow_up",
+                    )
+                    .await?
+                }
+                _ => {
+                    pipeline::queue_outbound(
+                        &mut tx,
+                        store,
+                        &key,
+                        &conv,
+                        &rule.spec.message,
+                        "follow_up",
+                    )
+                    .await?
+                }
+            };
             if store
                 .finish_follow_up(&mut tx, &id, "sent", None, Some(&mid.to_string()))
                 .await?
@@ -295,6 +335,40 @@ pub async fn run_follow_up(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     tx.commit().await
 }
 
+/// The values of a rule's template variables for one lead: fixed texts as written,
+/// variables filled from the lead, the customer's profile name and the business profile.
+fn template_values(
+    t: &smartchat_core::templates::TemplateUse,
+    profile: &BusinessProfile,
+    details: &serde_json::Map<String, serde_json::Value>,
+    contact: Option<&smartchat_core::store::SubjectContact>,
+) -> Vec<String> {
+    let detail = |k: &str| {
+        details
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    t.params
+        .iter()
+        .map(|p| match p.as_str() {
+            "{customer_name}" => detail("name")
+                .or_else(|| contact.and_then(|c| c.profile_name.clone()))
+                .unwrap_or_else(|| "there".into()),
+            "{business_name}" => profile.name.clone(),
+            "{booking_link}" => profile
+                .booking_links
+                .first()
+                .map(|l| l.url.clone())
+                .unwrap_or_default(),
+            "{service}" => detail("service").unwrap_or_else(|| "our services".into()),
+            fixed => fixed.to_owned(),
+        })
+        .collect()
+}
+
 /// Runs the evaluator every minute until `shutdown` changes.
 pub async fn scheduler(p: Pipeline, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
@@ -316,6 +390,50 @@ async fn check_with_profile(
     spec: &RuleSpec,
 ) -> Result<(), AuthError> {
     spec.validate()?;
+    if let Some(t) = &spec.template {
+        let bad = |reason: String| -> AuthError {
+            CoreError::Invalid {
+                field: "follow-up rule",
+                reason,
+            }
+            .into()
+        };
+        let found = match state.store().template(tenant, &t.name, &t.language).await {
+            Ok(found) => found,
+            Err(CoreError::NotFound { .. }) => {
+                return Err(bad(format!(
+                    "template {} ({}) is unknown: sync the templates from Meta (or register it for the sandbox) first",
+                    t.name, t.language
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !found.is_approved() {
+            return Err(bad(format!(
+                "template {} ({}) is {}, not approved",
+                t.name, t.language, found.status
+            )));
+        }
+        if usize::try_from(found.params).unwrap_or(0) != t.params.len() {
+            return Err(bad(format!(
+                "template {} has {} variables; the rule gives {} values",
+                t.name,
+                found.params,
+                t.params.len()
+            )));
+        }
+        if t.params.iter().any(|p| p == "{booking_link}") {
+            let view = state.store().tenant(tenant).await?;
+            if pipeline::business_profile(&view.profile.0)
+                .booking_links
+                .is_empty()
+            {
+                return Err(bad(
+                    "{booking_link} needs a booking link in the business profile".into(),
+                ));
+            }
+        }
+    }
     if spec.respect_hours {
         let view = state.store().tenant(tenant).await?;
         if !ever_open(&pipeline::business_profile(&view.profile.0)) {

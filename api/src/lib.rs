@@ -15,4 +15,5 @@ pub mod follow_ups;
 pub mod leads;
 pub mod pipeline;
 pub mod search;
+pub mod templates;
 pub mod webhook;

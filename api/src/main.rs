@@ -193,6 +193,10 @@ struct CreateTenant {
     /// The Graph API access token for that number (stored encrypted).
     #[arg(long, env = "SMARTCHAT_TENANT_ACCESS_TOKEN", hide_env_values = true)]
     access_token: Option<String>,
+    /// The WhatsApp Business Account id the number belongs to (template status webhooks
+    /// and template sync use it).
+    #[arg(long, requires = "phone_number_id")]
+    waba_id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -481,6 +485,12 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
             };
             let phone_number_id: Option<PhoneNumberId> =
                 c.phone_number_id.as_deref().map(str::parse).transpose()?;
+            if let Some(w) = &c.waba_id {
+                anyhow::ensure!(
+                    !w.is_empty() && w.len() <= 64 && w.bytes().all(|b| b.is_ascii_digit()),
+                    "--waba-id: a WhatsApp Business Account id is digits"
+                );
+            }
             if phone_number_id.is_some() && c.access_token.is_none() {
                 eprintln!(
                     "no --access-token: replies on this number go to the sandbox (smartchat chat), not to Meta"
@@ -490,10 +500,13 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
                 .create_tenant(NewTenant {
                     handle: handle.clone(),
                     profile: Profile(profile),
-                    phone_number_id,
+                    phone_number_id: phone_number_id.clone(),
                     access_token: Some(Secret::new(c.access_token.unwrap_or_default())),
                 })
                 .await?;
+            if let (Some(pnid), Some(waba)) = (&phone_number_id, &c.waba_id) {
+                store.set_waba_id(id, pnid, waba).await?;
+            }
             services.ledger.sequence_all().await?;
             println!("created tenant {id} (handle {handle})");
             Ok(())

@@ -79,6 +79,11 @@ pub struct Ingested {
 }
 
 impl Pipeline {
+    /// The Graph API client.
+    pub fn graph(&self) -> &GraphClient {
+        &self.graph
+    }
+
     /// Builds the pipeline from the configuration: providers with keys, the Graph client.
     pub fn new(store: Store, config: &Config) -> Result<Self, CoreError> {
         let mut providers = Vec::new();
@@ -207,6 +212,23 @@ pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, 
         };
         keys.insert(raw, resolved);
     }
+    // Account-level changes (template status updates) carry no number: they go to every
+    // tenant with a number in that WhatsApp Business Account.
+    let mut accounts: std::collections::HashMap<String, Vec<TenantId>> =
+        std::collections::HashMap::new();
+    for event in payload.events() {
+        if let InboundEvent::Other {
+            account_id,
+            phone_number_id: None,
+            ..
+        } = event
+        {
+            if !account_id.is_empty() && !accounts.contains_key(account_id) {
+                let tenants = store.tenants_for_waba(account_id).await?;
+                accounts.insert(account_id.to_owned(), tenants);
+            }
+        }
+    }
     let mut tx = store.db.begin().await?;
     for event in payload.events() {
         let pnid_raw = match &event {
@@ -223,6 +245,21 @@ pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, 
                 phone_number_id, ..
             } => Some(phone_number_id.as_str().to_owned()),
         };
+        if let InboundEvent::Other {
+            account_id,
+            phone_number_id: None,
+            field,
+            value,
+        } = &event
+        {
+            if let Some(tenants) = accounts.get(*account_id).filter(|t| !t.is_empty()) {
+                for tenant in tenants {
+                    account_event(&mut tx, store, *tenant, field, value).await?;
+                }
+                out.other += 1;
+                continue;
+            }
+        }
         let tenant = pnid_raw
             .as_ref()
             .and_then(|raw| keys.get(raw).cloned().flatten());
@@ -387,6 +424,38 @@ pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, 
     }
     tx.commit().await?;
     Ok(out)
+}
+
+/// Records an account-level webhook change for one tenant: a template status update
+/// changes the stored template's status (ledgered); every change is ledgered as a
+/// webhook event.
+async fn account_event(
+    tx: &mut smartchat_core::db::Tx,
+    store: &Store,
+    tenant: TenantId,
+    field: &str,
+    value: &serde_json::Value,
+) -> Result<(), CoreError> {
+    if field == "message_template_status_update" {
+        let text = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        let (event, name, language) = (
+            text("event"),
+            text("message_template_name"),
+            text("message_template_language"),
+        );
+        if !event.is_empty() && !name.is_empty() && event.len() <= 32 {
+            store
+                .set_template_status_in(tx, tenant, name, language, event)
+                .await?;
+        }
+    }
+    let d = EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
+        .tenant(tenant.bytes())
+        .reference(Reference::digest(
+            RefKind::RECORD_DIGEST,
+            *blake3::hash(field.as_bytes()).as_bytes(),
+        ));
+    smartchat_core::audit::enqueue(tx, &d).await
 }
 
 /// The assistant's view of a tenant's profile; missing fields get sensible defaults.
@@ -730,6 +799,11 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         .conversation(&mut c, msg.conversation_id.parse()?)
         .await?;
     let key = store.tenant_key(tenant).await?;
+    let template = if msg.kind == "template" {
+        Some(store.message_template(&mut c, &key, &msg).await?)
+    } else {
+        None
+    };
     let body = store
         .open_message(&mut c, tenant, &key, msg)
         .await?
@@ -755,11 +829,12 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         }
         d
     };
-    let outcome = match check_window(
-        OutboundKind::FreeForm,
-        conv.last_inbound_at.map(time_of),
-        now,
-    ) {
+    let kind = if template.is_some() {
+        OutboundKind::Template
+    } else {
+        OutboundKind::FreeForm
+    };
+    let outcome = match check_window(kind, conv.last_inbound_at.map(time_of), now) {
         Err(_) => Err((
             SendOutcome::Failed(
                 "outside the 24-hour customer service window; a template is needed".into(),
@@ -791,11 +866,22 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
                 )),
                 Some(to) => {
                     p.limiter.acquire(&pnid, &to).await;
-                    match p
-                        .graph
-                        .send_text(&pnid, &token, &to, &body, None, permit)
-                        .await
-                    {
+                    let sent = match &template {
+                        Some(t) => {
+                            let call = smartchat_whatsapp::Template {
+                                name: t.name.clone(),
+                                language: t.language.clone(),
+                                components: template_components(&t.params),
+                            };
+                            p.graph.send_template(&pnid, &token, &to, &call).await
+                        }
+                        None => {
+                            p.graph
+                                .send_text(&pnid, &token, &to, &body, None, permit)
+                                .await
+                        }
+                    };
+                    match sent {
                         Ok(sent) => Ok(sent.wamid.as_str().to_owned()),
                         Err(e) => Err(classify(&e)),
                     }
@@ -974,6 +1060,68 @@ pub async fn queue_outbound(
             },
             now_micros(),
         )
+        .await?;
+    let mut send = NewJob::now(
+        QUEUE,
+        "send",
+        serde_json::json!({ "message": mid.to_string() }),
+    );
+    send.tenant_id = Some(conv.tenant_id.to_string());
+    send.dedupe_key = Some(format!("send:{mid}"));
+    jobs::enqueue(tx, &send).await?;
+    Ok(mid)
+}
+
+/// The `components` of a template send: the body's text parameters, in order.
+fn template_components(values: &[String]) -> Vec<serde_json::Value> {
+    if values.is_empty() {
+        return Vec::new();
+    }
+    let parameters: Vec<serde_json::Value> = values
+        .iter()
+        .map(|v| serde_json::json!({ "type": "text", "text": v }))
+        .collect();
+    vec![serde_json::json!({ "type": "body", "parameters": parameters })]
+}
+
+/// Queues an approved template to the conversation's customer: the rendered text is the
+/// message body (what the owner sees), the call itself (name, language, values) is sealed
+/// beside it for the sender. Allowed outside the 24-hour window.
+pub async fn queue_template(
+    tx: &mut smartchat_core::db::Tx,
+    store: &Store,
+    key: &TenantKey,
+    conv: &smartchat_core::store::ConversationRow,
+    template: &smartchat_core::templates::Template,
+    values: Vec<String>,
+    author: &str,
+) -> Result<MessageId, CoreError> {
+    let text = smartchat_core::templates::render(&template.body, &values);
+    let mid = store
+        .insert_message(
+            tx,
+            conv.tenant_id,
+            key,
+            conv.subject_id,
+            conv.id,
+            &NewMessage {
+                direction: "out",
+                kind: "template",
+                status: "queued",
+                wamid: None,
+                body: Some(&text),
+                author,
+            },
+            now_micros(),
+        )
+        .await?;
+    let call = smartchat_core::templates::TemplateUse {
+        name: template.name.clone(),
+        language: template.language.clone(),
+        params: values,
+    };
+    store
+        .set_message_template(tx, key, conv, mid, &call)
         .await?;
     let mut send = NewJob::now(
         QUEUE,

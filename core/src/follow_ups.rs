@@ -50,8 +50,14 @@ pub struct RuleSpec {
     pub trigger: Trigger,
     /// Delay after the trigger's moment, in minutes (> 0).
     pub after_minutes: i64,
-    /// The message (free text, 1 to 4,096 characters).
+    /// The free-text message (up to 4,096 characters), sent while the customer's 24-hour
+    /// window is open. May be empty when a template is given.
+    #[serde(default)]
     pub message: String,
+    /// An approved template, sent when the window is closed (or always, without a free
+    /// text). Checked against the tenant's templates when the rule is saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateUse>,
     /// At most this many follow-ups of this rule per lead (1 to 10).
     #[serde(default = "one")]
     pub max_per_lead: i32,
@@ -69,6 +75,18 @@ pub struct RuleSpec {
     #[serde(default = "yes")]
     pub enabled: bool,
 }
+
+pub use crate::templates::TemplateUse;
+
+/// Values filled in at sending time: the customer's name (the lead's, else their WhatsApp
+/// profile name, else "there"), the business name, its first booking link, and the service
+/// the lead asked about (else "our services").
+pub const TEMPLATE_VARIABLES: &[&str] = &[
+    "{customer_name}",
+    "{business_name}",
+    "{booking_link}",
+    "{service}",
+];
 
 fn one() -> i32 {
     1
@@ -105,8 +123,28 @@ impl RuleSpec {
             return bad("after_minutes: more than 0 and at most 90 days".into());
         }
         let chars = self.message.trim().chars().count();
-        if chars == 0 || chars > 4096 {
-            return bad("message: 1 to 4096 characters".into());
+        if chars > 4096 || (chars == 0 && self.template.is_none()) {
+            return bad("message: 1 to 4096 characters (or give a template)".into());
+        }
+        if let Some(t) = &self.template {
+            if t.name.trim().is_empty() || t.language.trim().is_empty() {
+                return bad("template: name and language are required".into());
+            }
+            for p in &t.params {
+                let n = p.chars().count();
+                if n == 0 || n > 1024 {
+                    return bad("template params: 1 to 1024 characters each".into());
+                }
+                if p.starts_with('{')
+                    && p.ends_with('}')
+                    && !TEMPLATE_VARIABLES.contains(&p.as_str())
+                {
+                    return bad(format!(
+                        "template param {p} is not a known variable ({})",
+                        TEMPLATE_VARIABLES.join(", ")
+                    ));
+                }
+            }
         }
         if !(1..=10).contains(&self.max_per_lead) {
             return bad("max_per_lead: 1 to 10".into());
@@ -121,9 +159,10 @@ impl RuleSpec {
         }
         if matches!(self.trigger, Trigger::NoReply | Trigger::BookingUnconfirmed)
             && self.after_minutes >= WINDOW_MINUTES
+            && self.template.is_none()
         {
             return bad(
-                "a free-text follow-up a day or more after the customer's last message falls outside WhatsApp's 24-hour window; use a shorter delay"
+                "a free-text follow-up a day or more after the customer's last message falls outside WhatsApp's 24-hour window; use a shorter delay or an approved template"
                     .into(),
             );
         }
@@ -181,10 +220,15 @@ type RuleRow = (
     bool,
     bool,
     bool,
+    Option<Vec<u8>>,
 );
 
 fn message_context(tenant: &str, rule: &str) -> String {
     format!("follow_up_rules.message_ct|{tenant}|{rule}")
+}
+
+fn template_context(tenant: &str, rule: &str) -> String {
+    format!("follow_up_rules.template_ct|{tenant}|{rule}")
 }
 
 impl Store {
@@ -225,6 +269,13 @@ impl Store {
         let tid = tenant.to_string();
         let key = self.tenant_key(tenant).await?;
         let ct = key.seal(&message_context(&tid, id), spec.message.trim().as_bytes())?;
+        let template_ct = match &spec.template {
+            Some(t) => Some(key.seal(
+                &template_context(&tid, id),
+                &serde_json::to_vec(t).map_err(|e| CoreError::Internal(e.to_string()))?,
+            )?),
+            None => None,
+        };
         let (kind, stage) = match &spec.trigger {
             Trigger::NoReply => ("no_reply", None),
             Trigger::StageFor { stage } => ("stage_for", Some(stage.clone())),
@@ -247,6 +298,7 @@ impl Store {
                     follow_up_rules::respect_hours.eq(spec.respect_hours),
                     follow_up_rules::catch_up.eq(spec.catch_up),
                     follow_up_rules::enabled.eq(spec.enabled),
+                    follow_up_rules::template_ct.eq(&template_ct),
                     follow_up_rules::created_at.eq(now),
                     follow_up_rules::updated_at.eq(now),
                 ))
@@ -265,6 +317,7 @@ impl Store {
                     follow_up_rules::respect_hours.eq(spec.respect_hours),
                     follow_up_rules::catch_up.eq(spec.catch_up),
                     follow_up_rules::enabled.eq(spec.enabled),
+                    follow_up_rules::template_ct.eq(&template_ct),
                     follow_up_rules::updated_at.eq(now),
                 ))
                 .execute(c)
@@ -328,15 +381,25 @@ impl Store {
                     follow_up_rules::respect_hours,
                     follow_up_rules::catch_up,
                     follow_up_rules::enabled,
+                    follow_up_rules::template_ct,
                 ))
                 .load(c)
                 .await
         })?;
         rows.into_iter()
             .map(
-                |(id, name, kind, stage, after, ct, max, gap, hours, catch_up, enabled)| {
+                |(id, name, kind, stage, after, ct, max, gap, hours, catch_up, enabled, tct)| {
                     let message = String::from_utf8(key.open(&message_context(&tid, &id), &ct)?)
                         .map_err(|_| CoreError::Crypto("rule message is not UTF-8".into()))?;
+                    let template = match tct {
+                        Some(tct) => Some(
+                            serde_json::from_slice(&key.open(&template_context(&tid, &id), &tct)?)
+                                .map_err(|_| {
+                                    CoreError::Crypto("rule template is not JSON".into())
+                                })?,
+                        ),
+                        None => None,
+                    };
                     let trigger = match kind.as_str() {
                         "no_reply" => Trigger::NoReply,
                         "stage_for" => Trigger::StageFor {
@@ -351,6 +414,7 @@ impl Store {
                             trigger,
                             after_minutes: after,
                             message,
+                            template,
                             max_per_lead: max,
                             min_gap_minutes: gap,
                             respect_hours: hours,
@@ -640,7 +704,8 @@ pub fn follow_up_draft(
 }
 
 /// A skip or cancel reason as a ledger code (1 objected, 2 opted out, 3 deleted, 4 policy,
-/// 5 customer replied, 6 outside the window, 7 missed while down, 8 rule disabled).
+/// 5 customer replied, 6 outside the window without a template, 7 missed while down, 8 rule
+/// disabled, 9 its template is missing or no longer approved).
 pub fn reason_code(reason: &str) -> u32 {
     match reason {
         "objected" => 1,
@@ -651,6 +716,7 @@ pub fn reason_code(reason: &str) -> u32 {
         "outside_window" => 6,
         "missed" => 7,
         "rule_disabled" => 8,
+        "template_unavailable" => 9,
         _ => 0,
     }
 }

@@ -20,5 +20,6 @@ pub mod members;
 pub mod policy_store;
 pub mod search_feed;
 pub mod store;
+pub mod templates;
 
 pub use error::CoreError;

@@ -83,6 +83,8 @@ code_type! {
         FOLLOW_UP_SKIPPED = 212, "follow_up_skipped";
         /// A follow-up was cancelled (attr `reason`).
         FOLLOW_UP_CANCELLED = 213, "follow_up_cancelled";
+        /// A customer opened a tracked booking link (refs lead, conversation).
+        BOOKING_LINK_CLICKED = 214, "booking_link_clicked";
         /// A member searched conversations (attrs `query_digest`, `result_count`).
         SEARCH_PERFORMED = 220, "search_performed";
         /// A data-subject request arrived (attr `right`).
@@ -109,6 +111,9 @@ code_type! {
         TENANT_PURGED = 502, "tenant_purged";
         /// A tenant's assistant settings changed (attr `provider`, repeated in chain order).
         ASSISTANT_SETTINGS_CHANGED = 503, "assistant_settings_changed";
+        /// A tenant's message templates changed (attrs `reason`: 1 synced from Meta,
+        /// 2 registered for the sandbox, 3 a status webhook; `record_count`).
+        TEMPLATES_CHANGED = 504, "templates_changed";
         /// A member logged in.
         MEMBER_LOGIN = 510, "member_login";
         /// A member's role changed (attr `role`).

@@ -76,6 +76,7 @@ fn rule(after_minutes: i64, max: i32, gap: i64) -> RuleSpec {
         trigger: Trigger::NoReply,
         after_minutes,
         message: MESSAGE.into(),
+        template: None,
         max_per_lead: max,
         min_gap_minutes: gap,
         respect_hours: true,

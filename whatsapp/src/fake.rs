@@ -73,6 +73,9 @@ struct FakeState {
     rate_limit: Option<u32>,
     windows: HashMap<String, (Instant, u32)>,
     requests: Vec<RecordedRequest>,
+    /// WhatsApp Business Account id -> (accepted token, templates as Meta lists them).
+    templates: HashMap<String, (String, Vec<Value>)>,
+    template_page_size: Option<usize>,
 }
 
 type Shared = Arc<Mutex<FakeState>>;
@@ -104,6 +107,10 @@ impl FakeGraph {
         let state: Shared = Arc::default();
         let app = Router::new()
             .route("/{version}/{phone_number_id}/messages", post(messages))
+            .route(
+                "/{version}/{waba_id}/message_templates",
+                axum::routing::get(list_templates),
+            )
             .fallback(unknown_path)
             .with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -124,6 +131,40 @@ impl FakeGraph {
             .entry(phone_number_id.to_owned())
             .or_default()
             .insert(token.to_owned());
+    }
+
+    /// Adds a template to the WhatsApp Business Account `waba_id`, listed to `token`:
+    /// `status` as Meta spells it (`APPROVED`, `PENDING`, ...), `body` with `{{n}}`
+    /// variables. Once any template exists, template sends are checked against them
+    /// (unknown name or language: 132001; wrong number of body parameters: 132000).
+    pub fn add_template(
+        &self,
+        waba_id: &str,
+        token: &str,
+        name: &str,
+        language: &str,
+        status: &str,
+        body: &str,
+    ) {
+        let mut st = lock(&self.state);
+        let entry = st
+            .templates
+            .entry(waba_id.to_owned())
+            .or_insert_with(|| (token.to_owned(), Vec::new()));
+        entry.0 = token.to_owned();
+        entry.1.push(json!({
+            "name": name,
+            "language": language,
+            "status": status,
+            "category": "UTILITY",
+            "id": format!("{}", 1_000_000 + entry.1.len()),
+            "components": [ { "type": "BODY", "text": body } ],
+        }));
+    }
+
+    /// Lists at most `n` templates per page (Meta may return fewer than `limit`).
+    pub fn set_template_page_size(&self, n: usize) {
+        lock(&self.state).template_page_size = Some(n.max(1));
     }
 
     /// Makes the next `n` authorized requests fail with `failure`.
@@ -305,6 +346,9 @@ async fn decide(
             400,
         );
     };
+    if let Some((code, message)) = template_refusal(state, body) {
+        return (graph_error(StatusCode::BAD_REQUEST, code, message), 400);
+    }
     match validate(body) {
         Ok(Accepted::MarkRead) => (axum::Json(json!({ "success": true })).into_response(), 200),
         Ok(Accepted::Message(to)) => {
@@ -334,6 +378,110 @@ async fn decide(
             400,
         ),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /{version}/{waba_id}/message_templates`: pages with `paging.cursors` and, while
+/// more remain, `paging.next`.
+async fn list_templates(
+    State(state): State<Shared>,
+    Path((version, waba_id)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !version_ok(&version) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "(#100) Unknown path components",
+        );
+    }
+    let st = lock(&state);
+    let Some((token, all)) = st.templates.get(&waba_id) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "(#100) Unsupported get request. Object does not exist",
+        );
+    };
+    if bearer(&headers) != Some(token.as_str()) {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+        );
+    }
+    let start: usize = q
+        .after
+        .as_deref()
+        .and_then(|a| a.strip_prefix("c"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let size = q
+        .limit
+        .unwrap_or(25)
+        .min(st.template_page_size.unwrap_or(usize::MAX))
+        .max(1);
+    let page: Vec<Value> = all.iter().skip(start).take(size).cloned().collect();
+    let end = start + page.len();
+    let mut paging =
+        json!({ "cursors": { "before": format!("c{start}"), "after": format!("c{end}") } });
+    if end < all.len() {
+        paging["next"] = json!(format!(
+            "https://graph.facebook.com/{version}/{waba_id}/message_templates?after=c{end}"
+        ));
+    }
+    axum::Json(json!({ "data": page, "paging": paging })).into_response()
+}
+
+/// Checks a template send against the registered templates: `Some((code, message))`
+/// when Meta would refuse it.
+fn template_refusal(state: &Shared, body: &Value) -> Option<(i64, &'static str)> {
+    let t = body.get("template")?;
+    let st = lock(state);
+    if st.templates.is_empty() {
+        return None;
+    }
+    let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+    let lang = t
+        .get("language")
+        .and_then(|l| l.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let known = st
+        .templates
+        .values()
+        .flat_map(|(_, v)| v.iter())
+        .find(|k| k["name"] == name && k["language"] == lang && k["status"] == "APPROVED");
+    let Some(known) = known else {
+        return Some((
+            132001,
+            "(#132001) Template name does not exist in the translation",
+        ));
+    };
+    let text = known["components"][0]["text"].as_str().unwrap_or_default();
+    let expected = (1..=20)
+        .take_while(|n| text.contains(&format!("{{{{{n}}}}}")))
+        .count();
+    let given = t
+        .get("components")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"] == "body")
+        .map(|c| c["parameters"].as_array().map_or(0, Vec::len))
+        .sum::<usize>();
+    (expected != given).then_some((
+        132000,
+        "(#132000) Number of parameters does not match the expected number of params",
+    ))
 }
 
 fn rate_limited(state: &Shared, phone_number_id: &str) -> bool {

@@ -37,8 +37,8 @@ pub use ratelimit::{
     Clock, ManualClock, PairLimit, RateLimiter, RateLimiterConfig, RetryAfter, TokioClock,
 };
 pub use send::{
-    AccessToken, ErrorClass, GraphClient, GraphError, SendError, SentMessage, Template,
-    classify_code,
+    AccessToken, ErrorClass, GraphClient, GraphError, RemoteTemplate, SendError, SentMessage,
+    Template, classify_code,
 };
 pub use verify::{
     MAX_WEBHOOK_BODY_BYTES, SIGNATURE_HEADER, SignatureError, WebhookError, signature_header,

@@ -1058,6 +1058,9 @@ pub enum InboundEvent<'a> {
     },
     /// A change of another field (template status, quality, account updates, ...).
     Other {
+        /// `entry.id`: the WhatsApp Business Account id (template status updates name the
+        /// account, not a number).
+        account_id: &'a str,
         /// `value.metadata.phone_number_id`, if present.
         phone_number_id: Option<&'a PhoneNumberId>,
         /// The `field` name.
@@ -1110,6 +1113,7 @@ impl<'a> Iterator for Events<'a> {
                 Change::Other(o) => {
                     self.next_change();
                     return Some(InboundEvent::Other {
+                        account_id: &entry.id,
                         phone_number_id: o.phone_number_id.as_ref(),
                         field: &o.field,
                         value: &o.value,

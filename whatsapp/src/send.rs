@@ -239,6 +239,21 @@ pub struct Template {
     pub components: Vec<serde_json::Value>,
 }
 
+/// A template as Meta lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTemplate {
+    /// Name.
+    pub name: String,
+    /// Language code.
+    pub language: String,
+    /// Review status (`APPROVED`, `PENDING`, `REJECTED`, `PAUSED`, `DISABLED`, ...).
+    pub status: String,
+    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
+    pub category: String,
+    /// The text of its BODY component, if it has one.
+    pub body: Option<String>,
+}
+
 /// Client for the Cloud API messages endpoint. Cheap to clone (shares the HTTP client).
 #[derive(Debug, Clone)]
 pub struct GraphClient {
@@ -346,6 +361,102 @@ impl GraphClient {
         self.post(phone_number_id, token, &req).await
     }
 
+    /// Every message template of the WhatsApp Business Account `waba_id`
+    /// (`GET /{version}/{waba_id}/message_templates`, following the `after` cursor while
+    /// Meta gives a `next` page; at most 50 pages).
+    pub async fn list_templates(
+        &self,
+        waba_id: &str,
+        token: &AccessToken,
+    ) -> Result<Vec<RemoteTemplate>, SendError> {
+        if waba_id.is_empty() || !waba_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SendError::Invalid(
+                "a WhatsApp Business Account id is digits",
+            ));
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(default)]
+            data: Vec<RawTemplate>,
+            #[serde(default)]
+            paging: Option<Paging>,
+        }
+        #[derive(Deserialize)]
+        struct Paging {
+            #[serde(default)]
+            cursors: Option<Cursors>,
+            #[serde(default)]
+            next: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Cursors {
+            #[serde(default)]
+            after: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct RawTemplate {
+            name: String,
+            language: String,
+            #[serde(default)]
+            status: String,
+            #[serde(default)]
+            category: String,
+            #[serde(default)]
+            components: Vec<serde_json::Value>,
+        }
+        let url = format!(
+            "{}/{}/{}/message_templates",
+            self.base_url,
+            self.version.as_str(),
+            waba_id
+        );
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..50 {
+            let mut query = vec![
+                (
+                    "fields",
+                    "name,language,status,category,components".to_owned(),
+                ),
+                ("limit", "100".to_owned()),
+            ];
+            if let Some(a) = &after {
+                query.push(("after", a.clone()));
+            }
+            let req = self
+                .http
+                .get(&url)
+                .query(&query)
+                .bearer_auth(token.expose())
+                .timeout(self.timeout);
+            let bytes = self.answer(req).await?;
+            let page: Page = serde_json::from_slice(&bytes).map_err(|_| SendError::Decode)?;
+            for t in page.data {
+                let body = t.components.iter().find_map(|c| {
+                    let kind = c.get("type")?.as_str()?;
+                    kind.eq_ignore_ascii_case("body")
+                        .then(|| c.get("text")?.as_str().map(str::to_owned))
+                        .flatten()
+                });
+                out.push(RemoteTemplate {
+                    name: t.name,
+                    language: t.language,
+                    status: t.status,
+                    category: t.category,
+                    body,
+                });
+            }
+            match page.paging {
+                Some(Paging {
+                    next: Some(_),
+                    cursors: Some(Cursors { after: Some(a) }),
+                }) => after = Some(a),
+                _ => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
     /// Marks an inbound message as read (blue ticks). Allowed at any time for messages the
     /// user sent; Meta answers `{"success": true}`.
     pub async fn mark_read(
@@ -388,15 +499,18 @@ impl GraphClient {
         token: &AccessToken,
         body: &serde_json::Value,
     ) -> Result<Vec<u8>, SendError> {
-        let resp = self
+        let req = self
             .http
             .post(self.messages_url(phone_number_id))
             .bearer_auth(token.expose())
             .timeout(self.timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(map_reqwest)?;
+            .json(body);
+        self.answer(req).await
+    }
+
+    /// Sends `req`; returns the body of a 2xx answer, else the classified error.
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, SendError> {
+        let resp = req.send().await.map_err(map_reqwest)?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()

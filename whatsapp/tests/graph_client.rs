@@ -335,3 +335,96 @@ async fn mark_read() {
     let e = s.client.mark_read(&s.pn, &wrong, &w).await.unwrap_err();
     assert_eq!(e.code(), Some(190));
 }
+
+const WABA: &str = "1029384756";
+
+#[tokio::test]
+async fn template_listing_follows_every_page() {
+    let s = setup().await;
+    for (i, status) in ["APPROVED", "PENDING", "REJECTED", "APPROVED", "PAUSED"]
+        .iter()
+        .enumerate()
+    {
+        s.fake.add_template(
+            WABA,
+            TOKEN,
+            &format!("t{i}"),
+            "en",
+            status,
+            &format!("Hello {{{{1}}}}, number {i}"),
+        );
+    }
+    s.fake.set_template_page_size(2);
+    let all = s.client.list_templates(WABA, &s.token).await.unwrap();
+    assert_eq!(
+        all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["t0", "t1", "t2", "t3", "t4"],
+        "three pages of 2, 2 and 1"
+    );
+    assert_eq!(all[1].status, "PENDING");
+    assert_eq!(all[4].body.as_deref(), Some("Hello {{1}}, number 4"));
+    assert_eq!(all[0].category, "UTILITY");
+
+    let wrong = AccessToken::new("EAAGwrong").unwrap();
+    let err = s.client.list_templates(WABA, &wrong).await.unwrap_err();
+    assert!(
+        matches!(&err, SendError::Graph { status: 401, error, .. } if error.code == 190),
+        "{err:?}"
+    );
+    let err = s.client.list_templates("999", &s.token).await.unwrap_err();
+    assert!(
+        matches!(&err, SendError::Graph { error, .. } if error.code == 100),
+        "{err:?}"
+    );
+    assert!(matches!(
+        s.client.list_templates("../x", &s.token).await,
+        Err(SendError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn template_sends_are_checked_like_meta_does() {
+    let s = setup().await;
+    s.fake.add_template(
+        WABA,
+        TOKEN,
+        "slot",
+        "en",
+        "APPROVED",
+        "Hi {{1}}, {{2}} awaits",
+    );
+    s.fake
+        .add_template(WABA, TOKEN, "draft", "en", "PENDING", "Hi {{1}}");
+    let call = |name: &str, values: &[&str]| Template {
+        name: name.into(),
+        language: "en".into(),
+        components: vec![serde_json::json!({
+            "type": "body",
+            "parameters": values
+                .iter()
+                .map(|v| serde_json::json!({ "type": "text", "text": v }))
+                .collect::<Vec<_>>(),
+        })],
+    };
+    s.client
+        .send_template(&s.pn, &s.token, &s.to, &call("slot", &["Asha", "Glow"]))
+        .await
+        .unwrap();
+    for (t, code) in [
+        (call("slot", &["Asha"]), 132000),
+        (call("nope", &["Asha"]), 132001),
+        (call("draft", &["Asha"]), 132001),
+    ] {
+        let err = s
+            .client
+            .send_template(&s.pn, &s.token, &s.to, &t)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SendError::Graph { error, .. } if error.code == code),
+            "{}: {err:?}",
+            t.name
+        );
+        assert_eq!(err.class(), ErrorClass::Permanent, "{code} is not retried");
+    }
+}

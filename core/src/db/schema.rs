@@ -56,6 +56,7 @@ diesel::table! {
         tenant_id -> Text,
         access_token_ct -> Binary,
         created_at -> BigInt,
+        waba_id -> Nullable<Text>,
     }
 }
 
@@ -121,6 +122,21 @@ diesel::table! {
         error_code -> Nullable<Integer>,
         created_at -> BigInt,
         status_at -> BigInt,
+        template_ct -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    message_templates (tenant_id, name, language) {
+        tenant_id -> Text,
+        name -> Text,
+        language -> Text,
+        category -> Text,
+        status -> Text,
+        body -> Text,
+        params -> Integer,
+        source -> Text,
+        updated_at -> BigInt,
     }
 }
 
@@ -172,6 +188,7 @@ diesel::table! {
         enabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        template_ct -> Nullable<Binary>,
     }
 }
 
