@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/whatsapp",
             get(crate::webhook::get_webhook).post(crate::webhook::post_webhook),
         )
+        .route("/b/{token}", get(crate::booking::open))
         .merge(crate::auth::router::<AppState>())
         .route("/api/v1/conversations", get(conv::list))
         .route(

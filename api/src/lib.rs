@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod background;
+pub mod booking;
 pub mod boot;
 pub mod conversations;
 pub mod error;

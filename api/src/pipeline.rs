@@ -53,6 +53,8 @@ pub struct Pipeline {
     providers: Arc<Vec<ChatProvider>>,
     graph: Arc<GraphClient>,
     limiter: Arc<RateLimiter<TokioClock>>,
+    /// Where tracked booking links point (`SMARTCHAT_PUBLIC_URL`).
+    public_url: Arc<str>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -125,6 +127,7 @@ impl Pipeline {
                 RateLimiterConfig::default(),
                 TokioClock::default(),
             )),
+            public_url: Arc::from(config.public_url.as_str()),
         })
     }
 
@@ -829,6 +832,27 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         }
         d
     };
+    // Booking links go out tracked: recorded before the send, so a click can never
+    // arrive before its row (a retried send reuses the same tokens).
+    let urls: Vec<String> = business_profile(&store.tenant(tenant).await?.profile.0)
+        .booking_links
+        .iter()
+        .map(|l| l.url.clone())
+        .collect();
+    let mut links = Vec::new();
+    let (body, found) = smartchat_core::booking::rewrite(&key, mid, &p.public_url, &urls, &body);
+    links.extend(found);
+    let template = template.map(|mut t| {
+        for v in &mut t.params {
+            let (tracked, found) =
+                smartchat_core::booking::rewrite(&key, mid, &p.public_url, &urls, v);
+            *v = tracked;
+            links.extend(found);
+        }
+        t
+    });
+    links.dedup_by(|a, b| a.token == b.token);
+    store.track_links(tenant, conv.id, mid, &links).await?;
     let kind = if template.is_some() {
         OutboundKind::Template
     } else {
@@ -1061,6 +1085,16 @@ pub async fn queue_outbound(
             now_micros(),
         )
         .await?;
+    enqueue_send(tx, conv, mid).await?;
+    Ok(mid)
+}
+
+/// Queues the `send` job of an outbound message (once per message).
+async fn enqueue_send(
+    tx: &mut smartchat_core::db::Tx,
+    conv: &smartchat_core::store::ConversationRow,
+    mid: MessageId,
+) -> Result<(), CoreError> {
     let mut send = NewJob::now(
         QUEUE,
         "send",
@@ -1069,7 +1103,7 @@ pub async fn queue_outbound(
     send.tenant_id = Some(conv.tenant_id.to_string());
     send.dedupe_key = Some(format!("send:{mid}"));
     jobs::enqueue(tx, &send).await?;
-    Ok(mid)
+    Ok(())
 }
 
 /// The `components` of a template send: the body's text parameters, in order.
@@ -1123,14 +1157,7 @@ pub async fn queue_template(
     store
         .set_message_template(tx, key, conv, mid, &call)
         .await?;
-    let mut send = NewJob::now(
-        QUEUE,
-        "send",
-        serde_json::json!({ "message": mid.to_string() }),
-    );
-    send.tenant_id = Some(conv.tenant_id.to_string());
-    send.dedupe_key = Some(format!("send:{mid}"));
-    jobs::enqueue(tx, &send).await?;
+    enqueue_send(tx, conv, mid).await?;
     Ok(mid)
 }
 

@@ -92,6 +92,9 @@ pub struct Config {
     /// true). The index lives under `<data_dir>/search`; with several server processes on
     /// one database exactly one runs the indexer and serves search.
     pub search_indexer: bool,
+    /// The address customers reach this server at (`SMARTCHAT_PUBLIC_URL`, default
+    /// `http://<bind>`): tracked booking links point at `<public_url>/b/<token>`.
+    pub public_url: String,
 }
 
 /// OpenID Connect settings (`SMARTCHAT_OIDC_*`). Set the issuer and all of these are
@@ -138,6 +141,7 @@ struct FileConfig {
     oidc_redirect_url: Option<String>,
     oidc_audience: Option<String>,
     search_indexer: Option<bool>,
+    public_url: Option<String>,
 }
 
 /// Every environment variable the server reads, for `--help` and the README.
@@ -166,6 +170,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_OIDC_REDIRECT_URL",
     "SMARTCHAT_OIDC_AUDIENCE",
     "SMARTCHAT_SEARCH_INDEXER",
+    "SMARTCHAT_PUBLIC_URL",
 ];
 
 impl Config {
@@ -320,9 +325,15 @@ impl Config {
                 }
             },
         };
+        let public_url = url(
+            "SMARTCHAT_PUBLIC_URL",
+            fc.public_url,
+            &format!("http://{bind}"),
+        )?;
         Ok(Self {
             oidc,
             search_indexer,
+            public_url,
             master_key_file: get("SMARTCHAT_MASTER_KEY_FILE")
                 .map(PathBuf::from)
                 .or(fc.master_key_file)

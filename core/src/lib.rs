@@ -6,6 +6,7 @@
 //! in plaintext, log it, or put a key in an error or a `Debug` string.
 
 pub mod audit;
+pub mod booking;
 pub mod config;
 pub mod conversations;
 pub mod crypto;

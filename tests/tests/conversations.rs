@@ -321,7 +321,12 @@ async fn an_owner_takes_over_replies_by_hand_and_hands_back(env: TestEnv) {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(answer.contains("https://book.example.com/glow"), "{answer}");
+    // The booking link goes out tracked (`/b/<token>`), never as the raw URL.
+    assert!(
+        answer.contains("You can book here: http://127.0.0.1:8080/b/")
+            && !answer.contains("https://book.example.com/glow"),
+        "{answer}"
+    );
 
     // Ledgered with the member as actor; the hand-written text is nowhere at rest.
     let me = Actor::Member(s.member.bytes());
@@ -529,7 +534,7 @@ async fn each_tenant_chooses_its_provider_chain(env: TestEnv) {
         answer["text"]["body"]
             .as_str()
             .unwrap()
-            .contains("https://book.example.com/glow"),
+            .contains("You can book here: http://127.0.0.1:8080/b/"),
         "{answer}"
     );
     let (_, v) = s.get("/api/v1/settings/assistant").await;

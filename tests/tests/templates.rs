@@ -2,7 +2,8 @@
 //! speaks Meta's listing format (pages, statuses), registered by hand for the sandbox,
 //! checked when a follow-up rule is saved, sent by follow-ups outside the 24-hour window
 //! with their variables filled in, and paused by a `message_template_status_update`
-//! webhook routed by the WhatsApp Business Account id.
+//! webhook routed by the WhatsApp Business Account id. Booking links go out tracked: the
+//! first opening redirects and moves the lead to booked.
 
 use smartchat_api::app::{AppState, router};
 use smartchat_api::auth::{AuthState, OneTimeLogin};
@@ -503,7 +504,91 @@ async fn sandbox_templates_are_registered_by_hand_and_sent_to_the_sandbox(env: T
     );
 }
 
+async fn a_tracked_booking_link_redirects_and_books_the_lead(env: TestEnv) {
+    let w = world(env, true).await;
+    let customer = "919822200004";
+    w.says_long_ago(customer, "I want a haircut. How do I book?", 0)
+        .await;
+    let lead = |w: &World| {
+        let store = w.env.store.clone();
+        let tenant = w.tenant;
+        async move {
+            store
+                .list_leads(tenant, None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .next()
+                .expect("a lead")
+        }
+    };
+    assert_ne!(lead(&w).await.stage, "booked");
+    // The copy sent to WhatsApp carries the tracked link; the stored message keeps the
+    // business's own URL.
+    let sent: Vec<String> = w
+        .graph
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.body?["text"]["body"].as_str().map(str::to_owned))
+        .collect();
+    let tracked = sent
+        .iter()
+        .find_map(|b| {
+            let at = b.find("/b/")?;
+            Some(b[at..at + 3 + 32].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no tracked link in {sent:?}"));
+    assert!(
+        sent.iter()
+            .all(|b| !b.contains("https://book.example/glow"))
+    );
+    let stored = w.thread(customer).await;
+    let reply = stored.last().unwrap();
+    assert_eq!(reply.row.direction, "out");
+    assert!(
+        reply
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("https://book.example/glow"),
+        "{reply:?}"
+    );
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = w.session.base.clone();
+    let open = |path: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move { http.get(format!("{base}{path}")).send().await.unwrap() }
+    };
+    for round in 0..2 {
+        let res = open(tracked.clone()).await;
+        assert_eq!(res.status().as_u16(), 302, "round {round}");
+        assert_eq!(
+            res.headers()["location"].to_str().unwrap(),
+            "https://book.example/glow"
+        );
+    }
+    assert_eq!(lead(&w).await.stage, "booked");
+    assert_eq!(
+        w.reasons(EventKind::BOOKING_LINK_CLICKED).await.len(),
+        1,
+        "the first opening only"
+    );
+    for bad in [
+        "/b/00000000000000000000000000000000".to_owned(),
+        "/b/not-a-token".to_owned(),
+    ] {
+        let res = open(bad.clone()).await;
+        assert_eq!(res.status().as_u16(), 404, "{bad}");
+        assert!(res.headers().get("location").is_none());
+    }
+}
+
 both_backends!(
     synced_templates_go_out_of_window_and_a_pause_stops_them,
     sandbox_templates_are_registered_by_hand_and_sent_to_the_sandbox,
+    a_tracked_booking_link_redirects_and_books_the_lead,
 );

@@ -127,6 +127,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    booking_links (token) {
+        token -> Text,
+        tenant_id -> Text,
+        conversation_id -> Text,
+        message_id -> Text,
+        url -> Text,
+        created_at -> BigInt,
+        clicked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     message_templates (tenant_id, name, language) {
         tenant_id -> Text,
         name -> Text,
