@@ -30,6 +30,8 @@ struct Inner {
     meta_verify_token: Option<String>,
     auth: crate::auth::AuthState,
     search: Option<crate::search::Search>,
+    /// Public rights requests per client address (in this process).
+    ip_limiter: crate::rights::IpLimiter,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
                     .map(|s| s.expose().to_owned()),
                 auth,
                 search: None,
+                ip_limiter: crate::rights::IpLimiter::default(),
             }),
         }
     }
@@ -95,6 +98,11 @@ impl AppState {
     pub fn ledger(&self) -> &Ledger {
         &self.inner.services.ledger
     }
+
+    /// The per-address limiter of public rights requests.
+    pub fn ip_limiter(&self) -> &crate::rights::IpLimiter {
+        &self.inner.ip_limiter
+    }
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
@@ -116,6 +124,28 @@ pub fn router(state: AppState) -> Router {
             get(crate::webhook::get_webhook).post(crate::webhook::post_webhook),
         )
         .route("/b/{token}", get(crate::booking::open))
+        .route(
+            "/rights/{handle}/requests",
+            post(crate::rights::public_request),
+        )
+        .route("/rights/challenges/{id}", post(crate::rights::confirm))
+        .route("/rights/downloads/{token}", get(crate::rights::download))
+        .route(
+            "/api/v1/rights",
+            get(crate::rights::list).post(crate::rights::open),
+        )
+        .route("/api/v1/rights/{id}", get(crate::rights::get_one))
+        .route("/api/v1/rights/{id}/extend", post(crate::rights::extend))
+        .route("/api/v1/rights/{id}/reject", post(crate::rights::reject))
+        .route("/api/v1/rights/{id}/report", get(crate::rights::report))
+        .route(
+            "/api/v1/legal-holds",
+            get(crate::rights::list_holds).post(crate::rights::place_hold),
+        )
+        .route(
+            "/api/v1/legal-holds/{id}",
+            axum::routing::delete(crate::rights::release_hold),
+        )
         .merge(crate::auth::router::<AppState>())
         .route("/api/v1/conversations", get(conv::list))
         .route(

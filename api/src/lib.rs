@@ -15,6 +15,7 @@ pub mod error;
 pub mod follow_ups;
 pub mod leads;
 pub mod pipeline;
+pub mod rights;
 pub mod search;
 pub mod templates;
 pub mod webhook;

@@ -365,11 +365,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         state = state.with_search(search);
     }
     let app = smartchat_api::app::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            shutdown_signal().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        shutdown_signal().await;
+    })
+    .await?;
     let _ = stop_tx.send(true);
     for w in job_workers {
         w.await?;

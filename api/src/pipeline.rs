@@ -86,6 +86,11 @@ impl Pipeline {
         &self.graph
     }
 
+    /// Where customers reach this server (`SMARTCHAT_PUBLIC_URL`).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     /// Builds the pipeline from the configuration: providers with keys, the Graph client.
     pub fn new(store: Store, config: &Config) -> Result<Self, CoreError> {
         let mut providers = Vec::new();
@@ -675,6 +680,7 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     // transaction.
     let mut to_human = false;
     let mut opt_out = false;
+    let mut chat_right: Option<smartchat_policies::Right> = None;
     let reply_text = if human {
         // Taken over: a person answers; the assistant stays silent.
         drafts.push(
@@ -721,6 +727,14 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
                 opt_out = true;
                 decision = decision.attr(AttrKey::DECISION, AttrValue::Code(DECISION_ANSWER));
             }
+            Intent::DeleteMyData => {
+                chat_right = Some(smartchat_policies::Right::Deletion);
+                decision = decision.attr(AttrKey::DECISION, AttrValue::Code(DECISION_ANSWER));
+            }
+            Intent::ExportMyData => {
+                chat_right = Some(smartchat_policies::Right::Access);
+                decision = decision.attr(AttrKey::DECISION, AttrValue::Code(DECISION_ANSWER));
+            }
             _ => {
                 decision = decision.attr(AttrKey::DECISION, AttrValue::Code(DECISION_ANSWER));
             }
@@ -735,9 +749,18 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     };
     let author = "assistant";
 
+    // A rights request asked in the chat is opened before the transaction (it writes on
+    // its own); its job is queued inside it.
+    let chat_request = match chat_right {
+        Some(right) => Some(crate::rights::open_from_chat(p, &conv, right).await?),
+        None => None,
+    };
     let mut tx = store.db.begin().await?;
     if let Some(reply_text) = reply_text {
         queue_outbound(&mut tx, store, &key, &conv, &reply_text, author).await?;
+    }
+    if let Some(req) = &chat_request {
+        crate::rights::queue_chat_request(&mut tx, &conv, req).await?;
     }
     if to_human {
         store
@@ -789,7 +812,21 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
     let payload = job.payload()?;
     let mid: MessageId = payload["message"].as_str().unwrap_or_default().parse()?;
     let mut c = store.db.conn().await?;
-    let msg = store.message_row(&mut c, mid).await?;
+    let gone = |why: &'static str| async move {
+        // The customer was deleted meanwhile: nothing can be sent, nothing to retry.
+        let mut tx = store.db.begin().await?;
+        jobs::complete(&mut tx, job.id).await?;
+        tx.commit().await?;
+        Ok::<SendOutcome, CoreError>(SendOutcome::Failed(why.into()))
+    };
+    let msg = match store.message_row(&mut c, mid).await {
+        Ok(m) => m,
+        Err(CoreError::NotFound { .. }) => {
+            drop(c);
+            return gone("the message was deleted").await;
+        }
+        Err(e) => return Err(e),
+    };
     if msg.status != "queued" {
         // Already sent by an earlier attempt whose completion was lost: done, once.
         let mut tx = store.db.begin().await?;
@@ -802,6 +839,17 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         .conversation(&mut c, msg.conversation_id.parse()?)
         .await?;
     let key = store.tenant_key(tenant).await?;
+    let contact = match store
+        .subject_contact_in(&mut c, tenant, conv.subject_id, &key)
+        .await
+    {
+        Ok(contact) => contact,
+        Err(CoreError::Shredded { .. } | CoreError::NotFound { .. }) => {
+            drop(c);
+            return gone("the customer's data was deleted").await;
+        }
+        Err(e) => return Err(e),
+    };
     let template = if msg.kind == "template" {
         Some(store.message_template(&mut c, &key, &msg).await?)
     } else {
@@ -812,9 +860,6 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         .await?
         .body
         .unwrap_or_default();
-    let contact = store
-        .subject_contact_in(&mut c, tenant, conv.subject_id, &key)
-        .await?;
     drop(c);
     let token = store.access_token(tenant, &conv.phone_number_id).await?;
     let now = OffsetDateTime::now_utc();
@@ -989,6 +1034,8 @@ pub async fn run_one(p: &Pipeline) -> Result<bool, CoreError> {
         "follow_up" => crate::follow_ups::run_follow_up(p, &job)
             .await
             .map(|()| None),
+        "dsr" => crate::rights::run_dsr(p, &job).await.map(|()| None),
+        "purge_subject" => crate::rights::run_purge(p, &job).await.map(|()| None),
         "send" => run_send(p, &job).await.map(|o| match o {
             SendOutcome::Retry(why, after) => Some((why, after)),
             _ => None,

@@ -19,6 +19,8 @@ pub mod leads;
 pub mod ledger_store;
 pub mod members;
 pub mod policy_store;
+pub mod rights;
+pub mod rights_export;
 pub mod search_feed;
 pub mod store;
 pub mod templates;

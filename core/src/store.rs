@@ -841,6 +841,54 @@ impl Store {
         db_run!(tx, |c| diesel::delete(subject_keys::table.find(&sid))
             .execute(c)
             .await)?;
+        // Gone for good: the same number writing again is a new subject.
+        db_run!(tx, |c| diesel::update(subjects::table.find(&sid))
+            .set((
+                subjects::wa_id_blind.eq(None::<Vec<u8>>),
+                subjects::bsuid_blind.eq(None::<Vec<u8>>),
+                subjects::phone_blind.eq(None::<Vec<u8>>),
+            ))
+            .execute(c)
+            .await)?;
+        // Their pending follow-ups are cancelled, each ledgered (reason: deleted).
+        let lead_ids: Vec<String> = db_run!(tx, |c| crate::db::schema::leads::table
+            .filter(crate::db::schema::leads::subject_id.eq(&sid))
+            .select(crate::db::schema::leads::id)
+            .load(c)
+            .await)?;
+        let pending: Vec<(String, String)> = db_run!(tx, |c| crate::db::schema::follow_ups::table
+            .filter(crate::db::schema::follow_ups::lead_id.eq_any(&lead_ids))
+            .filter(crate::db::schema::follow_ups::status.eq("scheduled"))
+            .select((
+                crate::db::schema::follow_ups::id,
+                crate::db::schema::follow_ups::lead_id,
+            ))
+            .load(c)
+            .await)?;
+        for (fid, lid) in &pending {
+            let n = db_run!(tx, |c| diesel::update(
+                crate::db::schema::follow_ups::table
+                    .find(fid)
+                    .filter(crate::db::schema::follow_ups::status.eq("scheduled"))
+            )
+            .set((
+                crate::db::schema::follow_ups::status.eq("cancelled"),
+                crate::db::schema::follow_ups::reason.eq("deleted"),
+                crate::db::schema::follow_ups::updated_at.eq(now_micros()),
+            ))
+            .execute(c)
+            .await)?;
+            if n == 1 {
+                let d = crate::follow_ups::follow_up_draft(
+                    EventKind::FOLLOW_UP_CANCELLED,
+                    tenant,
+                    key.pseudonym(&sid),
+                    fid,
+                    lid.parse()?,
+                );
+                audit::enqueue(&mut tx, &crate::follow_ups::with_reason(d, "deleted")).await?;
+            }
+        }
         // The search index holds a copy of their words: purged from disk by the indexer.
         crate::search_feed::enqueue(
             &mut tx,

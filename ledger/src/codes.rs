@@ -97,6 +97,10 @@ code_type! {
         DSR_REJECTED = 303, "dsr_rejected";
         /// Personal data was corrected.
         CORRECTION = 310, "correction";
+        /// A legal hold was placed on a tenant or a subject: their deletion waits.
+        LEGAL_HOLD_PLACED = 320, "legal_hold_placed";
+        /// A legal hold was released.
+        LEGAL_HOLD_RELEASED = 321, "legal_hold_released";
         /// An encryption key was created (attr `key_id`).
         KEY_CREATED = 400, "key_created";
         /// An encryption key was rotated.

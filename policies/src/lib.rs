@@ -10,6 +10,7 @@
 //! database or network, never log, and never put personal data in an error
 //! or a deny message.
 
+pub mod deadlines;
 mod decision;
 mod model;
 mod policy;

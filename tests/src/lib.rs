@@ -385,3 +385,55 @@ impl Session {
             .await
     }
 }
+
+/// An attacker with a full dump of both databases and the master key: every message body
+/// they can open (through every tenant identity and subject key still present).
+pub async fn recover_with_dump_and_master(env: &TestEnv) -> Vec<String> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use smartchat_core::crypto::TenantKey;
+    use smartchat_core::db::schema::{keystore, messages, subject_keys};
+    use smartchat_core::db_run;
+    let master = MasterKey::parse(&env.master_secret).unwrap();
+    let ks = DbPool::open(&env.keystore_url, &OpenOptions::default())
+        .await
+        .unwrap();
+    let mut kc = ks.conn().await.unwrap();
+    let wrapped_ids: Vec<(String, Option<Vec<u8>>)> = db_run!(kc, |c| keystore::tenant_keys::table
+        .select((
+            keystore::tenant_keys::tenant_id,
+            keystore::tenant_keys::wrapped_identity
+        ))
+        .load(c)
+        .await)
+    .unwrap();
+    let mut c = env.store.db.conn().await.unwrap();
+    let wrapped_subject_keys: Vec<Vec<u8>> = db_run!(c, |c| subject_keys::table
+        .select(subject_keys::wrapped_key)
+        .load(c)
+        .await)
+    .unwrap();
+    let bodies: Vec<(String, String, Option<Vec<u8>>)> = db_run!(c, |c| messages::table
+        .select((messages::id, messages::tenant_id, messages::body_ct))
+        .load(c)
+        .await)
+    .unwrap();
+    let mut plain = Vec::new();
+    for (tid, w) in wrapped_ids {
+        let Some(w) = w else { continue };
+        let tkey = TenantKey::parse(master.unwrap(&w).unwrap().expose()).unwrap();
+        for wk in &wrapped_subject_keys {
+            let Ok(sk) = tkey.unwrap_subject_key(wk) else {
+                continue;
+            };
+            for (mid, mtid, ct) in &bodies {
+                let Some(ct) = ct else { continue };
+                if let Ok(p) = sk.open(&format!("messages.body_ct|{mtid}|{mid}"), ct) {
+                    let _ = &tid;
+                    plain.push(String::from_utf8_lossy(&p).into_owned());
+                }
+            }
+        }
+    }
+    plain
+}

@@ -3,9 +3,9 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use smartchat_core::CoreError;
-use smartchat_core::crypto::{BlindKind, MasterKey, TenantKey};
-use smartchat_core::db::schema::{keystore, messages, subject_keys, subjects, tenants};
-use smartchat_core::db::{DbPool, OpenOptions, Schema};
+use smartchat_core::crypto::{BlindKind, MasterKey};
+use smartchat_core::db::Schema;
+use smartchat_core::db::schema::{keystore, messages, subjects, tenants};
 use smartchat_core::db_run;
 use smartchat_core::ids::{Handle, PhoneNumberId, SubjectId, TenantId};
 use smartchat_core::store::{NewMessage, NewTenant, Profile, Store, SubjectContact};
@@ -386,7 +386,7 @@ async fn shredded_subject_fails_closed_and_dump_cannot_recover(env: TestEnv) {
     );
 
     // The attacker holds a full dump of both databases and the master key.
-    let recovered = attack_with_dump_and_master(&env).await;
+    let recovered = smartchat_tests::recover_with_dump_and_master(&env).await;
     assert!(
         recovered.iter().any(|p| p.contains(kept_text)),
         "the attack works on data that was not shredded"
@@ -405,51 +405,6 @@ async fn shredded_subject_fails_closed_and_dump_cannot_recover(env: TestEnv) {
 
 /// Everything an attacker with both databases and the master key can decrypt: every tenant
 /// identity, every subject key under it, every message body under those.
-async fn attack_with_dump_and_master(env: &TestEnv) -> Vec<String> {
-    let master = MasterKey::parse(&env.master_secret).unwrap();
-    let ks = DbPool::open(&env.keystore_url, &OpenOptions::default())
-        .await
-        .unwrap();
-    let mut kc = ks.conn().await.unwrap();
-    let wrapped_ids: Vec<(String, Option<Vec<u8>>)> = db_run!(kc, |c| keystore::tenant_keys::table
-        .select((
-            keystore::tenant_keys::tenant_id,
-            keystore::tenant_keys::wrapped_identity
-        ))
-        .load(c)
-        .await)
-    .unwrap();
-    let mut c = env.store.db.conn().await.unwrap();
-    let wrapped_subject_keys: Vec<Vec<u8>> = db_run!(c, |c| subject_keys::table
-        .select(subject_keys::wrapped_key)
-        .load(c)
-        .await)
-    .unwrap();
-    let bodies: Vec<(String, String, Option<Vec<u8>>)> = db_run!(c, |c| messages::table
-        .select((messages::id, messages::tenant_id, messages::body_ct))
-        .load(c)
-        .await)
-    .unwrap();
-    let mut plain = Vec::new();
-    for (tid, w) in wrapped_ids {
-        let Some(w) = w else { continue };
-        let tkey = TenantKey::parse(master.unwrap(&w).unwrap().expose()).unwrap();
-        for wk in &wrapped_subject_keys {
-            let Ok(sk) = tkey.unwrap_subject_key(wk) else {
-                continue;
-            };
-            for (mid, mtid, ct) in &bodies {
-                let Some(ct) = ct else { continue };
-                if let Ok(p) = sk.open(&format!("messages.body_ct|{mtid}|{mid}"), ct) {
-                    let _ = &tid;
-                    plain.push(String::from_utf8_lossy(&p).into_owned());
-                }
-            }
-        }
-    }
-    plain
-}
-
 async fn shredded_tenant_fails_closed(env: TestEnv) {
     let s = &env.store;
     let t = s
@@ -478,7 +433,7 @@ async fn shredded_tenant_fails_closed(env: TestEnv) {
     let row = list.iter().find(|x| x.id == t).unwrap();
     assert_eq!(row.name, None, "a shredded tenant's name cannot be shown");
     assert!(s.tenant(other).await.is_ok());
-    let recovered = attack_with_dump_and_master(&env).await;
+    let recovered = smartchat_tests::recover_with_dump_and_master(&env).await;
     assert!(
         !recovered
             .iter()

@@ -127,6 +127,55 @@ diesel::table! {
 }
 
 diesel::table! {
+    dsr_requests (id) {
+        id -> Text,
+        tenant_id -> Text,
+        subject_id -> Nullable<Text>,
+        right_kind -> Text,
+        channel -> Text,
+        regime -> Text,
+        status -> Text,
+        received_at -> BigInt,
+        due_at -> BigInt,
+        extended_at -> Nullable<BigInt>,
+        extension_reason -> Nullable<Text>,
+        completed_at -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        record_count -> Nullable<BigInt>,
+        details_ct -> Nullable<Binary>,
+        open_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    dsr_challenges (id) {
+        id -> Text,
+        tenant_id -> Text,
+        right_kind -> Text,
+        regime -> Text,
+        number_blind -> Binary,
+        code_digest -> Binary,
+        attempts -> Integer,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        request_id -> Nullable<Text>,
+        download_digest -> Nullable<Binary>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    legal_holds (id) {
+        id -> Text,
+        tenant_id -> Text,
+        subject_id -> Nullable<Text>,
+        reason -> Text,
+        placed_at -> BigInt,
+        released_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     booking_links (token) {
         token -> Text,
         tenant_id -> Text,

@@ -1,0 +1,3 @@
+DROP TABLE legal_holds;
+DROP TABLE dsr_challenges;
+DROP TABLE dsr_requests;

@@ -1,0 +1,751 @@
+//! Data-subject rights on both backends (issue 6): the owner API carries out access,
+//! portability, correction, objection and deletion with deadlines, extensions, rejection,
+//! legal holds and idempotence; a subject proves their number with a one-time code sent
+//! through the business's WhatsApp sender (the sandbox here); requests in the chat; after
+//! a deletion nothing of the subject is left in the API, the exports, the ledger or a dump
+//! read with the master key, and the same number is a new customer.
+
+use std::io::Read;
+
+use smartchat_api::app::{AppState, router};
+use smartchat_api::auth::{AuthState, OneTimeLogin};
+use smartchat_api::boot::Services;
+use smartchat_api::pipeline::{self, Pipeline};
+use smartchat_core::CoreError;
+use smartchat_core::crypto::BlindKind;
+use smartchat_core::ids::{Handle, PhoneNumber, PhoneNumberId, SubjectId, TenantId};
+use smartchat_core::ledger_store::Ledger;
+use smartchat_core::store::{NewTenant, Profile};
+use smartchat_ledger::{Actor, AttrKey, AttrValue, EventKind};
+use smartchat_tests::{Session, TestEnv, both_backends};
+
+const PNID: &str = "8200001";
+const HANDLE: &str = "glow-rights";
+
+struct World {
+    env: TestEnv,
+    pipeline: Pipeline,
+    ledger: Ledger,
+    tenant: TenantId,
+    session: Session,
+}
+
+async fn world(env: TestEnv) -> World {
+    let tenant = env
+        .store
+        .create_tenant(NewTenant {
+            handle: HANDLE.parse::<Handle>().unwrap(),
+            profile: Profile(serde_json::json!({
+                "name": "Glow Salon", "business_type": "salon", "timezone": "Asia/Kolkata",
+                "services": [{"name": "Haircut"}],
+            })),
+            phone_number_id: Some(PNID.parse::<PhoneNumberId>().unwrap()),
+            access_token: Some(smartchat_core::config::Secret::new("")),
+        })
+        .await
+        .unwrap();
+    let config = smartchat_core::config::Config::load_from(None, &Default::default()).unwrap();
+    let ledger = Ledger::open(env.store.db.clone(), &env.store.keys, "test/ledger")
+        .await
+        .unwrap();
+    let pipeline = Pipeline::new(env.store.clone(), &config).unwrap();
+    let (otl, token) = OneTimeLogin::generate();
+    let state = AppState::new(
+        Services {
+            store: env.store.clone(),
+            ledger: ledger.clone(),
+        },
+        pipeline.clone(),
+        AuthState::local(env.store.clone(), otl),
+        &config,
+    );
+    let session = Session::start(router(state), &token, tenant).await;
+    World {
+        env,
+        pipeline,
+        ledger,
+        tenant,
+        session,
+    }
+}
+
+impl World {
+    async fn says(&self, from: &str, text: &str) {
+        let from: PhoneNumber = from.parse().unwrap();
+        let payload = pipeline::sandbox_payload(PNID, &from, text).unwrap();
+        pipeline::ingest(&self.pipeline, &payload).await.unwrap();
+        pipeline::drain(&self.pipeline).await.unwrap();
+    }
+
+    async fn subject(&self, number: &str) -> Option<SubjectId> {
+        self.env
+            .store
+            .find_subject(self.tenant, BlindKind::WaId, number)
+            .await
+            .unwrap()
+    }
+
+    /// Bodies of the subject's messages, as (author, body).
+    async fn thread(&self, number: &str) -> Vec<(String, String)> {
+        let sid = self.subject(number).await.unwrap();
+        self.env
+            .store
+            .subject_messages(self.tenant, sid)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.row.author, m.body.unwrap_or_default()))
+            .collect()
+    }
+
+    async fn rights(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.session.post("/api/v1/rights", Some(body)).await
+    }
+
+    async fn raw(&self, path: &str) -> (u16, Vec<u8>) {
+        let res = self
+            .session
+            .http
+            .get(format!("{}{path}", self.session.base))
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.bytes().await.unwrap().to_vec())
+    }
+
+    async fn events(&self, kind: EventKind) -> Vec<smartchat_ledger::EntryDraft> {
+        self.ledger.sequence_all().await.unwrap();
+        self.ledger
+            .entries(0, self.ledger.size().await.unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.entry.draft.kind == kind)
+            .map(|e| e.entry.draft)
+            .collect()
+    }
+
+    async fn public(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.session.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+fn right_of(d: &smartchat_ledger::EntryDraft) -> u32 {
+    d.attrs
+        .iter()
+        .find_map(|(k, v)| match (k, v) {
+            (&AttrKey::RIGHT, AttrValue::Code(c)) => Some(*c),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+async fn owners_answer_access_portability_correction_and_objection(env: TestEnv) {
+    let w = world(env).await;
+    let asha = "919833300001";
+    let marker = "saffron-highlights-7781";
+    w.says(asha, &format!("Hi, how much for {marker} and a haircut?"))
+        .await;
+
+    // Access: carried out at once, due within the policy's 30 days (and one month).
+    let (status, req) = w
+        .rights(serde_json::json!({"right": "access", "wa_id": asha}))
+        .await;
+    assert_eq!(status, 201, "{req}");
+    assert_eq!(req["status"], "completed");
+    assert!(req["record_count"].as_i64().unwrap() >= 2, "{req}");
+    let received = req["received_at"].as_i64().unwrap();
+    let due = req["due_at"].as_i64().unwrap();
+    let days = (due - received) as f64 / 86_400e6;
+    assert!((28.0..=30.0).contains(&days), "{days}");
+    let id = req["id"].as_str().unwrap().to_owned();
+    let (status, json) = w.raw(&format!("/api/v1/rights/{id}/report")).await;
+    assert_eq!(status, 200);
+    let report: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(report["contact"]["wa_id"], asha);
+    assert_eq!(report["business"], "Glow Salon");
+    let texts: Vec<&str> = report["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert!(texts.iter().any(|t| t.contains(marker)), "{texts:?}");
+    assert!(texts.len() >= 2, "the customer's message and the reply");
+    assert!(!report["retention"].as_array().unwrap().is_empty());
+    assert!(!report["recipients"].as_array().unwrap().is_empty());
+    let (status, md) = w
+        .raw(&format!("/api/v1/rights/{id}/report?format=markdown"))
+        .await;
+    assert_eq!(status, 200);
+    let md = String::from_utf8(md).unwrap();
+    assert!(
+        md.contains(marker) && md.contains("## How long it is kept"),
+        "{md}"
+    );
+
+    // Portability: a zip whose manifest lists every file with its SHA-256.
+    let (status, req) = w
+        .rights(serde_json::json!({"right": "portability", "wa_id": asha}))
+        .await;
+    assert_eq!(status, 201, "{req}");
+    let (status, bytes) = w
+        .raw(&format!(
+            "/api/v1/rights/{}/report",
+            req["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut manifest = String::new();
+    zip.by_name("manifest.json")
+        .unwrap()
+        .read_to_string(&mut manifest)
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(manifest["format"], "smartchat-portability/1");
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), 4);
+    for f in files {
+        let mut data = Vec::new();
+        zip.by_name(f["name"].as_str().unwrap())
+            .unwrap()
+            .read_to_end(&mut data)
+            .unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            f["sha256"].as_str().unwrap(),
+            hex_lower(&sha2::Sha256::digest(&data)),
+            "{}",
+            f["name"]
+        );
+        assert_eq!(f["bytes"].as_u64().unwrap(), data.len() as u64);
+    }
+    let mut csv = String::new();
+    zip.by_name("messages.csv")
+        .unwrap()
+        .read_to_string(&mut csv)
+        .unwrap();
+    assert!(csv.starts_with("id,at,direction,author,kind,status,text\r\n") && csv.contains(marker));
+    assert_eq!(w.events(EventKind::EXPORT_MADE).await.len(), 3);
+
+    // Correction: the contact and lead fields change; the ledger names no value.
+    let (status, req) = w
+        .rights(serde_json::json!({
+            "right": "correction", "wa_id": asha,
+            "details": {"contact": {"profile_name": "Asha Corrected"}, "lead": {"name": "Asha Corrected"}}
+        }))
+        .await;
+    assert_eq!(status, 201, "{req}");
+    assert_eq!(req["status"], "completed");
+    assert_eq!(req["record_count"], 2);
+    let sid = w.subject(asha).await.unwrap();
+    let contact = w.env.store.subject_contact(w.tenant, sid).await.unwrap();
+    assert_eq!(contact.profile_name.as_deref(), Some("Asha Corrected"));
+    assert!(!w.events(EventKind::CORRECTION).await.is_empty());
+    let (status, v) = w
+        .rights(serde_json::json!({"right": "correction", "wa_id": asha, "details": {"contact": {"wa_id": "1"}}}))
+        .await;
+    assert_eq!(status, 422, "{v}");
+    let (status, _) = w
+        .rights(serde_json::json!({"right": "correction", "wa_id": asha}))
+        .await;
+    assert_eq!(status, 422, "a correction needs its values");
+
+    // Objection: no AI processing until withdrawn.
+    let (status, req) = w
+        .rights(serde_json::json!({"right": "objection", "wa_id": asha}))
+        .await;
+    assert_eq!((status, req["status"].as_str()), (201, Some("completed")));
+    let mut c = w.env.store.db.conn().await.unwrap();
+    assert!(
+        w.env
+            .store
+            .subject_flags(&mut c, sid)
+            .await
+            .unwrap()
+            .objected
+    );
+    drop(c);
+    let (status, _) = w
+        .rights(
+            serde_json::json!({"right": "objection", "wa_id": asha, "details": {"withdraw": true}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let mut c = w.env.store.db.conn().await.unwrap();
+    assert!(
+        !w.env
+            .store
+            .subject_flags(&mut c, sid)
+            .await
+            .unwrap()
+            .objected
+    );
+    drop(c);
+
+    // A number that is no customer: an honest, empty answer.
+    let (status, req) = w
+        .rights(serde_json::json!({"right": "access", "wa_id": "919833300099"}))
+        .await;
+    assert_eq!((status, req["record_count"].as_i64()), (201, Some(0)));
+    let (_, body) = w
+        .raw(&format!(
+            "/api/v1/rights/{}/report",
+            req["id"].as_str().unwrap()
+        ))
+        .await;
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["held"], false);
+
+    // Bad input.
+    for (body, code) in [
+        (serde_json::json!({"right": "forget", "wa_id": asha}), 422),
+        (serde_json::json!({"right": "access", "wa_id": "12"}), 422),
+        (serde_json::json!({"right": "access"}), 422),
+        (
+            serde_json::json!({"right": "access", "wa_id": asha, "regime": "ccpa"}),
+            422,
+        ),
+    ] {
+        assert_eq!(w.rights(body.clone()).await.0, code, "{body}");
+    }
+    // Every request ledgered received, verified and completed, with its right.
+    let completed = w.events(EventKind::DSR_COMPLETED).await;
+    let mut rights: Vec<u32> = completed.iter().map(right_of).collect();
+    rights.sort_unstable();
+    assert_eq!(
+        rights,
+        [1, 1, 2, 4, 4, 5],
+        "access ×2, correction, objection ×2, portability"
+    );
+    assert_eq!(w.events(EventKind::DSR_RECEIVED).await.len(), 6);
+    smartchat_tests::assert_no_plaintext(&w.env, &[marker, "Asha Corrected"]);
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn deletion_waits_for_a_legal_hold_then_leaves_nothing(env: TestEnv) {
+    let w = world(env).await;
+    let ravi = "919833300002";
+    let keep = "919833300003";
+    let gone_text = "ravi-secret-appointment-4417";
+    let kept_text = "kept-customer-message-9903";
+    w.says(ravi, &format!("I want a haircut, {gone_text}"))
+        .await;
+    w.says(keep, &format!("Hello {kept_text}")).await;
+    let old_sid = w.subject(ravi).await.unwrap();
+
+    // A hold on the customer: the deletion waits, visibly.
+    let (status, hold) = w
+        .session
+        .post(
+            "/api/v1/legal-holds",
+            Some(serde_json::json!({"reason": "case 2026/114", "wa_id": ravi})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hold}");
+    let (status, req) = w
+        .rights(serde_json::json!({"right": "deletion", "wa_id": ravi}))
+        .await;
+    assert_eq!(status, 201, "{req}");
+    assert_eq!(req["status"], "on_hold");
+    assert_eq!(req["reason"], "legal_hold");
+    assert!(
+        w.thread(ravi)
+            .await
+            .iter()
+            .any(|(_, b)| b.contains(gone_text))
+    );
+    // The same request again is the same request.
+    let (status, again) = w
+        .rights(serde_json::json!({"right": "deletion", "wa_id": ravi}))
+        .await;
+    assert_eq!((status, &again["id"]), (200, &req["id"]));
+    let id = req["id"].as_str().unwrap().to_owned();
+    // The queue shows it open, with its urgency; it may be extended once, with reasons.
+    let (_, list) = w.session.get("/api/v1/rights").await;
+    assert_eq!(list["requests"][0]["id"], id.as_str());
+    assert_eq!(list["requests"][0]["urgency"], "on_track");
+    let (status, ext) = w
+        .session
+        .post(
+            &format!("/api/v1/rights/{id}/extend"),
+            Some(serde_json::json!({"reason": "a court order is pending"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{ext}");
+    let months =
+        (ext["due_at"].as_i64().unwrap() - ext["received_at"].as_i64().unwrap()) as f64 / 86_400e6;
+    assert!((88.0..=93.0).contains(&months), "{months}");
+    let (status, v) = w
+        .session
+        .post(
+            &format!("/api/v1/rights/{id}/extend"),
+            Some(serde_json::json!({"reason": "again"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("already extended"));
+
+    // Released: the deletion goes ahead.
+    let (status, v) = w
+        .session
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/legal-holds/{}", hold["id"].as_str().unwrap()),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["resumed"][0]["status"], "completed");
+    assert!(matches!(
+        w.env.store.subject_messages(w.tenant, old_sid).await,
+        Err(CoreError::Shredded { .. })
+    ));
+    assert!(w.subject(ravi).await.is_none(), "unlinked from the number");
+    // The physical clean-up runs as a job.
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert!(matches!(
+        w.env.store.subject_contact(w.tenant, old_sid).await,
+        Err(CoreError::NotFound { .. })
+    ));
+    // Nothing of them in the API, a dump read with the master key, or the files.
+    let (_, convs) = w.session.get("/api/v1/conversations").await;
+    assert_eq!(
+        convs["conversations"].as_array().unwrap().len(),
+        1,
+        "{convs}"
+    );
+    let recovered = smartchat_tests::recover_with_dump_and_master(&w.env).await;
+    assert!(
+        recovered.iter().any(|p| p.contains(kept_text)),
+        "the attack works"
+    );
+    assert!(!recovered.iter().any(|p| p.contains(gone_text)));
+    smartchat_tests::assert_no_plaintext(&w.env, &[gone_text, ravi]);
+    // The ledger still verifies and kept its pseudonymous entries.
+    w.ledger.sequence_all().await.unwrap();
+    let (_, _, bundle) = w.ledger.export(0, None, Vec::new()).await.unwrap();
+    assert!(!String::from_utf8_lossy(&bundle).contains(ravi));
+    assert!(!String::from_utf8_lossy(&bundle).contains(gone_text));
+    // Writing again later: a new customer.
+    w.says(ravi, "hello again").await;
+    let new_sid = w.subject(ravi).await.unwrap();
+    assert_ne!(new_sid, old_sid);
+    assert!(
+        !w.thread(ravi)
+            .await
+            .iter()
+            .any(|(_, b)| b.contains(gone_text))
+    );
+    // Deleting twice deletes nothing twice.
+    let (status, second) = w
+        .rights(serde_json::json!({"right": "deletion", "subject_id": old_sid.to_string()}))
+        .await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["record_count"], 0);
+    assert_eq!(w.events(EventKind::KEY_SHREDDED).await.len(), 1);
+
+    // Rejection of an open request, with its reason; then it is closed.
+    let (_, hold) = w
+        .session
+        .post(
+            "/api/v1/legal-holds",
+            Some(serde_json::json!({"reason": "tenant-wide audit"})),
+        )
+        .await;
+    let (_, req) = w
+        .rights(serde_json::json!({"right": "deletion", "wa_id": keep, "regime": "dpdp"}))
+        .await;
+    assert_eq!(req["status"], "on_hold");
+    let rid = req["id"].as_str().unwrap();
+    let (status, v) = w
+        .session
+        .post(
+            &format!("/api/v1/rights/{rid}/extend"),
+            Some(serde_json::json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(status, 422, "DPDP has no extension: {v}");
+    let (status, v) = w
+        .session
+        .post(
+            &format!("/api/v1/rights/{rid}/reject"),
+            Some(serde_json::json!({"reason": "manifestly_unfounded"})),
+        )
+        .await;
+    assert_eq!((status, v["status"].as_str()), (200, Some("rejected")));
+    let (status, _) = w
+        .session
+        .post(
+            &format!("/api/v1/rights/{rid}/reject"),
+            Some(serde_json::json!({"reason": "manifestly_unfounded"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(w.events(EventKind::DSR_REJECTED).await.len(), 1);
+    assert_eq!(w.events(EventKind::LEGAL_HOLD_PLACED).await.len(), 2);
+    assert_eq!(w.events(EventKind::LEGAL_HOLD_RELEASED).await.len(), 1);
+    let _ = hold;
+}
+
+/// The 6-digit code in the customer's thread (what they read on WhatsApp).
+async fn code_sent_to(w: &World, number: &str) -> String {
+    let (_, body) = w
+        .thread(number)
+        .await
+        .into_iter()
+        .rev()
+        .find(|(a, _)| a == "system")
+        .expect("a code message");
+    body.split_whitespace()
+        .map(|t| t.trim_end_matches('.'))
+        .find(|t| t.len() == 6 && t.bytes().all(|b| b.is_ascii_digit()))
+        .unwrap()
+        .to_owned()
+}
+
+async fn subjects_prove_their_number_with_a_code(env: TestEnv) {
+    let w = world(env).await;
+    let mina = "919833300004";
+    let marker = "mina-bridal-trial-5521";
+    w.says(mina, &format!("Do you do a {marker}?")).await;
+    let path = format!("/rights/{HANDLE}/requests");
+
+    // Bad input.
+    let (status, v) = w
+        .public(
+            "/rights/no-such-salon/requests",
+            serde_json::json!({"number": mina, "right": "access"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (404, Some("unknown_business"))
+    );
+    let (status, v) = w
+        .public(
+            &path,
+            serde_json::json!({"number": "call me", "right": "access"}),
+        )
+        .await;
+    assert_eq!((status, v["code"].as_str()), (400, Some("invalid_number")));
+    let (status, _) = w
+        .public(
+            &path,
+            serde_json::json!({"number": mina, "right": "correction"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        w.public(&path, serde_json::json!({"number": mina})).await.0,
+        422,
+        "a missing field"
+    );
+
+    // A stranger's number and a customer's get the same answer.
+    let (s1, stranger) = w
+        .public(
+            &path,
+            serde_json::json!({"number": "919833300077", "right": "access"}),
+        )
+        .await;
+    let (s2, first) = w
+        .public(
+            &path,
+            serde_json::json!({"number": mina, "right": "access"}),
+        )
+        .await;
+    assert_eq!((s1, s2), (202, 202));
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&stranger), keys(&first));
+    assert_eq!(
+        stranger["message"]
+            .as_str()
+            .unwrap()
+            .replace(stranger["challenge"].as_str().unwrap(), ""),
+        first["message"]
+            .as_str()
+            .unwrap()
+            .replace(first["challenge"].as_str().unwrap(), "")
+    );
+    let code = code_sent_to(&w, mina).await;
+    let confirm = format!(
+        "/rights/challenges/{}",
+        first["challenge"].as_str().unwrap()
+    );
+    // Wrong codes: counted, then locked.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, v) = w.public(&confirm, serde_json::json!({"code": wrong})).await;
+    assert_eq!((status, v["attempts_left"].as_i64()), (400, Some(4)));
+    for _ in 0..4 {
+        w.public(&confirm, serde_json::json!({"code": wrong})).await;
+    }
+    let (status, _) = w.public(&confirm, serde_json::json!({"code": code})).await;
+    assert_eq!(
+        status, 429,
+        "locked after 5 wrong codes, even with the right one"
+    );
+
+    // A new code, confirmed: the request is carried out and a download is granted.
+    let (_, second) = w
+        .public(
+            &path,
+            serde_json::json!({"number": mina, "right": "access"}),
+        )
+        .await;
+    let code = code_sent_to(&w, mina).await;
+    let confirm = format!(
+        "/rights/challenges/{}",
+        second["challenge"].as_str().unwrap()
+    );
+    let (status, v) = w.public(&confirm, serde_json::json!({"code": code})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["request"]["status"], "completed");
+    let download = v["download"].as_str().unwrap().to_owned();
+    let (status, _) = w.public(&confirm, serde_json::json!({"code": code})).await;
+    assert_eq!(status, 409, "a code works once");
+    let res = reqwest::get(format!("{}{download}", w.session.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let report: serde_json::Value = res.json().await.unwrap();
+    assert!(report.to_string().contains(marker));
+    let res = reqwest::get(format!("{}{download}?format=markdown", w.session.base))
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains(marker));
+    let bogus = format!("{}/rights/downloads/{}", w.session.base, "ab".repeat(32));
+    assert_eq!(reqwest::get(bogus).await.unwrap().status().as_u16(), 404);
+    // The request is in the owner's queue as a public one.
+    let (_, list) = w.session.get("/api/v1/rights").await;
+    assert!(
+        list["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["channel"] == "public" && r["status"] == "completed")
+    );
+    // Three codes per number per hour.
+    let (status, _) = w
+        .public(
+            &path,
+            serde_json::json!({"number": mina, "right": "deletion"}),
+        )
+        .await;
+    assert_eq!(status, 202, "the third code of the hour");
+    let (status, v) = w
+        .public(
+            &path,
+            serde_json::json!({"number": mina, "right": "deletion"}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{v}"
+    );
+    smartchat_tests::assert_no_plaintext(&w.env, &[marker, &code]);
+}
+
+async fn requests_in_the_chat_are_carried_out(env: TestEnv) {
+    let w = world(env).await;
+    let tara = "919833300005";
+    let marker = "tara-keratin-question-3308";
+    w.says(tara, &format!("Is {marker} available?")).await;
+    // Export in the chat: a download link arrives in the chat.
+    w.says(tara, "please export my data").await;
+    let link = w
+        .thread(tara)
+        .await
+        .into_iter()
+        .find_map(|(a, b)| (a == "system").then(|| b.split_whitespace().last().unwrap().to_owned()))
+        .expect("a download link in the chat");
+    let path = &link[link.find("/rights/downloads/").unwrap()..];
+    let res = reqwest::get(format!("{}{path}", w.session.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.text().await.unwrap().contains(marker));
+
+    // Deletion in the chat: confirmed in the chat first, carried out after.
+    w.says(tara, "delete my data").await;
+    let thread = w.thread(tara).await;
+    assert!(
+        thread.last().unwrap().1.contains("delete your data"),
+        "{thread:?}"
+    );
+    let (_, list) = w.session.get("/api/v1/rights").await;
+    let req = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["right"] == "deletion")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (req["channel"].as_str(), req["status"].as_str()),
+        (Some("chat"), Some("verified"))
+    );
+    let sid = w.subject(tara).await.unwrap();
+    // Its job waits a minute so the confirmation goes out first; run it now.
+    let done = smartchat_api::rights::carry_out(
+        &w.pipeline,
+        w.tenant,
+        req["id"].as_str().unwrap(),
+        Actor::DataSubject,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status, "completed");
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert!(matches!(
+        w.env.store.subject_contact(w.tenant, sid).await,
+        Err(CoreError::NotFound { .. })
+    ));
+    // The download granted before the deletion reveals nothing now.
+    let res = reqwest::get(format!("{}{path}", w.session.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 410);
+    let deleted: Vec<u32> = w
+        .events(EventKind::DSR_COMPLETED)
+        .await
+        .iter()
+        .map(right_of)
+        .collect();
+    assert_eq!(deleted, [1, 3], "access, then deletion");
+}
+
+#[test]
+fn the_address_limiter_allows_ten_an_hour() {
+    let l = smartchat_api::rights::IpLimiter::default();
+    let ip: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+    for i in 0..10 {
+        assert!(l.allow(ip), "{i}");
+    }
+    assert!(!l.allow(ip));
+    assert!(l.allow("127.0.0.10".parse().unwrap()), "another address");
+}
+
+both_backends!(
+    owners_answer_access_portability_correction_and_objection,
+    deletion_waits_for_a_legal_hold_then_leaves_nothing,
+    subjects_prove_their_number_with_a_code,
+    requests_in_the_chat_are_carried_out,
+);
