@@ -138,6 +138,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rights/{id}/extend", post(crate::rights::extend))
         .route("/api/v1/rights/{id}/reject", post(crate::rights::reject))
         .route("/api/v1/rights/{id}/report", get(crate::rights::report))
+        .route("/api/v1/account", get(crate::account::get_account))
+        .route("/api/v1/account/terminate", post(crate::account::terminate))
+        .route("/api/v1/account/export", get(crate::account::export))
         .route(
             "/api/v1/legal-holds",
             get(crate::rights::list_holds).post(crate::rights::place_hold),

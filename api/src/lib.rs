@@ -5,6 +5,7 @@
 //! authorize, call one service function, map the result. It must never put personal data
 //! in a log line or a response it was not asked for, nor details of a 5xx in its body.
 
+pub mod account;
 pub mod app;
 pub mod auth;
 pub mod background;

@@ -55,6 +55,10 @@ enum Command {
     /// Conversation search: rebuild the encrypted indexes from the database.
     #[command(subcommand)]
     Search(SearchCommand),
+    /// Retention: run the pass the server runs every hour (purge terminated tenants past
+    /// their export window unless held; expire messages past their retention).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +71,12 @@ enum SearchCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Run one retention pass now and print what it did.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +181,12 @@ enum TenantCommand {
         #[arg(long)]
         default: bool,
     },
+    /// Terminate a tenant's contract: its numbers stop, its data can be exported until the
+    /// policy's export window closes, then the retention pass deletes it.
+    Terminate {
+        /// Tenant id or handle.
+        tenant: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +265,20 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Policy(cmd) => policy(cmd, config).await,
         Command::Chat { tenant, from } => chat(config, tenant, from).await,
         Command::Search(cmd) => search(cmd, config).await,
+        Command::Retention(RetentionCommand::Run) => {
+            let (services, report) = boot::open(&config).await?;
+            print_boot(&config, &report);
+            let pipeline = smartchat_api::pipeline::Pipeline::new(services.store.clone(), &config)?;
+            let r =
+                smartchat_api::account::run_retention(&pipeline, time::OffsetDateTime::now_utc())
+                    .await?;
+            services.ledger.sequence_all().await?;
+            println!(
+                "retention: {} tenants purged ({} rows), {} waiting for a legal hold, {} messages expired",
+                r.purged_tenants, r.purged_rows, r.held_tenants, r.expired_messages
+            );
+            Ok(())
+        }
         Command::Migrate => {
             let (_, report) = boot::open(&config).await?;
             print_boot(&config, &report);
@@ -317,6 +347,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         pipeline.clone(),
         stop_rx.clone(),
     ));
+    let retention = tokio::spawn(smartchat_api::account::retention_loop(
+        pipeline.clone(),
+        stop_rx.clone(),
+    ));
     let auth = match &config.oidc {
         Some(o) => {
             let cfg = smartchat_api::auth::AuthConfig::new(
@@ -379,6 +413,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     purge.await?;
     follow_up_scheduler.await?;
+    retention.await?;
     if let Some(i) = indexer {
         i.await?;
     }
@@ -512,6 +547,26 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
             }
             services.ledger.sequence_all().await?;
             println!("created tenant {id} (handle {handle})");
+            Ok(())
+        }
+        TenantCommand::Terminate { tenant } => {
+            let id = resolve_tenant(&store, &tenant).await?;
+            let a = store
+                .terminate_tenant(
+                    id,
+                    smartchat_ledger::Actor::System,
+                    time::OffsetDateTime::now_utc(),
+                )
+                .await?;
+            services.ledger.sequence_all().await?;
+            println!(
+                "tenant {id}: {}; data deleted after {}",
+                a.status,
+                a.purge_after
+                    .and_then(|p| time::OffsetDateTime::from_unix_timestamp(p / 1_000_000).ok())
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            );
             Ok(())
         }
         TenantCommand::List { json } => {

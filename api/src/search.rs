@@ -268,6 +268,14 @@ impl Search {
                         .delete_subject(&tid, pseudonym, u64::try_from(r.seq).unwrap_or(0))
                         .await?;
                 }
+                FeedOp::DeleteMessage { id } => {
+                    adds.retain(|a| a != id);
+                    self.flush(tenant, &mut adds, last_add).await?;
+                    self.ensure_open(tenant).await?;
+                    self.manager
+                        .delete_message(&tid, id, u64::try_from(r.seq).unwrap_or(0))
+                        .await?;
+                }
                 FeedOp::DropTenant => {
                     adds.clear();
                     self.invalidate(tenant).await;

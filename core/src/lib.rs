@@ -24,5 +24,6 @@ pub mod rights_export;
 pub mod search_feed;
 pub mod store;
 pub mod templates;
+pub mod termination;
 
 pub use error::CoreError;

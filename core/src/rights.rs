@@ -707,19 +707,18 @@ impl Store {
     pub async fn legal_holds(&self, tenant: TenantId) -> Result<Vec<LegalHold>, CoreError> {
         let tid = tenant.to_string();
         let mut c = self.db.conn().await?;
-        let rows: Vec<HoldRow> =
-            db_run!(c, |c| legal_holds::table
-                .filter(legal_holds::tenant_id.eq(&tid))
-                .order(legal_holds::placed_at.desc())
-                .select((
-                    legal_holds::id,
-                    legal_holds::subject_id,
-                    legal_holds::reason,
-                    legal_holds::placed_at,
-                    legal_holds::released_at
-                ))
-                .load(c)
-                .await)?;
+        let rows: Vec<HoldRow> = db_run!(c, |c| legal_holds::table
+            .filter(legal_holds::tenant_id.eq(&tid))
+            .order(legal_holds::placed_at.desc())
+            .select((
+                legal_holds::id,
+                legal_holds::subject_id,
+                legal_holds::reason,
+                legal_holds::placed_at,
+                legal_holds::released_at
+            ))
+            .load(c)
+            .await)?;
         Ok(rows
             .into_iter()
             .map(

@@ -32,6 +32,11 @@ pub enum FeedOp {
     },
     /// Remove the tenant's whole index.
     DropTenant,
+    /// Remove one message (retention expiry).
+    DeleteMessage {
+        /// Message id.
+        id: String,
+    },
 }
 
 /// One row of the feed.
@@ -51,6 +56,7 @@ pub async fn enqueue(tx: &mut Tx, tenant: &str, op: &FeedOp) -> Result<(), CoreE
         FeedOp::Add { message_id } => ("add", message_id.as_str()),
         FeedOp::DeleteSubject { pseudonym } => ("delete_subject", pseudonym.as_str()),
         FeedOp::DropTenant => ("drop_tenant", tenant),
+        FeedOp::DeleteMessage { id } => ("delete_message", id.as_str()),
     };
     let now = now_micros();
     db_run!(tx, |c| diesel::insert_into(search_feed::table)
@@ -85,6 +91,7 @@ pub async fn pending(db: &DbPool, limit: i64) -> Result<Vec<FeedRow>, CoreError>
                 "add" => FeedOp::Add { message_id: ref_id },
                 "delete_subject" => FeedOp::DeleteSubject { pseudonym: ref_id },
                 "drop_tenant" => FeedOp::DropTenant,
+                "delete_message" => FeedOp::DeleteMessage { id: ref_id },
                 other => {
                     return Err(CoreError::Internal(format!(
                         "unknown search feed op {other}"

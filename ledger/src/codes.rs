@@ -113,6 +113,8 @@ code_type! {
         TENANT_TERMINATED = 501, "tenant_terminated";
         /// A tenant's data was purged.
         TENANT_PURGED = 502, "tenant_purged";
+        /// Messages older than the tenant's retention were deleted (attr `record_count`).
+        RETENTION_EXPIRED = 505, "retention_expired";
         /// A tenant's assistant settings changed (attr `provider`, repeated in chain order).
         ASSISTANT_SETTINGS_CHANGED = 503, "assistant_settings_changed";
         /// A tenant's message templates changed (attrs `reason`: 1 synced from Meta,

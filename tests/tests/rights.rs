@@ -732,6 +732,166 @@ async fn requests_in_the_chat_are_carried_out(env: TestEnv) {
     assert_eq!(deleted, [1, 3], "access, then deletion");
 }
 
+async fn termination_opens_an_export_window_then_deletes_everything(env: TestEnv) {
+    let w = world(env).await;
+    let other = w
+        .env
+        .store
+        .create_tenant(NewTenant {
+            handle: "other-salon".parse::<Handle>().unwrap(),
+            profile: Profile(serde_json::json!({"name": "Other Salon"})),
+            phone_number_id: None,
+            access_token: None,
+        })
+        .await
+        .unwrap();
+    let dev = "919833300006";
+    let marker = "dev-party-makeup-6620";
+    w.says(dev, &format!("Can I book {marker}?")).await;
+    let sid = w.subject(dev).await.unwrap();
+
+    let (status, v) = w
+        .session
+        .post(
+            "/api/v1/account/terminate",
+            Some(serde_json::json!({"confirm": "wrong"})),
+        )
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (422, Some("confirmation_mismatch"))
+    );
+    let (status, account) = w
+        .session
+        .post(
+            "/api/v1/account/terminate",
+            Some(serde_json::json!({"confirm": HANDLE})),
+        )
+        .await;
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(account["status"], "terminated");
+    let window = (account["purge_after"].as_i64().unwrap()
+        - account["terminated_at"].as_i64().unwrap()) as f64
+        / 86_400e6;
+    assert!((window - 30.0).abs() < 0.01, "{window}");
+    // Processing stopped: the number is disconnected, a webhook for it stores nothing.
+    let from: PhoneNumber = dev.parse().unwrap();
+    let out = pipeline::ingest(
+        &w.pipeline,
+        &pipeline::sandbox_payload(PNID, &from, "are you there?").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.messages, out.unknown_numbers), (0, 1));
+    // The export window: the full export holds every customer's data.
+    let (status, bytes) = w.raw("/api/v1/account/export").await;
+    assert_eq!(status, 200);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut customer = String::new();
+    zip.by_name(&format!("customers/{sid}.json"))
+        .unwrap()
+        .read_to_string(&mut customer)
+        .unwrap();
+    assert!(customer.contains(marker));
+    assert!(zip.by_name("manifest.json").is_ok() && zip.by_name("business.json").is_ok());
+
+    // Within the window the retention pass leaves it alone; a hold makes it wait after.
+    let now = time::OffsetDateTime::now_utc();
+    let r = smartchat_api::account::run_retention(&w.pipeline, now + time::Duration::days(29))
+        .await
+        .unwrap();
+    assert_eq!(r.purged_tenants, 0);
+    let hold = w
+        .env
+        .store
+        .place_hold(w.tenant, None, "tax inspection", Actor::System)
+        .await
+        .unwrap();
+    let later = now + time::Duration::days(31);
+    let r = smartchat_api::account::run_retention(&w.pipeline, later)
+        .await
+        .unwrap();
+    assert_eq!((r.purged_tenants, r.held_tenants), (0, 1));
+    let (_, account) = w.session.get("/api/v1/account").await;
+    assert_eq!(account["held"], true);
+    assert!(w.thread(dev).await.iter().any(|(_, b)| b.contains(marker)));
+    w.env
+        .store
+        .release_hold(w.tenant, &hold, Actor::System)
+        .await
+        .unwrap();
+    let r = smartchat_api::account::run_retention(&w.pipeline, later)
+        .await
+        .unwrap();
+    assert_eq!(r.purged_tenants, 1);
+    assert!(r.purged_rows >= 3, "{r:?}");
+    // Gone: the key, the rows, the sessions; the other tenant and the ledger remain.
+    assert!(matches!(
+        w.env.store.tenant(w.tenant).await,
+        Err(CoreError::Shredded { .. })
+    ));
+    assert_eq!(
+        w.env.store.account(w.tenant).await.unwrap().status,
+        "purged"
+    );
+    assert_eq!(w.session.get("/api/v1/conversations").await.0, 401);
+    assert!(w.env.store.tenant(other).await.is_ok());
+    assert!(
+        smartchat_tests::recover_with_dump_and_master(&w.env)
+            .await
+            .is_empty()
+    );
+    smartchat_tests::assert_no_plaintext(&w.env, &[marker, dev]);
+    assert_eq!(w.events(EventKind::TENANT_TERMINATED).await.len(), 1);
+    let purged = w.events(EventKind::TENANT_PURGED).await;
+    assert_eq!(purged.len(), 1);
+    assert!(!w.events(EventKind::KEY_SHREDDED).await.is_empty());
+    // Running it again finds nothing to do.
+    let r = smartchat_api::account::run_retention(&w.pipeline, later)
+        .await
+        .unwrap();
+    assert_eq!(r, Default::default());
+}
+
+async fn conversations_past_their_retention_expire(env: TestEnv) {
+    let w = world(env).await;
+    w.env
+        .store
+        .policy
+        .set_overrides(
+            w.tenant,
+            &smartchat_policies::TenantOverrides::from_toml_str(
+                "[retention.conversations]\nwhile_active_days = 7\n",
+                "t.toml",
+            )
+            .unwrap(),
+            Actor::System,
+        )
+        .await
+        .unwrap();
+    let old = "919833300008";
+    w.says(old, "an old question about haircuts").await;
+    let sid = w.subject(old).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let r = smartchat_api::account::run_retention(&w.pipeline, now + time::Duration::days(6))
+        .await
+        .unwrap();
+    assert_eq!(r.expired_messages, 0);
+    let r = smartchat_api::account::run_retention(&w.pipeline, now + time::Duration::days(8))
+        .await
+        .unwrap();
+    assert!(r.expired_messages >= 2, "{r:?}");
+    assert!(
+        w.env
+            .store
+            .subject_messages(w.tenant, sid)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(w.events(EventKind::RETENTION_EXPIRED).await.len(), 1);
+}
+
 #[test]
 fn the_address_limiter_allows_ten_an_hour() {
     let l = smartchat_api::rights::IpLimiter::default();
@@ -748,4 +908,6 @@ both_backends!(
     deletion_waits_for_a_legal_hold_then_leaves_nothing,
     subjects_prove_their_number_with_a_code,
     requests_in_the_chat_are_carried_out,
+    termination_opens_an_export_window_then_deletes_everything,
+    conversations_past_their_retention_expire,
 );
