@@ -787,19 +787,26 @@ impl Store {
         }
         drop(c);
         let mut total: u64 = 0;
+        // Oldest first from a cursor on the (subject_id, created_at) index (see
+        // `purge_tenant_rows`).
+        let mut cursor = i64::MIN;
         loop {
             let mut tx = self.db.begin().await?;
-            let ids: Vec<String> = db_run!(tx, |c| messages::table
-                .filter(messages::tenant_id.eq(&tid))
+            let rows: Vec<(String, i64)> = db_run!(tx, |c| messages::table
                 .filter(messages::subject_id.eq(&sid))
-                .select(messages::id)
+                .filter(messages::created_at.ge(cursor))
+                .filter(messages::tenant_id.eq(&tid))
+                .order(messages::created_at)
+                .select((messages::id, messages::created_at))
                 .limit(batch)
                 .load(c)
                 .await)?;
-            if ids.is_empty() {
+            if rows.is_empty() {
                 drop(tx);
                 break;
             }
+            cursor = rows.iter().map(|r| r.1).max().unwrap_or(cursor);
+            let ids: Vec<String> = rows.into_iter().map(|r| r.0).collect();
             let n = db_run!(tx, |c| diesel::delete(
                 messages::table.filter(messages::id.eq_any(&ids))
             )

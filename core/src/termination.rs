@@ -162,18 +162,26 @@ impl Store {
         }
         let batch = batch.max(1);
         let mut total: u64 = 0;
+        // Oldest first, from a cursor on the (tenant_id, created_at) index: each batch
+        // starts where the last one ended instead of re-reading the dead index entries of
+        // every row deleted before it.
+        let mut cursor = i64::MIN;
         loop {
             let mut tx = self.db.begin().await?;
-            let ids: Vec<String> = db_run!(tx, |c| messages::table
+            let rows: Vec<(String, i64)> = db_run!(tx, |c| messages::table
                 .filter(messages::tenant_id.eq(&tid))
-                .select(messages::id)
+                .filter(messages::created_at.ge(cursor))
+                .order(messages::created_at)
+                .select((messages::id, messages::created_at))
                 .limit(batch)
                 .load(c)
                 .await)?;
-            if ids.is_empty() {
+            if rows.is_empty() {
                 drop(tx);
                 break;
             }
+            cursor = rows.iter().map(|r| r.1).max().unwrap_or(cursor);
+            let ids: Vec<String> = rows.into_iter().map(|r| r.0).collect();
             let n = db_run!(tx, |c| diesel::delete(
                 messages::table.filter(messages::id.eq_any(&ids))
             )
@@ -300,19 +308,24 @@ impl Store {
         let tid = tenant.to_string();
         let cutoff = micros(now - time::Duration::days(i64::from(max_age_days)));
         let mut total = 0u64;
+        let mut cursor = i64::MIN;
         loop {
             let mut tx = self.db.begin().await?;
-            let ids: Vec<String> = db_run!(tx, |c| messages::table
+            let rows: Vec<(String, i64)> = db_run!(tx, |c| messages::table
                 .filter(messages::tenant_id.eq(&tid))
+                .filter(messages::created_at.ge(cursor))
                 .filter(messages::created_at.lt(cutoff))
-                .select(messages::id)
+                .order(messages::created_at)
+                .select((messages::id, messages::created_at))
                 .limit(batch.max(1))
                 .load(c)
                 .await)?;
-            if ids.is_empty() {
+            if rows.is_empty() {
                 drop(tx);
                 break;
             }
+            cursor = rows.iter().map(|r| r.1).max().unwrap_or(cursor);
+            let ids: Vec<String> = rows.into_iter().map(|r| r.0).collect();
             let n = db_run!(tx, |c| diesel::delete(
                 messages::table.filter(messages::id.eq_any(&ids))
             )
