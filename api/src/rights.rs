@@ -914,13 +914,49 @@ pub async fn public_request(
         .await?
     {
         if let Some(conv) = store.latest_conversation(tenant, subject).await? {
+            let window_open = conv.last_inbound_at.is_some_and(|t| {
+                t.saturating_add(smartchat_core::follow_ups::WINDOW_MINUTES * 60_000_000)
+                    > now_micros()
+            });
+            // Outside the 24-hour window only a template reaches the customer: the
+            // tenant's approved authentication template with one variable, the code.
+            let template =
+                if window_open {
+                    None
+                } else {
+                    store.templates(tenant).await?.into_iter().find(|t| {
+                        t.category == "authentication" && t.params == 1 && t.is_approved()
+                    })
+                };
             let name = store.tenant(tenant).await?.summary.name.unwrap_or_default();
             let text = format!(
                 "Your code to confirm your {} request to {name} is {code}. It expires in {CODE_MINUTES} minutes. If you did not ask for this, ignore this message.",
                 right.as_str()
             );
             let mut tx = store.db.begin().await?;
-            pipeline::queue_outbound(&mut tx, store, &key, &conv, &text, "system").await?;
+            match (&template, window_open) {
+                (Some(t), _) => {
+                    pipeline::queue_template(
+                        &mut tx,
+                        store,
+                        &key,
+                        &conv,
+                        t,
+                        vec![code.clone()],
+                        "system",
+                    )
+                    .await?;
+                }
+                (None, true) => {
+                    pipeline::queue_outbound(&mut tx, store, &key, &conv, &text, "system").await?;
+                }
+                (None, false) => {
+                    tracing::warn!(
+                        tenant.id = %tenant,
+                        "rights code not sent: the window is closed and no approved authentication template with one variable exists"
+                    );
+                }
+            }
             tx.commit().await?;
         }
     }

@@ -240,6 +240,15 @@ pub struct LegalHold {
     pub released_at: Option<i64>,
 }
 
+/// The ledger code of a contact field (`field` attribute: 101 profile_name, 102 phone).
+pub fn contact_field_code(name: &str) -> u32 {
+    match name {
+        "profile_name" => 101,
+        "phone" => 102,
+        _ => 0,
+    }
+}
+
 type HoldRow = (String, Option<String>, String, i64, Option<i64>);
 
 fn micros(t: OffsetDateTime) -> i64 {
@@ -929,14 +938,17 @@ impl Store {
             .await)?;
         audit::enqueue(
             &mut tx,
-            &EntryDraft::new(EventKind::CORRECTION, actor)
-                .tenant(tenant.bytes())
-                .subject(key.pseudonym(&sid))
-                .purpose(Purpose::DSR_FULFILMENT)
-                .reference(Reference::digest(
-                    RefKind::RECORD_DIGEST,
-                    *blake3::hash(format!("subjects|{sid}").as_bytes()).as_bytes(),
-                )),
+            &changed.iter().fold(
+                EntryDraft::new(EventKind::CORRECTION, actor)
+                    .tenant(tenant.bytes())
+                    .subject(key.pseudonym(&sid))
+                    .purpose(Purpose::DSR_FULFILMENT)
+                    .reference(Reference::digest(
+                        RefKind::RECORD_DIGEST,
+                        *blake3::hash(format!("subjects|{sid}").as_bytes()).as_bytes(),
+                    )),
+                |d, f| d.attr(AttrKey::FIELD, AttrValue::Code(contact_field_code(f))),
+            ),
         )
         .await?;
         tx.commit().await?;

@@ -262,8 +262,9 @@ code_type! {
         HTTP_STATUS = 25, "http_status";
         /// `U64`: a size in bytes.
         BYTES = 26, "bytes";
-        /// `Code`: a lead field, by name only (1 name, 2 service, 3 preferred_date,
-        /// 4 preferred_time, 5 budget, 6 stage_hint, 7 notes); repeat for each.
+        /// `Code`: a field, by name only: lead fields 1 name, 2 service, 3 preferred_date,
+        /// 4 preferred_time, 5 budget, 6 stage_hint, 7 notes; contact fields 101
+        /// profile_name, 102 phone; repeat for each.
         FIELD = 27, "field";
         /// `Code`: a lead stage (1 new, 2 engaged, 3 booked, 4 lost).
         STAGE = 28, "stage";

@@ -6,6 +6,11 @@
 //! read with the master key, and the same number is a new customer.
 
 use std::io::Read;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use smartchat_core::db_run;
 
 use smartchat_api::app::{AppState, router};
 use smartchat_api::auth::{AuthState, OneTimeLogin};
@@ -135,6 +140,44 @@ impl World {
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(serde_json::Value::Null))
     }
+}
+
+/// Everything our crates log in this test binary, at every level.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        struct W(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "smartchat_api=trace,smartchat_core=trace,smartchat_search=trace,smartchat_assistant=trace,smartchat_whatsapp=trace",
+            ))
+            .with_writer(move || W(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buf
+    })
+    .clone()
+}
+
+async fn verify_ledger(ledger: &Ledger) {
+    ledger.sequence_all().await.unwrap();
+    let (_, _, bytes) = ledger.export(0, None, Vec::new()).await.unwrap();
+    let opts = smartchat_ledger::VerifyOptions {
+        trusted_key: Some(ledger.vkey()),
+        ..smartchat_ledger::VerifyOptions::default()
+    };
+    smartchat_ledger::verify_bundle(&bytes[..], &opts).unwrap();
 }
 
 fn right_of(d: &smartchat_ledger::EntryDraft) -> u32 {
@@ -335,6 +378,7 @@ fn hex_lower(b: &[u8]) -> String {
 }
 
 async fn deletion_waits_for_a_legal_hold_then_leaves_nothing(env: TestEnv) {
+    let logs = captured_logs();
     let w = world(env).await;
     let ravi = "919833300002";
     let keep = "919833300003";
@@ -439,6 +483,16 @@ async fn deletion_waits_for_a_legal_hold_then_leaves_nothing(env: TestEnv) {
     let (_, _, bundle) = w.ledger.export(0, None, Vec::new()).await.unwrap();
     assert!(!String::from_utf8_lossy(&bundle).contains(ravi));
     assert!(!String::from_utf8_lossy(&bundle).contains(gone_text));
+    verify_ledger(&w.ledger).await;
+    // The logs of all of it: written (the purge reports its progress), and free of them.
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        logged.contains("subject purge"),
+        "the purge logs its progress"
+    );
+    for secret in [ravi, gone_text, kept_text] {
+        assert!(!logged.contains(secret), "{secret} in the logs");
+    }
     // Writing again later: a new customer.
     w.says(ravi, "hello again").await;
     let new_sid = w.subject(ravi).await.unwrap();
@@ -641,14 +695,33 @@ async fn subjects_prove_their_number_with_a_code(env: TestEnv) {
             .iter()
             .any(|r| r["channel"] == "public" && r["status"] == "completed")
     );
-    // Three codes per number per hour.
-    let (status, _) = w
+    // An expired code is refused.
+    let (_, third) = w
         .public(
             &path,
             serde_json::json!({"number": mina, "right": "deletion"}),
         )
         .await;
-    assert_eq!(status, 202, "the third code of the hour");
+    let cid = third["challenge"].as_str().unwrap().to_owned();
+    let mut c = w.env.store.db.conn().await.unwrap();
+    db_run!(c, |c| diesel::update(
+        smartchat_core::db::schema::dsr_challenges::table.find(&cid)
+    )
+    .set(smartchat_core::db::schema::dsr_challenges::expires_at.eq(0i64))
+    .execute(c)
+    .await)
+    .unwrap();
+    drop(c);
+    let code = code_sent_to(&w, mina).await;
+    let (status, v) = w
+        .public(
+            &format!("/rights/challenges/{cid}"),
+            serde_json::json!({"code": code}),
+        )
+        .await;
+    assert_eq!((status, v["code"].as_str()), (410, Some("code_expired")));
+    assert!(w.subject(mina).await.is_some(), "nothing was deleted");
+    // Three codes per number per hour: that was the third.
     let (status, v) = w
         .public(
             &path,
@@ -661,6 +734,79 @@ async fn subjects_prove_their_number_with_a_code(env: TestEnv) {
         "{v}"
     );
     smartchat_tests::assert_no_plaintext(&w.env, &[marker, &code]);
+
+    // Outside the 24-hour window the code goes as the approved authentication template.
+    let late = "919833300009";
+    says_long_ago(&w, late, "old question", 30).await;
+    let (status, v) = w
+        .session
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/templates",
+            Some(serde_json::json!({"templates": [{
+                "name": "rights_code", "language": "en", "category": "authentication",
+                "body": "{{1}} is your verification code."
+            }]})),
+            true,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, ch) = w
+        .public(
+            &path,
+            serde_json::json!({"number": late, "right": "access"}),
+        )
+        .await;
+    let sid = w.subject(late).await.unwrap();
+    let last = w
+        .env
+        .store
+        .subject_messages(w.tenant, sid)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last.row.kind.as_str(), last.row.author.as_str()),
+        ("template", "system")
+    );
+    let code = last
+        .body
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, v) = w
+        .public(
+            &format!("/rights/challenges/{}", ch["challenge"].as_str().unwrap()),
+            serde_json::json!({"code": code}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["request"]["status"].as_str()),
+        (200, Some("completed")),
+        "{v}"
+    );
+}
+
+async fn says_long_ago(w: &World, from: &str, text: &str, hours: i64) {
+    let ts = (time::OffsetDateTime::now_utc() - time::Duration::hours(hours)).unix_timestamp();
+    let payload = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "0", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "0", "phone_number_id": PNID },
+            "contacts": [{ "profile": { "name": "Late Customer" }, "wa_id": from }],
+            "messages": [{
+                "from": from, "id": format!("wamid.r{}", uuid::Uuid::new_v4().simple()),
+                "timestamp": ts.to_string(), "type": "text", "text": { "body": text }
+            }]
+        }}]}]
+    });
+    let parsed = smartchat_whatsapp::parse_payload(payload.to_string().as_bytes()).unwrap();
+    pipeline::ingest(&w.pipeline, &parsed).await.unwrap();
+    pipeline::drain(&w.pipeline).await.unwrap();
 }
 
 async fn requests_in_the_chat_are_carried_out(env: TestEnv) {
