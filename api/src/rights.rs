@@ -119,6 +119,10 @@ pub async fn carry_out(
         Err(e) => return Err(e),
     };
     if !alive {
+        if right == Right::Deletion {
+            // An earlier attempt shredded the key but may not have queued the clean-up.
+            queue_purge(p, tenant, subject).await?;
+        }
         return store
             .finish_request(tenant, id, Finish::Completed { records: 0 }, actor)
             .await;
@@ -189,6 +193,11 @@ pub async fn erase(
     actor: Actor,
 ) -> Result<(), CoreError> {
     p.store.shred_subject(tenant, subject, actor).await?;
+    queue_purge(p, tenant, subject).await
+}
+
+/// Queues the physical clean-up of a shredded subject (once: deduplicated by subject).
+async fn queue_purge(p: &Pipeline, tenant: TenantId, subject: SubjectId) -> Result<(), CoreError> {
     let mut tx = p.store.db.begin().await?;
     let mut job = NewJob::now(
         QUEUE,
@@ -822,6 +831,23 @@ pub async fn public_request(
     ext: Extensions,
     JsonBody(body): JsonBody<PublicRequest>,
 ) -> Result<Response, AuthError> {
+    // Every answer takes at least this long, so its timing does not tell a customer's
+    // number (a code is queued) from a stranger's (nothing is).
+    let floor = tokio::time::Instant::now() + PUBLIC_ANSWER_FLOOR;
+    let answer = public_request_inner(&state, &handle, &ext, body).await;
+    tokio::time::sleep_until(floor).await;
+    answer
+}
+
+/// The least time a public request takes to answer.
+pub const PUBLIC_ANSWER_FLOOR: Duration = Duration::from_millis(300);
+
+async fn public_request_inner(
+    state: &AppState,
+    handle: &str,
+    ext: &Extensions,
+    body: PublicRequest,
+) -> Result<Response, AuthError> {
     let store = state.store();
     let tenant = match handle.parse() {
         Ok(h) => match store.tenant_by_handle(&h).await {
@@ -873,7 +899,7 @@ pub async fn public_request(
             format!("this business's policy does not grant {}", right.as_str()),
         ));
     }
-    if let Some(ip) = client_ip(&ext) {
+    if let Some(ip) = client_ip(ext) {
         if !state.ip_limiter().allow(ip) {
             return Ok(too_many(
                 "too many requests from this address; try again later",

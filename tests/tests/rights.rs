@@ -608,20 +608,31 @@ async fn subjects_prove_their_number_with_a_code(env: TestEnv) {
         "a missing field"
     );
 
-    // A stranger's number and a customer's get the same answer.
+    // A stranger's number and a customer's get the same answer, neither sooner than the
+    // floor (so the time taken does not tell them apart either).
+    let t0 = std::time::Instant::now();
     let (s1, stranger) = w
         .public(
             &path,
             serde_json::json!({"number": "919833300077", "right": "access"}),
         )
         .await;
+    let stranger_took = t0.elapsed();
+    let t0 = std::time::Instant::now();
     let (s2, first) = w
         .public(
             &path,
             serde_json::json!({"number": mina, "right": "access"}),
         )
         .await;
+    let customer_took = t0.elapsed();
     assert_eq!((s1, s2), (202, 202));
+    for took in [stranger_took, customer_took] {
+        assert!(
+            took >= smartchat_api::rights::PUBLIC_ANSWER_FLOOR,
+            "{took:?}"
+        );
+    }
     let keys = |v: &serde_json::Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();
