@@ -138,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rights/{id}/extend", post(crate::rights::extend))
         .route("/api/v1/rights/{id}/reject", post(crate::rights::reject))
         .route("/api/v1/rights/{id}/report", get(crate::rights::report))
+        .route("/api/v1/analytics", get(crate::analytics::get_analytics))
         .route("/api/v1/account", get(crate::account::get_account))
         .route("/api/v1/account/terminate", post(crate::account::terminate))
         .route("/api/v1/account/export", get(crate::account::export))

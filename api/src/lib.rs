@@ -6,6 +6,7 @@
 //! in a log line or a response it was not asked for, nor details of a 5xx in its body.
 
 pub mod account;
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod background;

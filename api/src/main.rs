@@ -325,7 +325,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         services.ledger.clone(),
         stop_rx.clone(),
     ));
-    let pipeline = smartchat_api::pipeline::Pipeline::new(services.store.clone(), &config)?;
+    let analytics = smartchat_core::analytics::Analytics::open(
+        &config.analytics_url,
+        &smartchat_core::db::OpenOptions {
+            sqlite_sync: config.sqlite_sync,
+            ..smartchat_core::db::OpenOptions::default()
+        },
+    )
+    .await?;
+    let pipeline = smartchat_api::pipeline::Pipeline::new(services.store.clone(), &config)?
+        .with_analytics(analytics);
     let job_workers: Vec<_> = (0..2)
         .map(|_| {
             tokio::spawn(smartchat_api::pipeline::worker(
@@ -731,7 +740,13 @@ async fn chat(config: Config, tenant: String, from: String) -> anyhow::Result<()
     let id = resolve_tenant(&store, &tenant).await?;
     let view = store.tenant(id).await?;
     let from: smartchat_core::ids::PhoneNumber = from.parse()?;
-    let pipeline = smartchat_api::pipeline::Pipeline::new(store.clone(), &config)?;
+    let analytics = smartchat_core::analytics::Analytics::open(
+        &config.analytics_url,
+        &smartchat_core::db::OpenOptions::default(),
+    )
+    .await?;
+    let pipeline =
+        smartchat_api::pipeline::Pipeline::new(store.clone(), &config)?.with_analytics(analytics);
     let Some(pnid) = smartchat_api::pipeline::sandbox_number(&pipeline, id).await? else {
         anyhow::bail!(
             "tenant {} has no sandbox number (one without an access token); create one with --phone-number-id and no --access-token",

@@ -55,6 +55,8 @@ pub struct Pipeline {
     limiter: Arc<RateLimiter<TokioClock>>,
     /// Where tracked booking links point (`SMARTCHAT_PUBLIC_URL`).
     public_url: Arc<str>,
+    /// The anonymized analytics store, when this process writes it.
+    analytics: Option<smartchat_core::analytics::Analytics>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -133,7 +135,19 @@ impl Pipeline {
                 TokioClock::default(),
             )),
             public_url: Arc::from(config.public_url.as_str()),
+            analytics: None,
         })
+    }
+
+    /// Writes anonymized analytics as events happen.
+    pub fn with_analytics(mut self, analytics: smartchat_core::analytics::Analytics) -> Self {
+        self.analytics = Some(analytics);
+        self
+    }
+
+    /// The analytics store, if any.
+    pub fn analytics(&self) -> Option<&smartchat_core::analytics::Analytics> {
+        self.analytics.as_ref()
     }
 
     /// Replaces the provider chain (tests point it at local servers).
@@ -756,6 +770,7 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
         None => None,
     };
     let mut tx = store.db.begin().await?;
+    let answered = reply_text.is_some();
     if let Some(reply_text) = reply_text {
         queue_outbound(&mut tx, store, &key, &conv, &reply_text, author).await?;
     }
@@ -783,7 +798,103 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
         smartchat_core::audit::enqueue(&mut tx, d).await?;
     }
     jobs::complete(&mut tx, job.id).await?;
-    tx.commit().await
+    tx.commit().await?;
+    // Counted after the commit: a failure here loses a count, never a message.
+    if let Err(e) = reply_analytics(p, tenant, &inbound, conv.subject_id, &drafts, answered).await {
+        tracing::warn!(error = %e, "analytics not recorded");
+    }
+    Ok(())
+}
+
+/// Counts an answered customer message in the analytics store: the message, the time to
+/// the reply, and each provider call with its tokens.
+async fn reply_analytics(
+    p: &Pipeline,
+    tenant: TenantId,
+    inbound: &smartchat_core::store::MessageRow,
+    subject: smartchat_core::ids::SubjectId,
+    drafts: &[EntryDraft],
+    answered: bool,
+) -> Result<(), CoreError> {
+    use smartchat_core::analytics::{Event, metric, response_bucket};
+    let Some(a) = &p.analytics else {
+        return Ok(());
+    };
+    let (new_in_hour, new_in_day) = p
+        .store
+        .first_in_period(tenant, subject, "in", inbound.created_at)
+        .await?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(inbound.created_at) * 1000)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+    let ev = |metric, dimension, value| Event {
+        tenant,
+        at,
+        metric,
+        dimension,
+        value,
+        new_in_hour,
+        new_in_day,
+    };
+    a.record(&ev(metric::MESSAGES_IN, "", 1)).await?;
+    if answered {
+        let ms = (now_micros() - inbound.created_at) / 1000;
+        a.record(&ev(metric::RESPONSE_TIME, response_bucket(ms), 1))
+            .await?;
+    }
+    for d in drafts
+        .iter()
+        .filter(|d| d.kind == EventKind::AI_PROVIDER_CALL)
+    {
+        let mut provider = "other";
+        let mut tokens: i64 = 0;
+        for (k, v) in &d.attrs {
+            match (*k, v) {
+                (AttrKey::PROVIDER, AttrValue::Code(c)) => {
+                    provider = u16::try_from(*c)
+                        .ok()
+                        .and_then(|c| smartchat_ledger::ProviderCode(c).name())
+                        .unwrap_or("other");
+                }
+                (AttrKey::TOKENS_IN | AttrKey::TOKENS_OUT, AttrValue::U64(n)) => {
+                    tokens += i64::try_from(*n).unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+        a.record(&ev(metric::PROVIDER_CALLS, provider, 1)).await?;
+        if tokens > 0 {
+            a.record(&ev(metric::PROVIDER_TOKENS, provider, tokens))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts a message sent to a customer (by its author) in the analytics store.
+async fn sent_analytics(
+    p: &Pipeline,
+    tenant: TenantId,
+    subject: smartchat_core::ids::SubjectId,
+    created_at: i64,
+    author: &str,
+) -> Result<(), CoreError> {
+    let Some(a) = &p.analytics else {
+        return Ok(());
+    };
+    let (new_in_hour, new_in_day) = p
+        .store
+        .first_in_period(tenant, subject, "out", created_at)
+        .await?;
+    a.record(&smartchat_core::analytics::Event {
+        tenant,
+        at: OffsetDateTime::now_utc(),
+        metric: smartchat_core::analytics::metric::MESSAGES_OUT,
+        dimension: author,
+        value: 1,
+        new_in_hour,
+        new_in_day,
+    })
+    .await
 }
 
 /// `decision` codes of [`EventKind::ASSISTANT_DECISION`] (docs/ledger-format.md §2.5).
@@ -835,6 +946,7 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         return Ok(SendOutcome::Sent);
     }
     let tenant: TenantId = msg.tenant_id.parse()?;
+    let (author, created_at) = (msg.author.clone(), msg.created_at);
     let conv = store
         .conversation(&mut c, msg.conversation_id.parse()?)
         .await?;
@@ -990,6 +1102,11 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         }
     };
     tx.commit().await?;
+    if matches!(result, SendOutcome::Sent) {
+        if let Err(e) = sent_analytics(p, tenant, conv.subject_id, created_at, &author).await {
+            tracing::warn!(error = %e, "analytics not recorded");
+        }
+    }
     Ok(result)
 }
 

@@ -56,6 +56,9 @@ pub struct Config {
     pub database_url: DbUrl,
     /// The key store (`SMARTCHAT_KEYSTORE_URL`, `sqlite://<data_dir>/keys.db`).
     pub keystore_url: DbUrl,
+    /// The anonymized analytics store (`SMARTCHAT_ANALYTICS_URL`,
+    /// `sqlite://<data_dir>/analytics.db`): a database apart from the raw data.
+    pub analytics_url: DbUrl,
     /// Listen address (`SMARTCHAT_BIND`, `127.0.0.1:8080`).
     pub bind: SocketAddr,
     /// The master key itself (`SMARTCHAT_MASTER_KEY`), if given inline.
@@ -120,6 +123,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     keystore_url: Option<String>,
+    analytics_url: Option<String>,
     bind: Option<String>,
     master_key: Option<Secret>,
     master_key_file: Option<PathBuf>,
@@ -149,6 +153,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_DATA_DIR",
     "SMARTCHAT_DATABASE_URL",
     "SMARTCHAT_KEYSTORE_URL",
+    "SMARTCHAT_ANALYTICS_URL",
     "SMARTCHAT_BIND",
     "SMARTCHAT_MASTER_KEY",
     "SMARTCHAT_MASTER_KEY_FILE",
@@ -226,6 +231,19 @@ impl Config {
                 key: "SMARTCHAT_KEYSTORE_URL".into(),
                 reason: "the key store must be a different database from SMARTCHAT_DATABASE_URL, \
                          so that database backups never contain tenant keys"
+                    .into(),
+            });
+        }
+        let analytics_url = parse_url(
+            "SMARTCHAT_ANALYTICS_URL",
+            get("SMARTCHAT_ANALYTICS_URL").or(fc.analytics_url),
+            &data_dir,
+            "analytics.db",
+        )?;
+        if analytics_url == database_url || analytics_url == keystore_url {
+            return Err(CoreError::Config {
+                key: "SMARTCHAT_ANALYTICS_URL".into(),
+                reason: "the analytics store must be a database of its own, apart from the raw data and the keys"
                     .into(),
             });
         }
@@ -331,6 +349,7 @@ impl Config {
             &format!("http://{bind}"),
         )?;
         Ok(Self {
+            analytics_url,
             oidc,
             search_indexer,
             public_url,

@@ -5,6 +5,7 @@
 //! and the ledger's storage (`audit`, `ledger_store`). It must never store personal data
 //! in plaintext, log it, or put a key in an error or a `Debug` string.
 
+pub mod analytics;
 pub mod audit;
 pub mod booking;
 pub mod config;

@@ -106,6 +106,8 @@ pub struct TestEnv {
     /// Key store URL.
     pub keystore_url: DbUrl,
     _pg: Vec<PgDatabase>,
+    /// The analytics database, once [`TestEnv::analytics`] made it.
+    analytics_db: tokio::sync::Mutex<Option<(DbUrl, Option<PgDatabase>)>>,
 }
 
 impl TestEnv {
@@ -143,7 +145,38 @@ impl TestEnv {
             db_url,
             keystore_url,
             _pg: pg,
+            analytics_db: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The analytics store on a database of its own (made on first use).
+    pub async fn analytics(&self) -> smartchat_core::analytics::Analytics {
+        let mut slot = self.analytics_db.lock().await;
+        if slot.is_none() {
+            *slot = Some(match self.backend {
+                Backend::Sqlite => (DbUrl::Sqlite(self.dir.path().join("analytics.db")), None),
+                Backend::Postgres => {
+                    let db = PgDatabase::create().await;
+                    (DbUrl::Postgres(db.url.clone()), Some(db))
+                }
+            });
+        }
+        let url = slot
+            .as_ref()
+            .map(|(u, _)| u.clone())
+            .expect("analytics url");
+        smartchat_core::analytics::Analytics::open(&url, &OpenOptions::default())
+            .await
+            .expect("open analytics")
+    }
+
+    /// The analytics database's URL, once made.
+    pub async fn analytics_url(&self) -> Option<DbUrl> {
+        self.analytics_db
+            .lock()
+            .await
+            .as_ref()
+            .map(|(u, _)| u.clone())
     }
 
     /// Re-opens the same databases with another master key text.

@@ -53,7 +53,9 @@ async fn world(env: TestEnv) -> World {
     let ledger = Ledger::open(env.store.db.clone(), &env.store.keys, "test/ledger")
         .await
         .unwrap();
-    let pipeline = Pipeline::new(env.store.clone(), &config).unwrap();
+    let pipeline = Pipeline::new(env.store.clone(), &config)
+        .unwrap()
+        .with_analytics(env.analytics().await);
     let (otl, token) = OneTimeLogin::generate();
     let state = AppState::new(
         Services {
@@ -1049,6 +1051,112 @@ async fn conversations_past_their_retention_expire(env: TestEnv) {
     assert_eq!(w.events(EventKind::RETENTION_EXPIRED).await.len(), 1);
 }
 
+/// The whole-day cell of a metric today, as the API shows it.
+async fn today(w: &World, metric: &str, dimension: &str) -> Option<serde_json::Value> {
+    let (status, v) = w.session.get("/api/v1/analytics").await;
+    assert_eq!(status, 200, "{v}");
+    v["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == metric && c["dimension"] == dimension && c["hour"] == 24)
+        .map(|c| c["value"].clone())
+}
+
+async fn analytics_are_anonymous_and_outlive_deletion(env: TestEnv) {
+    let w = world(env).await;
+    let numbers: Vec<String> = (0..6).map(|i| format!("91983330010{i}")).collect();
+    let text = "analytics-probe-haircut-3319";
+    for n in &numbers[..4] {
+        w.says(n, &format!("hello {text}")).await;
+    }
+    // Four customers: the cells exist but are suppressed.
+    assert_eq!(
+        today(&w, "messages_in", "").await,
+        Some(serde_json::Value::Null)
+    );
+    for n in &numbers[4..] {
+        w.says(n, &format!("hello {text}")).await;
+    }
+    assert_eq!(
+        today(&w, "messages_in", "").await,
+        Some(serde_json::json!(6))
+    );
+    assert_eq!(
+        today(&w, "messages_out", "assistant").await,
+        Some(serde_json::json!(6))
+    );
+    assert_eq!(
+        today(&w, "response_time", "under_5s").await,
+        Some(serde_json::json!(6))
+    );
+    assert_eq!(
+        w.session.get("/api/v1/analytics?from=2026-13-01").await.0,
+        400
+    );
+
+    // Deleting a customer leaves the counts as they are.
+    let (_, req) = w
+        .rights(serde_json::json!({"right": "deletion", "wa_id": numbers[0]}))
+        .await;
+    assert_eq!(req["status"], "completed");
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(
+        today(&w, "messages_in", "").await,
+        Some(serde_json::json!(6))
+    );
+
+    // So does the end of the account.
+    let sids: Vec<SubjectId> = futures_subjects(&w, &numbers[1..]).await;
+    w.session
+        .post(
+            "/api/v1/account/terminate",
+            Some(serde_json::json!({"confirm": HANDLE})),
+        )
+        .await;
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(31);
+    let r = smartchat_api::account::run_retention(&w.pipeline, later)
+        .await
+        .unwrap();
+    assert_eq!(r.purged_tenants, 1);
+    let analytics = w.pipeline.analytics().unwrap();
+    let cells = analytics
+        .cells(w.tenant, "2000-01-01", "2100-01-01")
+        .await
+        .unwrap();
+    let day_in = cells
+        .iter()
+        .find(|c| c.metric == "messages_in" && c.hour == 24)
+        .unwrap();
+    assert_eq!(day_in.value, Some(6));
+
+    // Nothing identifying in the store: no number, text, subject id or pseudonym.
+    let mut secrets: Vec<String> = numbers.clone();
+    secrets.push(text.into());
+    for sid in &sids {
+        secrets.push(sid.to_string());
+    }
+    let dump = serde_json::to_string(&cells).unwrap();
+    for s in &secrets {
+        assert!(!dump.contains(s.as_str()), "{s} in analytics");
+    }
+    if let Some(smartchat_core::db::DbUrl::Sqlite(path)) = w.env.analytics_url().await {
+        let bytes = std::fs::read(&path).unwrap();
+        let raw = String::from_utf8_lossy(&bytes);
+        for s in &secrets {
+            assert!(!raw.contains(s.as_str()), "{s} in the analytics file");
+        }
+    }
+}
+
+async fn futures_subjects(w: &World, numbers: &[String]) -> Vec<SubjectId> {
+    let mut out = Vec::new();
+    for n in numbers {
+        out.push(w.subject(n).await.unwrap());
+    }
+    out
+}
+
 #[test]
 fn the_address_limiter_allows_ten_an_hour() {
     let l = smartchat_api::rights::IpLimiter::default();
@@ -1067,4 +1175,5 @@ both_backends!(
     requests_in_the_chat_are_carried_out,
     termination_opens_an_export_window_then_deletes_everything,
     conversations_past_their_retention_expire,
+    analytics_are_anonymous_and_outlive_deletion,
 );

@@ -33,6 +33,10 @@ use crate::error::CoreError;
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const ANALYTICS_PG_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("migrations/analytics-postgres");
+const ANALYTICS_SQLITE_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("migrations/analytics-sqlite");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const KEYSTORE_PG_MIGRATIONS: EmbeddedMigrations =
     embed_migrations!("migrations/keystore-postgres");
@@ -46,6 +50,8 @@ pub enum Schema {
     Main,
     /// Tenant identities and service keys, wrapped by the master key.
     Keystore,
+    /// Anonymized aggregates, kept apart from raw data (`crate::analytics`).
+    Analytics,
 }
 
 /// What the embedded SQLite promises on a crash.
@@ -416,6 +422,7 @@ impl DbPool {
                 let set = match schema {
                     Schema::Main => PG_MIGRATIONS,
                     Schema::Keystore => KEYSTORE_PG_MIGRATIONS,
+                    Schema::Analytics => ANALYTICS_PG_MIGRATIONS,
                 };
                 // The harness blocks; run it on the blocking pool with its own connection
                 // taken from the pool (it is returned to the pool afterwards).
@@ -435,6 +442,7 @@ impl DbPool {
                 let set = match schema {
                     Schema::Main => SQLITE_MIGRATIONS,
                     Schema::Keystore => KEYSTORE_SQLITE_MIGRATIONS,
+                    Schema::Analytics => ANALYTICS_SQLITE_MIGRATIONS,
                 };
                 let mut wrapper: SqliteConn = Object::take(obj);
                 wrapper
@@ -458,6 +466,7 @@ impl DbPool {
                 let set = match schema {
                     Schema::Main => PG_MIGRATIONS,
                     Schema::Keystore => KEYSTORE_PG_MIGRATIONS,
+                    Schema::Analytics => ANALYTICS_PG_MIGRATIONS,
                 };
                 let conn: AsyncPgConnection = Object::take(obj);
                 tokio::task::spawn_blocking(move || {
@@ -475,6 +484,7 @@ impl DbPool {
                 let set = match schema {
                     Schema::Main => SQLITE_MIGRATIONS,
                     Schema::Keystore => KEYSTORE_SQLITE_MIGRATIONS,
+                    Schema::Analytics => ANALYTICS_SQLITE_MIGRATIONS,
                 };
                 let c: &mut SqliteConn = &mut obj;
                 c.spawn_blocking(move |c| {
