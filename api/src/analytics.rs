@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use smartchat_core::analytics::MIN_SUBJECTS;
+use smartchat_core::analytics::{MIN_SUBJECTS, day_of};
 use smartchat_core::members::Role;
 use time::OffsetDateTime;
 
@@ -29,11 +29,6 @@ pub struct Range {
 fn day(s: &str) -> Option<String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(s, &fmt).ok().map(|_| s.to_owned())
-}
-
-fn day_of(t: OffsetDateTime) -> String {
-    let d = t.date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// `GET /api/v1/analytics`.

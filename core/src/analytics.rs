@@ -104,7 +104,8 @@ pub struct Analytics {
     db: DbPool,
 }
 
-fn day_of(t: OffsetDateTime) -> String {
+/// The UTC day of `t` as `YYYY-MM-DD` (the store's day key).
+pub fn day_of(t: OffsetDateTime) -> String {
     let d = t.to_offset(time::UtcOffset::UTC).date();
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
