@@ -369,15 +369,19 @@ fn template_values(
         .collect()
 }
 
-/// Runs the evaluator every minute until `shutdown` changes.
-pub async fn scheduler(p: Pipeline, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Runs the evaluator every `interval` until `shutdown` changes.
+pub async fn scheduler(
+    p: Pipeline,
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         if let Err(e) = evaluate(&p, OffsetDateTime::now_utc()).await {
             tracing::error!(error = %e, "follow-up evaluation failed");
         }
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

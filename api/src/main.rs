@@ -354,6 +354,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let follow_up_scheduler = tokio::spawn(smartchat_api::follow_ups::scheduler(
         pipeline.clone(),
+        std::time::Duration::from_secs(config.follow_up_interval_secs),
         stop_rx.clone(),
     ));
     let retention = tokio::spawn(smartchat_api::account::retention_loop(

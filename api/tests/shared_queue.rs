@@ -1,5 +1,5 @@
 //! Several `smartchat serve` processes on one PostgreSQL share the job queue without doing
-//! a job twice (issue 5). This runs the real binary twice against the same databases,
+//! a job twice (issue 5), and send each follow-up once (issue 9). This runs the real binary twice against the same databases,
 //! delivers signed webhooks to both, and checks that every customer gets exactly one reply
 //! and every job was claimed exactly once.
 
@@ -33,9 +33,14 @@ impl Drop for Server {
 }
 
 fn start(env: &TestEnv, graph: &FakeGraph) -> anyhow::Result<Server> {
+    start_with(env, graph, &[])
+}
+
+fn start_with(env: &TestEnv, graph: &FakeGraph, extra: &[(&str, &str)]) -> anyhow::Result<Server> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_smartchat"))
         .arg("serve")
         .env_clear()
+        .envs(extra.iter().copied())
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SMARTCHAT_DATA_DIR", env.dir.path())
         .env("SMARTCHAT_DATABASE_URL", url_string(&env.db_url))
@@ -167,6 +172,112 @@ async fn two_servers_share_the_queue_and_do_each_job_once() -> anyhow::Result<()
         stored == CUSTOMERS as i64,
         "{stored} inbound messages stored"
     );
+    drop((a, b));
+    Ok(())
+}
+
+/// Two `smartchat serve` processes on one PostgreSQL, both evaluating follow-up rules every
+/// second: a due follow-up is scheduled, sent and ledgered exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_send_each_follow_up_once() -> anyhow::Result<()> {
+    use smartchat_core::follow_ups::{RuleSpec, Trigger};
+    let env = TestEnv::new(Backend::Postgres).await;
+    let graph = FakeGraph::start().await?;
+    graph.register(PNID, TOKEN);
+    let tenant = env
+        .store
+        .create_tenant(NewTenant {
+            handle: "two-servers-fu".parse::<Handle>()?,
+            profile: Profile(serde_json::json!({"name": "Glow Salon", "business_type": "salon"})),
+            phone_number_id: Some(PNID.parse::<PhoneNumberId>()?),
+            access_token: Some(smartchat_core::config::Secret::new(TOKEN)),
+        })
+        .await?;
+    env.store
+        .create_rule(
+            tenant,
+            &RuleSpec {
+                name: "nudge".into(),
+                trigger: Trigger::NoReply,
+                after_minutes: 60,
+                message: "Still thinking about it? Reply here to book.".into(),
+                template: None,
+                max_per_lead: 1,
+                min_gap_minutes: 0,
+                respect_hours: false,
+                catch_up: true,
+                enabled: true,
+            },
+            smartchat_ledger::Actor::System,
+        )
+        .await?;
+    let fast = [("SMARTCHAT_FOLLOW_UP_INTERVAL_SECS", "1")];
+    let a = start_with(&env, &graph, &fast)?;
+    let b = start_with(&env, &graph, &fast)?;
+
+    // A customer writes; the assistant answers (the business wrote last).
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let delivery = WebhookBuilder::new().at(now).entry(PNID, "+91").text(
+        &WebhookUser::wa_id("919811177001"),
+        "wamid.fu1",
+        "how much is a haircut?",
+    );
+    let (body, sig) = delivery.signed(SECRET.as_bytes());
+    let res = reqwest::Client::new()
+        .post(format!("{}/webhooks/whatsapp", a.base))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", &sig)
+        .body(body)
+        .send()
+        .await?;
+    ensure!(res.status() == 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while graph.requests().is_empty() {
+        ensure!(Instant::now() < deadline, "no reply in 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Three hours pass for the conversation (the window stays open: it runs from Meta's
+    // timestamp): the follow-up is due, and both servers look every second.
+    let (client, conn) =
+        tokio_postgres::connect(&url_string(&env.db_url), tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE messages SET created_at = created_at - 10800000000, status_at = status_at - 10800000000",
+            &[],
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while graph.requests().len() < 2 {
+        ensure!(Instant::now() < deadline, "no follow-up in 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several more evaluations by each server, were one to send it again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sent = graph.requests();
+    ensure!(
+        sent.len() == 2,
+        "{} sends: the reply and one follow-up",
+        sent.len()
+    );
+    ensure!(
+        sent[1]
+            .body
+            .as_ref()
+            .and_then(|b| b["text"]["body"].as_str())
+            == Some("Still thinking about it? Reply here to book.")
+    );
+    let rows = client.query("SELECT status FROM follow_ups", &[]).await?;
+    ensure!(rows.len() == 1, "{} follow-ups", rows.len());
+    ensure!(rows[0].get::<_, String>(0) == "sent");
+    let jobs = client
+        .query(
+            "SELECT status, attempts FROM jobs WHERE kind = 'follow_up'",
+            &[],
+        )
+        .await?;
+    ensure!(jobs.len() == 1, "{} follow-up jobs", jobs.len());
+    ensure!(jobs[0].get::<_, String>(0) == "done" && jobs[0].get::<_, i32>(1) == 1);
     drop((a, b));
     Ok(())
 }

@@ -95,6 +95,9 @@ pub struct Config {
     /// true). The index lives under `<data_dir>/search`; with several server processes on
     /// one database exactly one runs the indexer and serves search.
     pub search_indexer: bool,
+    /// Seconds between two runs of the follow-up evaluator (`SMARTCHAT_FOLLOW_UP_INTERVAL_SECS`,
+    /// default 60, 1 to 3600).
+    pub follow_up_interval_secs: u64,
     /// The address customers reach this server at (`SMARTCHAT_PUBLIC_URL`, default
     /// `http://<bind>`): tracked booking links point at `<public_url>/b/<token>`.
     pub public_url: String,
@@ -146,6 +149,7 @@ struct FileConfig {
     oidc_audience: Option<String>,
     search_indexer: Option<bool>,
     public_url: Option<String>,
+    follow_up_interval_secs: Option<u64>,
 }
 
 /// Every environment variable the server reads, for `--help` and the README.
@@ -176,6 +180,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_OIDC_AUDIENCE",
     "SMARTCHAT_SEARCH_INDEXER",
     "SMARTCHAT_PUBLIC_URL",
+    "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS",
 ];
 
 impl Config {
@@ -348,7 +353,21 @@ impl Config {
             fc.public_url,
             &format!("http://{bind}"),
         )?;
+        let follow_up_interval_secs = match get("SMARTCHAT_FOLLOW_UP_INTERVAL_SECS") {
+            None => fc.follow_up_interval_secs.unwrap_or(60),
+            Some(v) => v.parse().map_err(|_| CoreError::Config {
+                key: "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS".into(),
+                reason: format!("expected seconds, got {v:?}"),
+            })?,
+        };
+        if !(1..=3600).contains(&follow_up_interval_secs) {
+            return Err(CoreError::Config {
+                key: "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS".into(),
+                reason: "1 to 3600 seconds".into(),
+            });
+        }
         Ok(Self {
+            follow_up_interval_secs,
             analytics_url,
             oidc,
             search_indexer,
