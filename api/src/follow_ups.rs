@@ -1,7 +1,7 @@
 //! Follow-ups: the evaluator that turns the tenants' rules into scheduled follow-ups (run
-//! every minute by each server process; the database makes each follow-up exist once), the
-//! `follow_up` job that re-checks the customer's wishes and sends it, and the owner's API
-//! for rules and follow-ups.
+//! every `SMARTCHAT_FOLLOW_UP_INTERVAL_SECS` by each server process; the database makes each
+//! follow-up exist once), the `follow_up` job that re-checks the customer's wishes and sends
+//! it, and the owner's API for rules and follow-ups.
 //!
 //! Checks, in order, when a follow-up is due: limits (at most K per lead, M minutes apart),
 //! a late follow-up of a rule without catch-up (skipped as missed), opening hours (wait);
