@@ -796,33 +796,22 @@ impl Store {
         }
         drop(c);
         let mut total: u64 = 0;
-        // Oldest first from a cursor on the (subject_id, created_at) index (see
-        // `purge_tenant_rows`).
+        let which = crate::termination::MessageBatch {
+            tenant: &tid,
+            subject: Some(&sid),
+            before: None,
+            size: batch,
+        };
         let mut cursor = i64::MIN;
         loop {
             let mut tx = self.db.begin().await?;
-            let rows: Vec<(String, i64)> = db_run!(tx, |c| messages::table
-                .filter(messages::subject_id.eq(&sid))
-                .filter(messages::created_at.ge(cursor))
-                .filter(messages::tenant_id.eq(&tid))
-                .order(messages::created_at)
-                .select((messages::id, messages::created_at))
-                .limit(batch)
-                .load(c)
-                .await)?;
-            if rows.is_empty() {
-                drop(tx);
+            let ids =
+                crate::termination::delete_message_batch(&mut tx, &which, &mut cursor).await?;
+            if ids.is_empty() {
                 break;
             }
-            cursor = rows.iter().map(|r| r.1).max().unwrap_or(cursor);
-            let ids: Vec<String> = rows.into_iter().map(|r| r.0).collect();
-            let n = db_run!(tx, |c| diesel::delete(
-                messages::table.filter(messages::id.eq_any(&ids))
-            )
-            .execute(c)
-            .await)?;
             tx.commit().await?;
-            total += n as u64;
+            total += ids.len() as u64;
             progress(total);
         }
         let mut tx = self.db.begin().await?;
