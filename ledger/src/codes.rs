@@ -107,6 +107,11 @@ code_type! {
         KEY_ROTATED = 401, "key_rotated";
         /// An encryption key was destroyed (crypto-shredding).
         KEY_SHREDDED = 402, "key_shredded";
+        /// A tenant set or replaced its own API key for an AI provider (attr `provider`,
+        /// `reason` 1 set, 2 replaced); never the key.
+        PROVIDER_KEY_SET = 403, "provider_key_set";
+        /// A tenant removed its own API key for an AI provider (attr `provider`).
+        PROVIDER_KEY_REMOVED = 404, "provider_key_removed";
         /// A tenant was created.
         TENANT_CREATED = 500, "tenant_created";
         /// A tenant's contract ended.
@@ -117,6 +122,13 @@ code_type! {
         RETENTION_EXPIRED = 505, "retention_expired";
         /// A tenant's assistant settings changed (attr `provider`, repeated in chain order).
         ASSISTANT_SETTINGS_CHANGED = 503, "assistant_settings_changed";
+        /// A tenant's business profile was replaced (ref `record_digest` of the sealed profile).
+        TENANT_PROFILE_UPDATED = 506, "tenant_profile_updated";
+        /// A WhatsApp number was connected (ref `record_digest` of the phone number id; `reason`
+        /// 1 with a Meta access token, 2 a sandbox number without one).
+        PHONE_NUMBER_CONNECTED = 507, "phone_number_connected";
+        /// A WhatsApp number was disconnected (ref `record_digest` of the phone number id).
+        PHONE_NUMBER_DISCONNECTED = 508, "phone_number_disconnected";
         /// A tenant's message templates changed (attrs `reason`: 1 synced from Meta,
         /// 2 registered for the sandbox, 3 a status webhook; `record_count`).
         TEMPLATES_CHANGED = 504, "templates_changed";
@@ -124,6 +136,8 @@ code_type! {
         MEMBER_LOGIN = 510, "member_login";
         /// A member's role changed (attr `role`).
         MEMBER_ROLE_CHANGED = 511, "member_role_changed";
+        /// A member was removed from the team, their sessions ended (ref member).
+        MEMBER_REMOVED = 512, "member_removed";
         /// A data export was made (attrs `export_digest`, `record_count`).
         EXPORT_MADE = 520, "export_made";
         /// The processing policy version changed (entry `policy_version`, attr `old_policy_version`).

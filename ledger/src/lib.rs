@@ -19,6 +19,7 @@ mod entry;
 mod error;
 pub mod merkle;
 mod store;
+mod tenant_bundle;
 mod verify;
 
 pub use bundle::{
@@ -42,5 +43,9 @@ pub use merkle::{verify_consistency, verify_inclusion};
 pub use store::{
     Head, LedgerStore, MemStore, MemStoreError, StoredCheckpoint, StoredEntry, append_batch,
     export_bundle, prove_consistency, prove_inclusion, sign_checkpoint, stored_root, tlog_proof,
+};
+pub use tenant_bundle::{
+    TENANT_BUNDLE_FORMAT, TenantBundle, TenantBundleEntry, TenantReport, tenant_bundle,
+    verify_tenant_bundle,
 };
 pub use verify::{Failure, Progress, Report, VerifyOptions, verify_bundle};

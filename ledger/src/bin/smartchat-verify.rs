@@ -6,16 +6,26 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
-use smartchat_ledger::{Report, TlogProof, VerifierKey, VerifyOptions, verify_bundle};
+use clap::{Parser, Subcommand};
+use smartchat_ledger::{
+    Report, TenantReport, TlogProof, VerifierKey, VerifyOptions, verify_bundle,
+    verify_tenant_bundle,
+};
 
 /// Verify a smartchat audit ledger: every entry hash and chain link, sequence numbers and
 /// times, every checkpoint signature and root, consistency between consecutive checkpoints.
 ///
 /// Exit status: 0 verified, 1 verification failed, 2 usage or I/O error.
 #[derive(Parser, Debug)]
-#[command(name = "smartchat-verify", version)]
+#[command(
+    name = "smartchat-verify",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// A bundle file (from the ledger export), or a database URL: sqlite://PATH or
     /// postgres://USER@HOST/DB (opened read-only).
     source: Option<String>,
@@ -54,9 +64,32 @@ struct Args {
     progress: bool,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Verify one tenant's bundle (GET /api/v1/ledger/export): each of its entries with its
+    /// inclusion proof against one signed checkpoint; no other tenant's entry is needed.
+    /// It proves the entries are unaltered and in the signed log, not that none is missing.
+    TenantBundle {
+        /// The tenant bundle file (JSON).
+        file: std::path::PathBuf,
+        /// The log's public key as published by the processor; the bundle's key must equal
+        /// it. Without it the bundle's own key is used, which proves nothing about who
+        /// signed.
+        #[arg(long, env = "SMARTCHAT_LEDGER_KEY")]
+        key: Option<String>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
+    let result = match &args.command {
+        Some(Command::TenantBundle { file, key, json }) => run_tenant(file, key.as_deref(), *json),
+        None => run(&args),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -136,6 +169,55 @@ fn run(args: &Args) -> Result<bool, String> {
         let _ = writeln!(std::io::stdout(), "{}", serde_json::Value::Object(json));
     }
     Ok(ok)
+}
+
+fn run_tenant(path: &std::path::Path, key: Option<&str>, json: bool) -> Result<bool, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let report = verify_tenant_bundle(&bytes, key).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let v = serde_json::json!({ "ok": report.ok(), "report": report });
+        let _ = writeln!(out, "{v}");
+    } else {
+        let _ = write_tenant_summary(&mut out, &path.display().to_string(), &report, key);
+    }
+    Ok(report.ok())
+}
+
+fn write_tenant_summary(
+    out: &mut impl std::io::Write,
+    source: &str,
+    r: &TenantReport,
+    key: Option<&str>,
+) -> std::io::Result<()> {
+    let status = if r.ok() { "OK" } else { "FAILED" };
+    writeln!(out, "smartchat-verify: {status}  (tenant bundle {source})")?;
+    writeln!(out, "  log           {}", r.origin)?;
+    writeln!(out, "  public key    {}", r.vkey)?;
+    if key.is_none() {
+        writeln!(
+            out,
+            "  WARNING       no --key given: the bundle's own key was trusted"
+        )?;
+    }
+    writeln!(out, "  tenant        {}", r.tenant)?;
+    writeln!(
+        out,
+        "  checkpoint    size {}, root {}",
+        r.checkpoint_size, r.checkpoint_root
+    )?;
+    writeln!(
+        out,
+        "  entries       {} verified, each included in the signed tree",
+        r.entries
+    )?;
+    if let Some(f) = &r.first_failure {
+        match f.seq {
+            Some(s) => writeln!(out, "  FIRST BAD SEQ {s}: {}", f.what),
+            None => writeln!(out, "  FAILURE       {}", f.what),
+        }?;
+    }
+    Ok(())
 }
 
 fn verify_source(
