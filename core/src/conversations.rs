@@ -66,6 +66,28 @@ fn provider_code(name: &str) -> u32 {
     }
 }
 
+/// Checks a provider chain: known names ([`PROVIDER_NAMES`]), none named twice.
+pub fn check_provider_chain(chain: &[String]) -> Result<(), CoreError> {
+    for (i, name) in chain.iter().enumerate() {
+        if !PROVIDER_NAMES.contains(&name.as_str()) {
+            return Err(CoreError::Invalid {
+                field: "providers",
+                reason: format!(
+                    "unknown provider {name:?}; known: {}",
+                    PROVIDER_NAMES.join(", ")
+                ),
+            });
+        }
+        if chain[..i].contains(name) {
+            return Err(CoreError::Invalid {
+                field: "providers",
+                reason: format!("{name:?} is named twice"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// The tenant's conversations, most recently active first, at most `limit`.
     pub async fn list_conversations(
@@ -244,23 +266,7 @@ impl Store {
         actor: Actor,
     ) -> Result<(), CoreError> {
         if let Some(chain) = chain {
-            for (i, name) in chain.iter().enumerate() {
-                if !PROVIDER_NAMES.contains(&name.as_str()) {
-                    return Err(CoreError::Invalid {
-                        field: "providers",
-                        reason: format!(
-                            "unknown provider {name:?}; known: {}",
-                            PROVIDER_NAMES.join(", ")
-                        ),
-                    });
-                }
-                if chain[..i].contains(name) {
-                    return Err(CoreError::Invalid {
-                        field: "providers",
-                        reason: format!("{name:?} is named twice"),
-                    });
-                }
-            }
+            check_provider_chain(chain)?;
         }
         let stored = chain
             .map(serde_json::to_string)

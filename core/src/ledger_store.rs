@@ -466,6 +466,85 @@ impl Ledger {
         decode_rows(rows)
     }
 
+    /// One page of a tenant's entries: those with `seq > after` (all when `None`), in
+    /// order, at most `limit` (1 to 1,000).
+    pub async fn tenant_entries_page(
+        &self,
+        tenant: [u8; 16],
+        after: Option<u64>,
+        limit: i64,
+    ) -> Result<Vec<StoredEntry>, CoreError> {
+        let mut c = self.db.conn().await?;
+        let t = tenant.to_vec();
+        let from = after.map_or(-1, i);
+        let limit = limit.clamp(1, 1000);
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = db_run!(c, |c| ledger_entries::table
+            .filter(ledger_entries::tenant_id.eq(&t))
+            .filter(ledger_entries::seq.gt(from))
+            .order(ledger_entries::seq)
+            .limit(limit)
+            .select((ledger_entries::entry, ledger_entries::hash))
+            .load(c)
+            .await)?;
+        decode_rows(rows)
+    }
+
+    /// The tenant bundle (`docs/ledger-format.md` §6.1): every entry of `tenant` covered by
+    /// the latest signed checkpoint (signed now if the log grew since), each with its
+    /// inclusion proof against that one checkpoint, and the verifier key. `NotFound` while
+    /// the log is empty.
+    pub async fn tenant_bundle(
+        &self,
+        tenant: [u8; 16],
+    ) -> Result<smartchat_ledger::TenantBundle, CoreError> {
+        self.sequence_all().await?;
+        let cp = self
+            .checkpoint()
+            .await?
+            .ok_or(CoreError::NotFound { what: "checkpoint" })?;
+        let entries = self.tenant_entries(tenant).await?;
+        let mut c = self.db.conn().await?;
+        lstore::tenant_bundle(
+            &mut SqlLedger::new(&mut c),
+            tenant,
+            &cp,
+            &entries,
+            &self.verifier_key(),
+        )
+        .await
+        .map_err(lerr)
+    }
+
+    /// Ledgers a tenant bundle handed out (`ledger_exported`: the tenant, who, the
+    /// checkpoint size as `to_seq`, the entry count and a digest of the file).
+    pub async fn record_tenant_export(
+        &self,
+        tenant: [u8; 16],
+        actor: smartchat_ledger::Actor,
+        bundle: &smartchat_ledger::TenantBundle,
+        file_digest: Hash,
+    ) -> Result<(), CoreError> {
+        use smartchat_ledger::{AttrKey, AttrValue, EventKind, Purpose};
+        let size = smartchat_ledger::open_note(&bundle.checkpoint, &self.verifier_key())
+            .map_err(|e| CoreError::Ledger(e.to_string()))?
+            .size;
+        let mut tx = self.db.begin().await?;
+        crate::audit::enqueue(
+            &mut tx,
+            &EntryDraft::new(EventKind::LEDGER_EXPORTED, actor)
+                .tenant(tenant)
+                .purpose(Purpose::AUDIT)
+                .attr(AttrKey::TO_SEQ, AttrValue::U64(size))
+                .attr(
+                    AttrKey::RECORD_COUNT,
+                    AttrValue::U64(bundle.entries.len() as u64),
+                )
+                .attr(AttrKey::EXPORT_DIGEST, AttrValue::Digest(file_digest)),
+        )
+        .await?;
+        tx.commit().await
+    }
+
     /// A c2sp.org/tlog-proof of entry `seq` against the latest checkpoint.
     pub async fn tlog_proof(&self, seq: u64) -> Result<smartchat_ledger::TlogProof, CoreError> {
         let mut c = self.db.conn().await?;

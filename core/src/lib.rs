@@ -23,7 +23,9 @@ pub mod policy_store;
 pub mod rights;
 pub mod rights_export;
 pub mod search_feed;
+pub mod settings;
 pub mod store;
+pub mod team;
 pub mod templates;
 pub mod termination;
 

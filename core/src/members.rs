@@ -216,7 +216,7 @@ pub struct Members {
     store: Store,
 }
 
-fn login_context(tenant: &str, member: &str) -> String {
+pub(crate) fn login_context(tenant: &str, member: &str) -> String {
     format!("members.login_ct|{tenant}|{member}")
 }
 

@@ -276,7 +276,9 @@ impl Store {
         tx.commit().await
     }
 
-    async fn connect_number_in(
+    /// Inserts a phone number row with its sealed token (empty: a sandbox number) in the
+    /// caller's transaction; `Conflict` when any tenant has the number already.
+    pub(crate) async fn connect_number_in(
         &self,
         tx: &mut Tx,
         key: &TenantKey,

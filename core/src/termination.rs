@@ -311,6 +311,13 @@ impl Store {
         )
         .execute(c)
         .await)?;
+        // The tenant's own AI provider keys (unreadable since the shred) go with it.
+        n += db_run!(tx, |c| diesel::delete(
+            crate::db::schema::provider_keys::table
+                .filter(crate::db::schema::provider_keys::tenant_id.eq(&tid))
+        )
+        .execute(c)
+        .await)?;
         db_run!(tx, |c| diesel::update(tenants::table.find(&tid))
             .set((
                 tenants::status.eq("purged"),

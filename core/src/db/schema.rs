@@ -61,6 +61,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    provider_keys (tenant_id, provider) {
+        tenant_id -> Text,
+        provider -> Text,
+        key_ct -> Binary,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
     members (id) {
         id -> Text,
         tenant_id -> Text,
