@@ -163,6 +163,45 @@ pub fn router(state: AppState) -> Router {
             get(conv::get_assistant).put(conv::put_assistant),
         )
         .route("/api/v1/sandbox/messages", post(conv::sandbox))
+        // Onboarding, team and auditors (issue 8).
+        .route(
+            "/api/v1/profile",
+            get(crate::settings::get_profile).put(crate::settings::put_profile),
+        )
+        .route(
+            "/api/v1/numbers",
+            get(crate::settings::list_numbers).post(crate::settings::connect_number),
+        )
+        .route(
+            "/api/v1/numbers/sandbox",
+            post(crate::settings::connect_sandbox_number),
+        )
+        .route(
+            "/api/v1/numbers/{phone_number_id}",
+            axum::routing::delete(crate::settings::disconnect_number),
+        )
+        .route(
+            "/api/v1/policy",
+            get(crate::settings::get_policy).put(crate::settings::put_policy),
+        )
+        .route("/api/v1/records", get(crate::settings::get_records))
+        .route(
+            "/api/v1/members",
+            get(crate::team::list_members).post(crate::team::invite_member),
+        )
+        .route(
+            "/api/v1/members/{member_id}",
+            axum::routing::delete(crate::team::remove_member),
+        )
+        .route(
+            "/api/v1/ledger/entries",
+            get(crate::ledger_api::list_entries),
+        )
+        .route(
+            "/api/v1/ledger/checkpoint",
+            get(crate::ledger_api::get_checkpoint),
+        )
+        .route("/api/v1/ledger/export", get(crate::ledger_api::export))
         .route("/api/v1/search", get(crate::search::get_search))
         .route(
             "/api/v1/follow-up-rules",

@@ -15,6 +15,7 @@ use serde_json::json;
 use smartchat_core::conversations::{ConversationSummary, Mode};
 use smartchat_core::ids::{ConversationId, PhoneNumber};
 use smartchat_core::members::Role;
+use smartchat_core::settings::ProviderKeyChange;
 use smartchat_core::store::PlainMessage;
 use smartchat_ledger::Actor;
 
@@ -187,14 +188,23 @@ pub async fn hand_back(
     switch(&state, &me, &id, Mode::Assistant).await
 }
 
-/// `GET /api/v1/settings/assistant`: the tenant's provider chain and what the server has.
+/// `GET /api/v1/settings/assistant`: the tenant's provider chain, the providers available
+/// to it (the platform's and those it set its own key for) and which providers have a key
+/// of the tenant's (never the key).
 pub async fn get_assistant(
     State(state): State<AppState>,
     me: CurrentMember,
 ) -> Result<Json<serde_json::Value>, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
-    let chain = state.store().provider_chain(me.tenant_id).await?;
-    let configured = state.pipeline().configured_providers();
+    Ok(Json(assistant_settings(&state, me.tenant_id).await?))
+}
+
+async fn assistant_settings(
+    state: &AppState,
+    tenant: smartchat_core::ids::TenantId,
+) -> Result<serde_json::Value, AuthError> {
+    let chain = state.store().provider_chain(tenant).await?;
+    let configured = state.pipeline().configured_providers_for(tenant).await?;
     let effective: Vec<&str> = match &chain {
         None => configured.clone(),
         Some(names) => names
@@ -203,37 +213,71 @@ pub async fn get_assistant(
             .filter(|n| configured.contains(n))
             .collect(),
     };
-    Ok(Json(json!({
+    let keys = state.store().provider_key_names(tenant).await?;
+    Ok(json!({
         "providers": chain,
         "configured": configured,
         "effective": effective,
+        "keys": keys,
         "fallback": "offline",
-    })))
+    }))
 }
 
-/// Body of `PUT /api/v1/settings/assistant`: `null` returns to the platform's default.
+/// Body of `PUT /api/v1/settings/assistant`. `providers`: the chain, `null` returns to the
+/// platform's default, absent leaves it. `keys`: per provider the tenant's own API key,
+/// `null` removes it, a provider left out keeps its key.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AssistantBody {
-    providers: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    providers: Option<Option<Vec<String>>>,
+    #[serde(default)]
+    keys: Option<std::collections::BTreeMap<String, Option<String>>>,
+}
+
+/// A field that is present (`Some`), possibly `null` (`Some(None)`); absent is `None`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `PUT /api/v1/settings/assistant`: owners set the failover chain (e.g.
-/// `["deepseek","openai"]`, or `[]` for the offline assistant only). Ledgered.
+/// `["deepseek","openai"]`, or `[]` for the offline assistant only) and their own provider
+/// keys (sealed under the tenant key, never returned). Everything is validated before
+/// anything is written; each change is ledgered (a key as a key event, without its value).
 pub async fn put_assistant(
     State(state): State<AppState>,
     me: CurrentMember,
     JsonBody(body): JsonBody<AssistantBody>,
 ) -> Result<Json<serde_json::Value>, AuthError> {
     me.require(&[Role::Owner])?;
-    state
-        .store()
-        .set_provider_chain(
-            me.tenant_id,
-            body.providers.as_deref(),
-            Actor::Member(me.member_id.bytes()),
-        )
-        .await?;
-    Ok(Json(json!({ "providers": body.providers })))
+    let actor = Actor::Member(me.member_id.bytes());
+    if let Some(Some(chain)) = &body.providers {
+        smartchat_core::conversations::check_provider_chain(chain)?;
+    }
+    if let Some(keys) = &body.keys {
+        let changes: Vec<ProviderKeyChange> = keys
+            .iter()
+            .map(|(provider, key)| ProviderKeyChange {
+                provider: provider.clone(),
+                key: key.clone().map(smartchat_core::config::Secret::new),
+            })
+            .collect();
+        state
+            .store()
+            .set_provider_keys(me.tenant_id, &changes, actor)
+            .await?;
+    }
+    if let Some(chain) = &body.providers {
+        state
+            .store()
+            .set_provider_chain(me.tenant_id, chain.as_deref(), actor)
+            .await?;
+    }
+    Ok(Json(assistant_settings(&state, me.tenant_id).await?))
 }
 
 /// Body of `POST /api/v1/sandbox/messages`.

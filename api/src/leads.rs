@@ -68,7 +68,8 @@ pub async fn run_lead(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let mut chain = Vec::new();
     if !flags.objected {
         let tenant_chain = store.provider_chain(tenant).await?;
-        for prov in pipeline::tenant_providers(p.providers(), tenant_chain.as_deref()) {
+        let available = p.providers_for(tenant).await?;
+        for prov in pipeline::tenant_providers(&available, tenant_chain.as_deref()) {
             let name = pipeline::provider_name(prov);
             let pid =
                 ProcessorId::new(name).map_err(|_| CoreError::Internal("processor id".into()))?;

@@ -51,6 +51,12 @@ pub struct Pipeline {
     /// Storage.
     pub store: Store,
     providers: Arc<Vec<ChatProvider>>,
+    /// Where each known provider is reached (base URL, model), with or without a platform
+    /// key: a tenant's own key is used with it.
+    endpoints: Arc<Vec<(smartchat_assistant::ProviderKind, String, String)>>,
+    /// Clients built with tenants' own keys, by (tenant, provider), with a digest of the key
+    /// and endpoint they were built for.
+    tenant_clients: Arc<std::sync::Mutex<TenantClients>>,
     graph: Arc<GraphClient>,
     limiter: Arc<RateLimiter<TokioClock>>,
     /// Where tracked booking links point (`SMARTCHAT_PUBLIC_URL`).
@@ -126,9 +132,23 @@ impl Pipeline {
             .map_err(|e| CoreError::Internal(e.to_string()))?;
         let graph = GraphClient::new(&config.meta_graph_url, "v23.0", http)
             .map_err(|e| bad("SMARTCHAT_META_GRAPH_URL", &e))?;
+        let endpoints = vec![
+            (
+                smartchat_assistant::ProviderKind::OpenAi,
+                config.openai_base_url.clone(),
+                "gpt-4o-mini".to_owned(),
+            ),
+            (
+                smartchat_assistant::ProviderKind::DeepSeek,
+                config.deepseek_base_url.clone(),
+                "deepseek-chat".to_owned(),
+            ),
+        ];
         Ok(Self {
             store,
             providers: Arc::new(providers),
+            endpoints: Arc::new(endpoints),
+            tenant_clients: Arc::default(),
             graph: Arc::new(graph),
             limiter: Arc::new(RateLimiter::new(
                 RateLimiterConfig::default(),
@@ -154,6 +174,123 @@ impl Pipeline {
     pub fn with_providers(mut self, providers: Vec<ChatProvider>) -> Self {
         self.providers = Arc::new(providers);
         self
+    }
+}
+
+/// Clients built with tenants' own provider keys: (tenant, provider) → (digest of key and
+/// endpoint, client).
+type TenantClients = std::collections::HashMap<(TenantId, &'static str), ([u8; 32], ChatProvider)>;
+
+impl Pipeline {
+    /// The AI providers available to `tenant`, in failover order: the platform's, each with
+    /// the tenant's own key where it set one, then those only the tenant has a key for (in
+    /// [`smartchat_core::conversations::PROVIDER_NAMES`] order). A provider with a tenant
+    /// key counts as configured for that tenant. Keys are opened on every call, so a
+    /// shredded tenant fails closed.
+    pub async fn providers_for(&self, tenant: TenantId) -> Result<Vec<ChatProvider>, CoreError> {
+        let keys = match self.store.provider_keys(tenant).await {
+            Ok(k) => k,
+            Err(e) => {
+                self.clients().retain(|(t, _), _| *t != tenant);
+                return Err(e);
+            }
+        };
+        if keys.is_empty() {
+            return Ok(self.providers.to_vec());
+        }
+        let mut out = Vec::with_capacity(self.providers.len() + keys.len());
+        for p in self.providers.iter() {
+            let name = provider_code(p).1;
+            match keys.iter().find(|(n, _)| n == name) {
+                Some((_, k)) => {
+                    out.push(self.tenant_client(tenant, name, p.base_url(), p.model(), k)?)
+                }
+                None => out.push(p.clone()),
+            }
+        }
+        for (name, k) in &keys {
+            if out.iter().any(|p| provider_code(p).1 == name.as_str()) {
+                continue;
+            }
+            let Some((kind, base, model)) = self
+                .endpoints
+                .iter()
+                .find(|(kind, _, _)| kind_name(kind) == name.as_str())
+            else {
+                continue;
+            };
+            let name = kind_name(kind);
+            out.push(self.tenant_client(tenant, name, base, model, k)?);
+        }
+        Ok(out)
+    }
+
+    /// The names of the providers available to `tenant` (see [`Pipeline::providers_for`]).
+    pub async fn configured_providers_for(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Vec<&'static str>, CoreError> {
+        Ok(self
+            .providers_for(tenant)
+            .await?
+            .iter()
+            .map(|p| provider_code(p).1)
+            .collect())
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, TenantClients> {
+        self.tenant_clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn tenant_client(
+        &self,
+        tenant: TenantId,
+        name: &'static str,
+        base_url: &str,
+        model: &str,
+        key: &smartchat_core::config::Secret,
+    ) -> Result<ChatProvider, CoreError> {
+        let mut h = blake3::Hasher::new();
+        h.update(key.expose().as_bytes());
+        h.update(b"\n");
+        h.update(base_url.as_bytes());
+        h.update(b"\n");
+        h.update(model.as_bytes());
+        let digest = *h.finalize().as_bytes();
+        if let Some((d, p)) = self.clients().get(&(tenant, name)) {
+            if *d == digest {
+                return Ok(p.clone());
+            }
+        }
+        let kind = self
+            .endpoints
+            .iter()
+            .map(|(k, _, _)| k)
+            .find(|k| kind_name(k) == name)
+            .cloned()
+            .ok_or_else(|| CoreError::Internal("unknown provider".into()))?;
+        let p = ChatProvider::new(
+            kind,
+            base_url,
+            secrecy::SecretString::from(key.expose().to_owned()),
+            model,
+        )
+        .map_err(|e| CoreError::Invalid {
+            field: "keys",
+            reason: e.to_string(),
+        })?;
+        self.clients().insert((tenant, name), (digest, p.clone()));
+        Ok(p)
+    }
+}
+
+fn kind_name(kind: &smartchat_assistant::ProviderKind) -> &'static str {
+    match kind {
+        smartchat_assistant::ProviderKind::OpenAi => "openai",
+        smartchat_assistant::ProviderKind::DeepSeek => "deepseek",
+        smartchat_assistant::ProviderKind::Compatible(_) => "compatible",
     }
 }
 
@@ -645,7 +782,8 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let mut chain = Vec::new();
     if !human && !flags.objected {
         let tenant_chain = store.provider_chain(tenant).await?;
-        for prov in tenant_providers(&p.providers, tenant_chain.as_deref()) {
+        let available = p.providers_for(tenant).await?;
+        for prov in tenant_providers(&available, tenant_chain.as_deref()) {
             let (code, name) = provider_code(prov);
             let pid =
                 ProcessorId::new(name).map_err(|_| CoreError::Internal("processor id".into()))?;
