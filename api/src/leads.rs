@@ -151,7 +151,23 @@ pub async fn run_lead(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
         ),
         fields,
     };
-    store.record_lead(&conv, &found, &calls, job.id).await?;
+    let (_, created) = store.record_lead(&conv, &found, &calls, job.id).await?;
+    // Counted after the commit: a failure here loses a count, never a lead. One lead per
+    // customer, so each count is a distinct customer in its hour and day.
+    if let (true, Some(a)) = (created, p.analytics()) {
+        let ev = smartchat_core::analytics::Event {
+            tenant,
+            at: OffsetDateTime::now_utc(),
+            metric: smartchat_core::analytics::metric::LEADS,
+            dimension: "",
+            value: 1,
+            new_in_hour: true,
+            new_in_day: true,
+        };
+        if let Err(e) = a.record(&ev).await {
+            tracing::warn!(error = %e, "analytics not recorded");
+        }
+    }
     Ok(())
 }
 

@@ -984,7 +984,7 @@ async fn reply_analytics(
         .filter(|d| d.kind == EventKind::AI_PROVIDER_CALL)
     {
         let mut provider = "other";
-        let mut tokens: i64 = 0;
+        let (mut tokens_in, mut tokens_out) = (0u64, 0u64);
         for (k, v) in &d.attrs {
             match (*k, v) {
                 (AttrKey::PROVIDER, AttrValue::Code(c)) => {
@@ -993,16 +993,20 @@ async fn reply_analytics(
                         .and_then(|c| smartchat_ledger::ProviderCode(c).name())
                         .unwrap_or("other");
                 }
-                (AttrKey::TOKENS_IN | AttrKey::TOKENS_OUT, AttrValue::U64(n)) => {
-                    tokens += i64::try_from(*n).unwrap_or(0);
-                }
+                (AttrKey::TOKENS_IN, AttrValue::U64(n)) => tokens_in += n,
+                (AttrKey::TOKENS_OUT, AttrValue::U64(n)) => tokens_out += n,
                 _ => {}
             }
         }
         a.record(&ev(metric::PROVIDER_CALLS, provider, 1)).await?;
+        let tokens = i64::try_from(tokens_in + tokens_out).unwrap_or(i64::MAX);
         if tokens > 0 {
             a.record(&ev(metric::PROVIDER_TOKENS, provider, tokens))
                 .await?;
+            let cost = smartchat_core::analytics::cost_micro_usd(provider, tokens_in, tokens_out);
+            if cost > 0 {
+                a.record(&ev(metric::PROVIDER_COST, provider, cost)).await?;
+            }
         }
     }
     Ok(())

@@ -52,6 +52,36 @@ pub mod metric {
     pub const PROVIDER_CALLS: &str = "provider_calls";
     /// Tokens used at an AI provider (dimension: the provider).
     pub const PROVIDER_TOKENS: &str = "provider_tokens";
+    /// Estimated cost of AI-provider calls in millionths of a US dollar, at the list price
+    /// of the day they were made ([`super::price_per_million_tokens`]; dimension: the
+    /// provider).
+    pub const PROVIDER_COST: &str = "provider_cost_micro_usd";
+    /// A portal page viewed (usage data; dimension: the route template; distinct members
+    /// in place of customers).
+    pub const PAGE_VIEW: &str = "page_view";
+    /// A portal feature used (usage data; dimension: the feature).
+    pub const FEATURE_USE: &str = "feature_use";
+}
+
+/// List prices in US dollars per million tokens (input, output) used to estimate what a
+/// provider call cost; an unknown provider costs nothing rather than a guess. Prices as
+/// published by the providers for their default chat models in 2026 (OpenAI gpt-4o-mini,
+/// DeepSeek deepseek-chat); the estimate is written when the call is counted, so a later
+/// change of price does not rewrite history.
+pub fn price_per_million_tokens(provider: &str) -> (f64, f64) {
+    match provider {
+        "openai" => (0.15, 0.60),
+        "deepseek" => (0.27, 1.10),
+        _ => (0.0, 0.0),
+    }
+}
+
+/// The estimated cost of a call in millionths of a dollar.
+pub fn cost_micro_usd(provider: &str, tokens_in: u64, tokens_out: u64) -> i64 {
+    let (pin, pout) = price_per_million_tokens(provider);
+    // $ per million tokens = micro-dollars per token.
+    let micro = pin * tokens_in as f64 + pout * tokens_out as f64;
+    micro.round() as i64
 }
 
 /// The response-time bucket of a delay in milliseconds.

@@ -126,14 +126,15 @@ impl Store {
     /// one transaction with its ledger entries (`lead_captured` with the names of the
     /// fields found and who found them; `lead_stage_changed` when the stage moves) and
     /// `extra` drafts (the provider calls the extraction made), completing the `lead` job
-    /// `job`. Fields found overwrite stored ones; fields not found are kept.
+    /// `job`. Fields found overwrite stored ones; fields not found are kept. Returns the
+    /// lead and whether it is new (a customer's first lead).
     pub async fn record_lead(
         &self,
         conv: &ConversationRow,
         found: &Extracted,
         extra: &[EntryDraft],
         job: i64,
-    ) -> Result<LeadId, CoreError> {
+    ) -> Result<(LeadId, bool), CoreError> {
         let tenant = conv.tenant_id;
         let tid = tenant.to_string();
         let sid = conv.subject_id.to_string();
@@ -228,7 +229,7 @@ impl Store {
         }
         crate::jobs::complete(&mut tx, job).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok((id, old_stage.is_none()))
     }
 
     /// The tenant's leads, most recently changed first, optionally of one stage.
