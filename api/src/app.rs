@@ -32,6 +32,8 @@ struct Inner {
     search: Option<crate::search::Search>,
     /// Public rights requests per client address (in this process).
     ip_limiter: crate::rights::IpLimiter,
+    /// Portal usage counts (page views, feature use) not yet counted this hour.
+    usage: crate::portal::usage::Usage,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
                 auth,
                 search: None,
                 ip_limiter: crate::rights::IpLimiter::default(),
+                usage: crate::portal::usage::Usage::default(),
             }),
         }
     }
@@ -99,6 +102,16 @@ impl AppState {
         &self.inner.services.ledger
     }
 
+    /// Portal usage counting.
+    pub fn usage(&self) -> &crate::portal::usage::Usage {
+        &self.inner.usage
+    }
+
+    /// Whether an identity provider is configured (else the one-time link logs in).
+    pub fn oidc_configured(&self) -> bool {
+        self.inner.auth.oidc().is_some()
+    }
+
     /// The per-address limiter of public rights requests.
     pub fn ip_limiter(&self) -> &crate::rights::IpLimiter {
         &self.inner.ip_limiter
@@ -114,8 +127,13 @@ impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
 /// Body size limit for every route (Meta's webhook bodies are far smaller).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// The router.
+/// The whole application: the API and public routes, and the portal's pages.
 pub fn router(state: AppState) -> Router {
+    api_router(state.clone()).merge(crate::portal::router().with_state(state))
+}
+
+/// The API and public routes (the portal calls this in process, see [`crate::portal`]).
+pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(get_health))
         .route("/readyz", get(get_readiness))

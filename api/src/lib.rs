@@ -18,6 +18,7 @@ pub mod follow_ups;
 pub mod leads;
 pub mod ledger_api;
 pub mod pipeline;
+pub mod portal;
 pub mod rights;
 pub mod search;
 pub mod settings;

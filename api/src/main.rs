@@ -527,7 +527,7 @@ async fn tenant(cmd: TenantCommand, config: Config) -> anyhow::Result<()> {
             }
             let handle: Handle = match &c.handle {
                 Some(h) => h.parse()?,
-                None => slug(&c.name)
+                None => smartchat_api::portal::setup::slug(&c.name)
                     .parse()
                     .context("cannot derive a handle from the name; pass --handle")?,
             };
@@ -839,18 +839,6 @@ async fn resolve_tenant(store: &Store, s: &str) -> anyhow::Result<TenantId> {
     }
     let handle: Handle = s.parse().context("not a tenant id or handle")?;
     Ok(store.tenant_by_handle(&handle).await?)
-}
-
-fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for ch in name.chars().flat_map(char::to_lowercase) {
-        if ch.is_ascii_alphanumeric() {
-            out.push(ch);
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    out.trim_end_matches('-').chars().take(40).collect()
 }
 
 async fn rotate_master(config: Config, new_key_file: Option<PathBuf>) -> anyhow::Result<()> {

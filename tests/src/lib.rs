@@ -4,6 +4,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); if it is unreachable the test fails,
 //! it is never skipped.
 
+pub mod browser;
+pub mod oidc;
+
 use std::path::PathBuf;
 
 use smartchat_core::config::Config;

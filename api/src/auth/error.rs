@@ -51,7 +51,8 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    /// Status, stable code and detail (the problem document's parts).
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use smartchat_core::members::Identity;
 use subtle::ConstantTimeEq as _;
 
@@ -42,8 +42,18 @@ impl OneTimeLogin {
         format!("http://{bind}/login/token/{token}")
     }
 
+    /// Whether `token` is the live one, without consuming it.
+    pub(crate) fn is_live(&self, token: &str) -> bool {
+        let g = match self.hash.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.as_ref()
+            .is_some_and(|h| bool::from(h.ct_eq(&digest(token.as_bytes()))))
+    }
+
     /// Whether `token` is the live one; consumes it when it is.
-    fn take(&self, token: &str) -> bool {
+    pub(crate) fn take(&self, token: &str) -> bool {
         let mut g = match self.hash.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -57,7 +67,7 @@ impl OneTimeLogin {
         ok
     }
 
-    fn restore(&self, token: &str) {
+    pub(crate) fn restore(&self, token: &str) {
         if let Ok(mut g) = self.hash.lock() {
             *g = Some(digest(token.as_bytes()));
         }
@@ -85,6 +95,10 @@ pub async fn get_token_login(
 ) -> Result<Response, AuthError> {
     let tenant = parse_tenant(q.tenant.as_deref())?;
     let otl = state.one_time_login();
+    // First run: no business yet, so the link opens the form that creates one.
+    if otl.is_live(&token) && state.members().store().list_tenants().await?.is_empty() {
+        return Ok(crate::portal::setup::setup_page(&token, None).into_response());
+    }
     if !otl.take(&token) {
         return Err(AuthError::InvalidToken("unknown or used login link".into()));
     }
