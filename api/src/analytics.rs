@@ -3,7 +3,7 @@
 //! customers suppressed (`value: null`).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::problem;
+use crate::error::{QueryParams, problem};
 
 /// `?from=&to=` (UTC days, inclusive; the last 30 days by default).
 #[derive(Debug, Deserialize)]
@@ -35,7 +35,7 @@ fn day(s: &str) -> Option<String> {
 pub async fn get_analytics(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(range): Query<Range>,
+    QueryParams(range): QueryParams<Range>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
     let Some(analytics) = state.pipeline().analytics() else {

@@ -7,7 +7,7 @@
 //! the CSRF header (see [`crate::auth`]).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ use smartchat_ledger::Actor;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{JsonBody, problem};
+use crate::error::{JsonBody, QueryParams, problem};
 use crate::pipeline::{self, ReplyRefused};
 
 /// Who may read and answer conversations.
@@ -42,7 +42,7 @@ pub struct Page {
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(page): Query<Page>,
+    QueryParams(page): QueryParams<Page>,
 ) -> Result<Json<serde_json::Value>, AuthError> {
     me.require(ANSWERING)?;
     let list: Vec<ConversationSummary> = state
@@ -87,7 +87,7 @@ pub async fn messages(
     State(state): State<AppState>,
     me: CurrentMember,
     Path(id): Path<String>,
-    Query(page): Query<Page>,
+    QueryParams(page): QueryParams<Page>,
 ) -> Result<Json<serde_json::Value>, AuthError> {
     me.require(ANSWERING)?;
     let id = parse_conversation(&id)?;

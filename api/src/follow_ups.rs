@@ -11,7 +11,7 @@
 //! cancelled follow-up is ledgered with its reason code.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{JsonBody, problem};
+use crate::error::{JsonBody, QueryParams, problem};
 use crate::pipeline::{self, Pipeline, QUEUE};
 
 /// A follow-up due more than this long ago counts as missed (for rules without catch-up).
@@ -513,7 +513,7 @@ pub struct Page {
 pub async fn list_follow_ups(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(page): Query<Page>,
+    QueryParams(page): QueryParams<Page>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
     let limit = page.limit.unwrap_or(100);

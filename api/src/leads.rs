@@ -4,7 +4,7 @@
 //! list and filter, read, correct, change stage, export as CSV.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::JsonBody;
+use crate::error::{JsonBody, QueryParams};
 use crate::pipeline::{self, Pipeline};
 
 /// Messages of context the extractor sees.
@@ -194,7 +194,7 @@ async fn filtered(
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(f): Query<LeadFilter>,
+    QueryParams(f): QueryParams<LeadFilter>,
 ) -> Result<Json<serde_json::Value>, AuthError> {
     let leads = filtered(&state, &me, &f).await?;
     Ok(Json(json!({ "leads": leads })))
@@ -284,7 +284,7 @@ fn detail(l: &LeadView, k: &str) -> String {
 pub async fn export_csv(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(f): Query<LeadFilter>,
+    QueryParams(f): QueryParams<LeadFilter>,
 ) -> Result<Response, AuthError> {
     let leads = filtered(&state, &me, &f).await?;
     let mut out = String::from(

@@ -51,7 +51,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{JsonBody, problem, problem_with};
+use crate::error::{JsonBody, QueryParams, problem, problem_with};
 use crate::pipeline::{self, Pipeline, QUEUE};
 
 /// Minutes a code is valid.
@@ -704,7 +704,7 @@ pub async fn report(
     State(state): State<AppState>,
     me: CurrentMember,
     Path(id): Path<String>,
-    Query(q): Query<FormatQuery>,
+    QueryParams(q): QueryParams<FormatQuery>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner])?;
     let req = state

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -34,7 +34,7 @@ use smartchat_search::{
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{problem, problem_with};
+use crate::error::{QueryParams, problem, problem_with};
 
 /// Feed rows applied per round (one index commit per tenant per round).
 pub const BATCH: i64 = 2000;
@@ -429,7 +429,7 @@ fn to_query(p: SearchParams) -> Result<SearchQuery, String> {
 pub async fn get_search(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(params): Query<SearchParams>,
+    QueryParams(params): QueryParams<SearchParams>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
     let Some(search) = state.search() else {

@@ -277,7 +277,7 @@ async fn put_member_role(
     State(state): State<AuthState>,
     me: CurrentMember,
     Path(member_id): Path<String>,
-    Json(body): Json<RoleBody>,
+    crate::error::JsonBody(body): crate::error::JsonBody<RoleBody>,
 ) -> Result<Json<serde_json::Value>, AuthError> {
     me.require(&[Role::Owner])?;
     let id = parse_member(&member_id)?;
