@@ -16,8 +16,17 @@ pub enum AppError {
     NotReady(String),
 }
 
-/// RFC 9457 problem details.
-#[derive(Debug, Serialize)]
+/// RFC 9457 problem details: every error of the API has this shape (served as
+/// `application/problem+json`); some carry extension members, e.g. `position` for a search
+/// query syntax error or `graph_code` for an error of Meta's Graph API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://smartchat.invalid/problems/not_found",
+    "title": "Not Found",
+    "status": 404,
+    "code": "not_found",
+    "detail": "conversation not found"
+}))]
 pub struct Problem {
     /// A URI naming the problem type.
     #[serde(rename = "type")]
@@ -27,6 +36,7 @@ pub struct Problem {
     /// HTTP status.
     pub status: u16,
     /// Stable machine-readable code.
+    #[schema(value_type = String)]
     pub code: &'static str,
     /// Human explanation (never personal data; generic for 5xx).
     pub detail: String,

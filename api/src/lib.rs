@@ -16,6 +16,7 @@ pub mod conversations;
 pub mod error;
 pub mod follow_ups;
 pub mod leads;
+pub mod openapi;
 pub mod pipeline;
 pub mod rights;
 pub mod search;

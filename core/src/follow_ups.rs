@@ -25,6 +25,7 @@ use crate::store::Store;
 pub const WINDOW_MINUTES: i64 = 24 * 60;
 
 /// When a rule fires.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger {
@@ -41,6 +42,7 @@ pub enum Trigger {
 }
 
 /// A rule as given by the business.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
@@ -103,6 +105,46 @@ pub struct Rule {
     /// The rule.
     #[serde(flatten)]
     pub spec: RuleSpec,
+}
+
+/// In the API's OpenAPI document: the id and the fields of [`RuleSpec`] in one object (a
+/// derived schema would keep the spec's `additionalProperties: false`, which the id breaks).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Rule {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        let mut rule = ObjectBuilder::new()
+            .description(Some("A stored rule: its id and the rule as given."))
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("Id.")),
+            )
+            .required("id");
+        if let RefOr::T(Schema::Object(spec)) = <RuleSpec as utoipa::PartialSchema>::schema() {
+            for (name, property) in spec.properties {
+                rule = rule.property(name, property);
+            }
+            for name in spec.required {
+                rule = rule.required(name);
+            }
+        }
+        rule.into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Rule {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <RuleSpec as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl RuleSpec {
@@ -184,6 +226,7 @@ pub struct Candidate {
 }
 
 /// A follow-up row.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct FollowUp {
     /// Id.

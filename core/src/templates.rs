@@ -26,6 +26,7 @@ pub const MAX_PARAMS: i32 = 20;
 /// rule each value is a fixed text or one of
 /// [`crate::follow_ups::TEMPLATE_VARIABLES`]; on an outbound message they are the values
 /// sent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateUse {
@@ -63,6 +64,7 @@ impl TemplateSource {
 }
 
 /// A template as the business (or Meta) describes it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
@@ -85,6 +87,7 @@ fn approved() -> String {
 }
 
 /// A stored template.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Template {
     /// Name.
