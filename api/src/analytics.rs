@@ -23,9 +23,11 @@ use crate::error::{QueryParams, problem};
 pub struct Range {
     /// First UTC day, `YYYY-MM-DD` (default 30 days ago).
     #[serde(default)]
+    #[param(format = Date)]
     from: Option<String>,
     /// Last UTC day, `YYYY-MM-DD` (default today).
     #[serde(default)]
+    #[param(format = Date)]
     to: Option<String>,
 }
 

@@ -37,6 +37,7 @@ fn parse_conversation(text: &str) -> Result<ConversationId, AuthError> {
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// How many (default 50 conversations, 100 messages).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -161,6 +162,7 @@ pub async fn messages(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ReplyBody {
     /// The text (1 to 4096 characters).
+    #[schema(min_length = 1, max_length = 4096)]
     text: String,
 }
 
@@ -344,7 +346,20 @@ pub async fn get_assistant(
 pub struct AssistantBody {
     /// Provider names in failover order (`openai`, `deepseek`); `[]` for the offline
     /// assistant only, `null` for the platform's default.
+    #[schema(value_type = Option<Vec<Provider>>)]
     providers: Option<Vec<String>>,
+}
+
+/// A provider a tenant's chain may name.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[expect(
+    dead_code,
+    reason = "only its schema is used: the body keeps the names as text"
+)]
+enum Provider {
+    Openai,
+    Deepseek,
 }
 
 /// The chain that was set.
@@ -387,8 +402,10 @@ pub async fn put_assistant(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SandboxBody {
     /// The customer's number the member plays (digits, optional `+`).
+    #[schema(pattern = "^\\+?[1-9][0-9]{7,14}$")]
     from: String,
-    /// What the customer says.
+    /// What the customer says (1 to 4096 characters).
+    #[schema(min_length = 1, max_length = 4096)]
     text: String,
 }
 

@@ -544,6 +544,7 @@ pub async fn replace_rule(
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 

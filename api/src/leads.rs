@@ -166,8 +166,10 @@ fn parse_lead(text: &str) -> Result<LeadId, AuthError> {
 #[into_params(parameter_in = Query)]
 pub struct LeadFilter {
     /// Only leads in this stage (`new`, `engaged`, `booked`, `lost`).
+    #[param(pattern = "^(new|engaged|booked|lost)?$")]
     stage: Option<String>,
     /// At most this many (1 to 10,000; default 100).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
 }
 

@@ -352,15 +352,18 @@ async fn grant_download(
 #[serde(deny_unknown_fields)]
 pub struct OpenBody {
     /// `access`, `correction`, `deletion`, `objection` or `portability`.
+    #[schema(pattern = "^(access|correction|deletion|objection|portability)$")]
     right: String,
     /// The customer's WhatsApp number (digits, with country code).
     #[serde(default)]
+    #[schema(pattern = "^\\+?[1-9][0-9]{7,14}$")]
     wa_id: Option<String>,
     /// Or the subject id shown in the conversation API.
     #[serde(default)]
     subject_id: Option<String>,
     /// `gdpr` (default) or `dpdp`.
     #[serde(default)]
+    #[schema(pattern = "^(gdpr|dpdp)$")]
     regime: Option<String>,
     /// Correction: `{"contact": {...}, "lead": {...}}`; objection: `{"withdraw": true}`.
     #[serde(default)]
@@ -672,6 +675,7 @@ pub async fn reject(
 pub struct FormatQuery {
     /// `json` (default for access), `markdown` or `zip` (default for portability).
     #[serde(default)]
+    #[param(pattern = "^(json|markdown|md|zip)$")]
     format: Option<String>,
 }
 
@@ -805,9 +809,11 @@ pub async fn report(
 #[serde(deny_unknown_fields)]
 pub struct HoldBody {
     /// Why (e.g. a case reference; never personal data).
+    #[schema(min_length = 1, max_length = 200)]
     reason: String,
     /// The customer (their number); absent for the whole tenant.
     #[serde(default)]
+    #[schema(pattern = "^\\+?[1-9][0-9]{7,14}$")]
     wa_id: Option<String>,
 }
 

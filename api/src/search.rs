@@ -366,16 +366,20 @@ pub struct SearchParams {
     /// Only this subject (pseudonym, as in hits).
     subject: Option<String>,
     /// `in` or `out`.
+    #[param(pattern = "^(in|out)?$")]
     direction: Option<String>,
     /// From this time (RFC 3339, or a date `YYYY-MM-DD`), inclusive.
     from: Option<String>,
     /// Before this time (RFC 3339, or a date), exclusive.
     to: Option<String>,
     /// `best` (default) or `newest`.
+    #[param(pattern = "^(best|newest)?$")]
     sort: Option<String>,
     /// Page size, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// Hits to skip (≤ 10,000).
+    #[param(maximum = 10000)]
     offset: Option<usize>,
 }
 

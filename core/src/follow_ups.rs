@@ -47,10 +47,12 @@ pub enum Trigger {
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// A name for the business.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
     /// When.
     pub trigger: Trigger,
-    /// Delay after the trigger's moment, in minutes (> 0).
+    /// Delay after the trigger's moment, in minutes (> 0, at most 90 days).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 129600))]
     pub after_minutes: i64,
     /// The free-text message (up to 4,096 characters), sent while the customer's 24-hour
     /// window is open. May be empty when a template is given.
@@ -62,6 +64,7 @@ pub struct RuleSpec {
     pub template: Option<TemplateUse>,
     /// At most this many follow-ups of this rule per lead (1 to 10).
     #[serde(default = "one")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub max_per_lead: i32,
     /// At least this many minutes between two follow-ups of this rule to one lead.
     #[serde(default)]

@@ -69,12 +69,19 @@ impl TemplateSource {
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
     /// Meta's template name: lower-case letters, digits and `_`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9_]{1,512}$"))]
     pub name: String,
     /// Language code, e.g. `en`, `en_US`, `hi`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z_]{2,15}$"))]
     pub language: String,
     /// `marketing`, `utility` or `authentication`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(marketing|utility|authentication)$")
+    )]
     pub category: String,
     /// The body text with `{{1}}`-style variables.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub body: String,
     /// Meta's review status (`approved`, `pending`, `rejected`, `paused`, `disabled`, ...);
     /// lower-cased when stored.

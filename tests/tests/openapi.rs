@@ -36,6 +36,7 @@ struct World {
     /// `Cookie` header value of the owner's session.
     cookie: String,
     csrf: String,
+    member: String,
     http: reqwest::Client,
 }
 
@@ -107,6 +108,7 @@ async fn world(env: TestEnv) -> World {
         .unwrap();
     assert_eq!(me["role"], "owner", "{me}");
     let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let member = me["member_id"].as_str().unwrap().to_owned();
     World {
         _env: env,
         pipeline,
@@ -114,6 +116,7 @@ async fn world(env: TestEnv) -> World {
         base,
         cookie,
         csrf,
+        member,
         http,
     }
 }
@@ -144,8 +147,16 @@ impl World {
     }
 
     /// Data for the generated requests to find: a conversation (played in the sandbox and
-    /// answered), its lead, a follow-up rule, a template, an access request.
-    async fn seed(&self) {
+    /// answered), its lead, a follow-up rule, a template, an access request, a legal hold.
+    /// Returns the ids of what it made (the owner's member id first).
+    async fn seed(&self) -> Vec<String> {
+        let id = |v: &Value, key: &str| {
+            v[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{key} in {v}"))
+                .to_owned()
+        };
+        let mut ids = vec![self.member.clone()];
         let (status, _, v) = self
             .call(
                 "post",
@@ -157,10 +168,12 @@ impl World {
             )
             .await;
         assert_eq!(status, 202, "{v}");
+        ids.push(id(&v, "conversation_id"));
         pipeline::drain(&self.pipeline).await.unwrap();
         let (status, _, v) = self.call("get", "/api/v1/leads", None).await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["leads"].as_array().unwrap().len(), 1, "{v}");
+        ids.push(id(&v["leads"][0], "id"));
         let (status, _, v) = self
             .call(
                 "put",
@@ -183,6 +196,7 @@ impl World {
             )
             .await;
         assert_eq!(status, 201, "{v}");
+        ids.push(id(&v, "id"));
         let (status, _, v) = self
             .call(
                 "post",
@@ -191,6 +205,17 @@ impl World {
             )
             .await;
         assert_eq!(status, 201, "{v}");
+        ids.push(id(&v, "id"));
+        let (status, _, v) = self
+            .call(
+                "post",
+                "/api/v1/legal-holds",
+                Some(json!({"reason": "case 2026-17", "wa_id": CUSTOMER})),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        ids.push(id(&v, "id"));
+        ids
     }
 
     async fn document(&self) -> Value {
@@ -241,7 +266,7 @@ fn operations(doc: &Value) -> Vec<(String, String)> {
 
 async fn the_document_and_the_routes_agree(env: TestEnv) {
     let w = world(env).await;
-    w.seed().await;
+    let _ = w.seed().await;
     let doc = w.document().await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1."),
@@ -332,11 +357,30 @@ fn schemathesis() -> PathBuf {
 async fn schemathesis_finds_no_server_error(env: TestEnv) {
     let bin = tokio::task::spawn_blocking(schemathesis).await.unwrap();
     let w = world(env).await;
-    w.seed().await;
+    let ids = w.seed().await;
     let report = tempfile::tempdir().unwrap();
+    // Half of the generated path ids and customer numbers name what the seed made, so the
+    // requests reach the handlers' real work, not only their 404s.
+    let config = report.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dictionaries.ids]\nvalues = {ids}\n\n[dictionaries.numbers]\nvalues = {numbers}\n\n\
+             [parameters]\n\
+             \"path.id\" = {{ dictionary = \"ids\", probability = 0.5 }}\n\
+             \"path.member_id\" = {{ dictionary = \"ids\", probability = 0.5 }}\n\
+             \"body.wa_id\" = {{ dictionary = \"numbers\", probability = 0.5 }}\n\
+             \"body.from\" = {{ dictionary = \"numbers\", probability = 0.5 }}\n",
+            ids = json!(ids),
+            numbers = json!([CUSTOMER, "919812345678"]),
+        ),
+    )
+    .unwrap();
     let out = tokio::process::Command::new(&bin)
         // Its cache directory goes there too.
         .current_dir(report.path())
+        .arg("--config-file")
+        .arg(&config)
         .arg("run")
         .arg(format!("{}{DOC}", w.base))
         .args(["--url", &w.base])
@@ -359,6 +403,8 @@ async fn schemathesis_finds_no_server_error(env: TestEnv) {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Shown with --nocapture: the run's warnings and counts.
+    eprintln!("{stdout}");
     assert!(
         out.status.success(),
         "schemathesis found failures:\n{stdout}\n{stderr}"
