@@ -25,13 +25,20 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{JsonBody, problem};
+use crate::error::{JsonBody, Problem, problem};
 use crate::pipeline::Pipeline;
 
 /// Messages deleted per batch by retention and purges.
 pub const BATCH: i64 = 1000;
 
 /// `GET /api/v1/account`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/account",
+    operation_id = "get_account",
+    tag = "account",
+    responses((status = 200, description = "Where the account stands", body = AccountState))
+)]
 pub async fn get_account(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -41,7 +48,7 @@ pub async fn get_account(
 }
 
 /// Body of `POST /api/v1/account/terminate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TerminateBody {
     /// The tenant's handle, typed again.
@@ -50,6 +57,17 @@ pub struct TerminateBody {
 
 /// `POST /api/v1/account/terminate`: ends the contract; the data can be exported until
 /// `purge_after`, then it is deleted.
+#[utoipa::path(
+    post,
+    path = "/api/v1/account/terminate",
+    operation_id = "terminate_account",
+    tag = "account",
+    request_body = TerminateBody,
+    responses(
+        (status = 200, description = "Terminated", body = AccountState),
+        (status = 422, description = "The handle does not match (`confirmation_mismatch`), or another rule", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn terminate(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -132,6 +150,13 @@ pub async fn export_zip(state: &AppState, tenant: TenantId) -> Result<(Vec<u8>, 
 }
 
 /// `GET /api/v1/account/export`: the full export (owners), ledgered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/account/export",
+    operation_id = "export_account",
+    tag = "account",
+    responses((status = 200, description = "Every customer's data, the business profile and a manifest, as a zip", body = crate::openapi::File, content_type = "application/zip"))
+)]
 pub async fn export(
     State(state): State<AppState>,
     me: CurrentMember,

@@ -3,27 +3,45 @@
 //! customers suppressed (`value: null`).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
-use smartchat_core::analytics::{MIN_SUBJECTS, day_of};
+use serde::{Deserialize, Serialize};
+use smartchat_core::analytics::{Cell, MIN_SUBJECTS, day_of};
 use smartchat_core::members::Role;
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::problem;
+use crate::error::{QueryParams, problem};
 
 /// `?from=&to=` (UTC days, inclusive; the last 30 days by default).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Range {
+    /// First UTC day, `YYYY-MM-DD` (default 30 days ago).
     #[serde(default)]
+    #[param(format = Date)]
     from: Option<String>,
+    /// Last UTC day, `YYYY-MM-DD` (default today).
     #[serde(default)]
+    #[param(format = Date)]
     to: Option<String>,
+}
+
+/// The tenant's anonymized counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalyticsReport {
+    /// First day.
+    pub from: String,
+    /// Last day.
+    pub to: String,
+    /// Cells from fewer customers than this are suppressed.
+    pub min_subjects: i64,
+    /// The counts.
+    pub cells: Vec<Cell>,
 }
 
 fn day(s: &str) -> Option<String> {
@@ -32,10 +50,18 @@ fn day(s: &str) -> Option<String> {
 }
 
 /// `GET /api/v1/analytics`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/analytics",
+    operation_id = "get_analytics",
+    tag = "analytics",
+    params(Range),
+    responses((status = 200, description = "The counts", body = AnalyticsReport))
+)]
 pub async fn get_analytics(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(range): Query<Range>,
+    QueryParams(range): QueryParams<Range>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
     let Some(analytics) = state.pipeline().analytics() else {
@@ -71,8 +97,11 @@ pub async fn get_analytics(
         }
     };
     let cells = analytics.cells(me.tenant_id, &from, &to).await?;
-    Ok(Json(json!({
-        "from": from, "to": to, "min_subjects": MIN_SUBJECTS, "cells": cells,
-    }))
+    Ok(Json(AnalyticsReport {
+        from,
+        to,
+        min_subjects: MIN_SUBJECTS,
+        cells,
+    })
     .into_response())
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::{get, post};
 
-use crate::conversations as conv;
 use axum::{Json, Router};
 use serde_json::json;
 use smartchat_core::db::Schema;
@@ -148,102 +147,9 @@ pub fn api_router(state: AppState) -> Router {
         )
         .route("/rights/challenges/{id}", post(crate::rights::confirm))
         .route("/rights/downloads/{token}", get(crate::rights::download))
-        .route(
-            "/api/v1/rights",
-            get(crate::rights::list).post(crate::rights::open),
-        )
-        .route("/api/v1/rights/{id}", get(crate::rights::get_one))
-        .route("/api/v1/rights/{id}/extend", post(crate::rights::extend))
-        .route("/api/v1/rights/{id}/reject", post(crate::rights::reject))
-        .route("/api/v1/rights/{id}/report", get(crate::rights::report))
-        .route("/api/v1/analytics", get(crate::analytics::get_analytics))
-        .route("/api/v1/account", get(crate::account::get_account))
-        .route("/api/v1/account/terminate", post(crate::account::terminate))
-        .route("/api/v1/account/export", get(crate::account::export))
-        .route(
-            "/api/v1/legal-holds",
-            get(crate::rights::list_holds).post(crate::rights::place_hold),
-        )
-        .route(
-            "/api/v1/legal-holds/{id}",
-            axum::routing::delete(crate::rights::release_hold),
-        )
-        .merge(crate::auth::router::<AppState>())
-        .route("/api/v1/conversations", get(conv::list))
-        .route(
-            "/api/v1/conversations/{id}/messages",
-            get(conv::messages).post(conv::reply),
-        )
-        .route("/api/v1/conversations/{id}/takeover", post(conv::take_over))
-        .route("/api/v1/conversations/{id}/handback", post(conv::hand_back))
-        .route(
-            "/api/v1/settings/assistant",
-            get(conv::get_assistant).put(conv::put_assistant),
-        )
-        .route("/api/v1/sandbox/messages", post(conv::sandbox))
-        // Onboarding, team and auditors (issue 8).
-        .route(
-            "/api/v1/profile",
-            get(crate::settings::get_profile).put(crate::settings::put_profile),
-        )
-        .route(
-            "/api/v1/numbers",
-            get(crate::settings::list_numbers).post(crate::settings::connect_number),
-        )
-        .route(
-            "/api/v1/numbers/sandbox",
-            post(crate::settings::connect_sandbox_number),
-        )
-        .route(
-            "/api/v1/numbers/{phone_number_id}",
-            axum::routing::delete(crate::settings::disconnect_number),
-        )
-        .route(
-            "/api/v1/policy",
-            get(crate::settings::get_policy).put(crate::settings::put_policy),
-        )
-        .route("/api/v1/records", get(crate::settings::get_records))
-        .route(
-            "/api/v1/members",
-            get(crate::team::list_members).post(crate::team::invite_member),
-        )
-        .route(
-            "/api/v1/members/{member_id}",
-            axum::routing::delete(crate::team::remove_member),
-        )
-        .route(
-            "/api/v1/ledger/entries",
-            get(crate::ledger_api::list_entries),
-        )
-        .route(
-            "/api/v1/ledger/checkpoint",
-            get(crate::ledger_api::get_checkpoint),
-        )
-        .route("/api/v1/ledger/export", get(crate::ledger_api::export))
-        .route("/api/v1/search", get(crate::search::get_search))
-        .route(
-            "/api/v1/follow-up-rules",
-            get(crate::follow_ups::list_rules).post(crate::follow_ups::create_rule),
-        )
-        .route(
-            "/api/v1/follow-up-rules/{id}",
-            axum::routing::put(crate::follow_ups::replace_rule),
-        )
-        .route(
-            "/api/v1/follow-ups",
-            get(crate::follow_ups::list_follow_ups),
-        )
-        .route(
-            "/api/v1/templates",
-            get(crate::templates::list).put(crate::templates::put),
-        )
-        .route("/api/v1/templates/sync", post(crate::templates::sync))
-        .route("/api/v1/leads", get(crate::leads::list))
-        .route("/api/v1/leads.csv", get(crate::leads::export_csv))
-        .route(
-            "/api/v1/leads/{id}",
-            get(crate::leads::get_one).patch(crate::leads::patch),
-        )
+        .merge(crate::auth::public_routes::<AppState>())
+        // Every /api/v1 route, each with its OpenAPI documentation (crate::openapi).
+        .merge(axum::Router::from(crate::openapi::routes()))
         .route(LEDGER_KEY_PATH, get(get_ledger_key))
         .route(
             "/.well-known/smartchat/ledger-checkpoint",

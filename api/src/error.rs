@@ -16,8 +16,17 @@ pub enum AppError {
     NotReady(String),
 }
 
-/// RFC 9457 problem details.
-#[derive(Debug, Serialize)]
+/// RFC 9457 problem details: every error of the API has this shape (served as
+/// `application/problem+json`); some carry extension members, e.g. `position` for a search
+/// query syntax error or `graph_code` for an error of Meta's Graph API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://smartchat.invalid/problems/not_found",
+    "title": "Not Found",
+    "status": 404,
+    "code": "not_found",
+    "detail": "conversation not found"
+}))]
 pub struct Problem {
     /// A URI naming the problem type.
     #[serde(rename = "type")]
@@ -27,6 +36,7 @@ pub struct Problem {
     /// HTTP status.
     pub status: u16,
     /// Stable machine-readable code.
+    #[schema(value_type = String)]
     pub code: &'static str,
     /// Human explanation (never personal data; generic for 5xx).
     pub detail: String,
@@ -162,6 +172,128 @@ where
                 // The rejection's text names the field and the position, never a value.
                 Err(problem(status, code, &rejection.body_text()))
             }
+        }
+    }
+}
+
+/// A query string whose rejections are problem details too (400 `invalid_parameter`,
+/// naming the parameter, never its value), where axum's own `Query` answers in plain text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(rejection) => Err(problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                &rejection.body_text(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on what it does not expect"
+)]
+mod tests {
+    use super::{JsonBody, QueryParams};
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::{get, post};
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Page {
+        #[expect(dead_code, reason = "only parsed")]
+        limit: Option<i64>,
+    }
+
+    async fn call(
+        app: axum::Router,
+        req: Request<Body>,
+    ) -> (StatusCode, String, serde_json::Value) {
+        let res = app.oneshot(req).await.unwrap();
+        let status = res.status();
+        let ct = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            ct,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_bad_query_string_is_a_problem_not_plain_text() {
+        let app = axum::Router::new().route(
+            "/x",
+            get(|QueryParams(_p): QueryParams<Page>| async { "ok" }),
+        );
+        let (status, ct, body) = call(
+            app.clone(),
+            Request::get("/x?limit=lots").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(ct, "application/problem+json");
+        assert_eq!(body["code"], "invalid_parameter", "{body}");
+        assert_eq!(body["status"], 400);
+        assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
+        assert!(!body["detail"].as_str().unwrap().contains("lots"), "{body}");
+        let (status, _, _) =
+            call(app, Request::get("/x?limit=5").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_bad_json_body_is_a_problem() {
+        let app =
+            axum::Router::new().route("/x", post(|JsonBody(_p): JsonBody<Page>| async { "ok" }));
+        let req = |ct: &str, body: &'static str| {
+            Request::post("/x")
+                .header(header::CONTENT_TYPE, ct)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        for (r, want, code) in [
+            (
+                req("application/json", "{"),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            (
+                req("application/json", "{\"limit\":\"x\"}"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+            ),
+            (
+                req("text/plain", "{}"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+        ] {
+            let (status, ct, body) = call(app.clone(), r).await;
+            assert_eq!(status, want, "{body}");
+            assert_eq!(ct, "application/problem+json");
+            assert_eq!(body["code"], code);
         }
     }
 }

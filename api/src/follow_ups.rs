@@ -11,7 +11,7 @@
 //! cancelled follow-up is ledgered with its reason code.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,7 +20,9 @@ use smartchat_assistant::BusinessProfile;
 use smartchat_assistant::offline::LocalNow;
 use smartchat_core::CoreError;
 use smartchat_core::db::now_micros;
-use smartchat_core::follow_ups::{RuleSpec, WINDOW_MINUTES, follow_up_draft, with_reason};
+use smartchat_core::follow_ups::{
+    FollowUp, Rule, RuleSpec, WINDOW_MINUTES, follow_up_draft, with_reason,
+};
 use smartchat_core::ids::{ConversationId, LeadId, TenantId};
 use smartchat_core::jobs::{self, Job, NewJob};
 use smartchat_core::members::Role;
@@ -31,7 +33,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{JsonBody, problem};
+use crate::error::{JsonBody, QueryParams, problem};
 use crate::pipeline::{self, Pipeline, QUEUE};
 
 /// A follow-up due more than this long ago counts as missed (for rules without catch-up).
@@ -451,18 +453,43 @@ async fn check_with_profile(
     Ok(())
 }
 
+/// The tenant's follow-up rules.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RuleList {
+    /// The rules.
+    pub rules: Vec<Rule>,
+}
+
+/// The path parameter of a rule.
+const RULE_ID: &str = "The rule's id";
+
 /// `GET /api/v1/follow-up-rules`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/follow-up-rules",
+    operation_id = "list_follow_up_rules",
+    tag = "follow-ups",
+    responses((status = 200, description = "The rules", body = RuleList))
+)]
 pub async fn list_rules(
     State(state): State<AppState>,
     me: CurrentMember,
-) -> Result<Json<serde_json::Value>, AuthError> {
+) -> Result<Json<RuleList>, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
-    Ok(Json(
-        json!({ "rules": state.store().rules(me.tenant_id).await? }),
-    ))
+    Ok(Json(RuleList {
+        rules: state.store().rules(me.tenant_id).await?,
+    }))
 }
 
 /// `POST /api/v1/follow-up-rules`: owners add a rule; refused with the reason at save.
+#[utoipa::path(
+    post,
+    path = "/api/v1/follow-up-rules",
+    operation_id = "create_follow_up_rule",
+    tag = "follow-ups",
+    request_body = RuleSpec,
+    responses((status = 201, description = "The rule", body = Rule))
+)]
 pub async fn create_rule(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -483,6 +510,15 @@ pub async fn create_rule(
 
 /// `PUT /api/v1/follow-up-rules/{id}`: replaces a rule (`enabled: false` stops it; rules
 /// are kept for the record of the follow-ups sent under them).
+#[utoipa::path(
+    put,
+    path = "/api/v1/follow-up-rules/{id}",
+    operation_id = "replace_follow_up_rule",
+    tag = "follow-ups",
+    params(("id" = String, Path, description = RULE_ID)),
+    request_body = RuleSpec,
+    responses((status = 200, description = "The rule", body = Rule))
+)]
 pub async fn replace_rule(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -504,16 +540,34 @@ pub async fn replace_rule(
 }
 
 /// `?limit=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// The tenant's follow-ups.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct FollowUpList {
+    /// Newest first.
+    pub follow_ups: Vec<FollowUp>,
+}
+
 /// `GET /api/v1/follow-ups`: the tenant's follow-ups, newest first, with status and reason.
+#[utoipa::path(
+    get,
+    path = "/api/v1/follow-ups",
+    operation_id = "list_follow_ups",
+    tag = "follow-ups",
+    params(Page),
+    responses((status = 200, description = "The follow-ups", body = FollowUpList))
+)]
 pub async fn list_follow_ups(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(page): Query<Page>,
+    QueryParams(page): QueryParams<Page>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
     let limit = page.limit.unwrap_or(100);
@@ -525,5 +579,5 @@ pub async fn list_follow_ups(
         ));
     }
     let list = state.store().tenant_follow_ups(me.tenant_id, limit).await?;
-    Ok(Json(json!({ "follow_ups": list })).into_response())
+    Ok(Json(FollowUpList { follow_ups: list }).into_response())
 }

@@ -4,11 +4,10 @@
 //! list and filter, read, correct, change stage, export as CSV.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use smartchat_assistant::leads::{
     Extractor, FallbackReason, LeadRequest, LeadSignals, ProviderExtractor,
 };
@@ -21,11 +20,12 @@ use smartchat_core::members::Role;
 use smartchat_ledger::{Actor, EntryDraft, EventKind, Purpose, RefKind, Reference};
 use smartchat_policies::{Category, ProcessorId, SubjectState};
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::JsonBody;
+use crate::error::{JsonBody, QueryParams};
 use crate::pipeline::{self, Pipeline};
 
 /// Messages of context the extractor sees.
@@ -179,10 +179,25 @@ fn parse_lead(text: &str) -> Result<LeadId, AuthError> {
 }
 
 /// `?stage=&limit=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LeadFilter {
+    /// Only leads in this stage (`new`, `engaged`, `booked`, `lost`).
+    #[param(pattern = "^(new|engaged|booked|lost)?$")]
     stage: Option<String>,
+    /// At most this many (1 to 10,000; default 100).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
+}
+
+/// The path parameter of a lead.
+const LEAD_ID: &str = "The lead's id (a UUID)";
+
+/// The tenant's leads.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeadList {
+    /// Most recent first.
+    pub leads: Vec<LeadView>,
 }
 
 async fn filtered(
@@ -208,16 +223,32 @@ async fn filtered(
 }
 
 /// `GET /api/v1/leads?stage=&limit=`: the tenant's leads, most recent first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/leads",
+    operation_id = "list_leads",
+    tag = "leads",
+    params(LeadFilter),
+    responses((status = 200, description = "The leads", body = LeadList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(f): Query<LeadFilter>,
-) -> Result<Json<serde_json::Value>, AuthError> {
+    QueryParams(f): QueryParams<LeadFilter>,
+) -> Result<Json<LeadList>, AuthError> {
     let leads = filtered(&state, &me, &f).await?;
-    Ok(Json(json!({ "leads": leads })))
+    Ok(Json(LeadList { leads }))
 }
 
 /// `GET /api/v1/leads/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/leads/{id}",
+    operation_id = "get_lead",
+    tag = "leads",
+    params(("id" = String, Path, description = LEAD_ID)),
+    responses((status = 200, description = "The lead", body = LeadView))
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -230,7 +261,7 @@ pub async fn get_one(
 }
 
 /// Body of `PATCH /api/v1/leads/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LeadPatch {
     /// Detail fields to replace (`null` removes one).
     #[serde(default)]
@@ -241,6 +272,15 @@ pub struct LeadPatch {
 
 /// `PATCH /api/v1/leads/{id}`: a correction of detail fields and/or a stage change, each
 /// ledgered with the member (field names, never values).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/leads/{id}",
+    operation_id = "update_lead",
+    tag = "leads",
+    params(("id" = String, Path, description = LEAD_ID)),
+    request_body = LeadPatch,
+    responses((status = 200, description = "The lead after the change", body = LeadView))
+)]
 pub async fn patch(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -298,10 +338,18 @@ fn detail(l: &LeadView, k: &str) -> String {
 
 /// `GET /api/v1/leads.csv?stage=`: the leads as CSV (UTF-8, RFC 4180), ledgered as an
 /// export with its digest and row count.
+#[utoipa::path(
+    get,
+    path = "/api/v1/leads.csv",
+    operation_id = "export_leads",
+    tag = "leads",
+    params(LeadFilter),
+    responses((status = 200, description = "The leads as CSV (RFC 4180)", body = crate::openapi::File, content_type = "text/csv"))
+)]
 pub async fn export_csv(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(f): Query<LeadFilter>,
+    QueryParams(f): QueryParams<LeadFilter>,
 ) -> Result<Response, AuthError> {
     let leads = filtered(&state, &me, &f).await?;
     let mut out = String::from(

@@ -7,7 +7,7 @@
 //! nothing here can show an auditor a conversation.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -22,9 +22,13 @@ use smartchat_core::members::Role;
 const READERS: &[Role] = &[Role::Owner, Role::Auditor];
 
 /// `?after=&limit=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
+    /// Entries after this sequence number.
     after: Option<u64>,
+    /// At most this many (default 100, at most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -94,10 +98,13 @@ pub fn entry_json(e: &StoredEntry) -> serde_json::Value {
 /// `GET /api/v1/ledger/entries?after=<seq>&limit=<n>` (owners, auditors): this tenant's
 /// entries after `after`, at most `limit` (default 100, at most 1,000), oldest first;
 /// `next_after` pages on.
+#[utoipa::path(get, path = "/api/v1/ledger/entries", operation_id = "list_ledger_entries", tag = "ledger",
+    params(EntriesQuery),
+    responses((status = 200, description = "This tenant's ledger entries, oldest first", body = Object)))]
 pub async fn list_entries(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(q): Query<EntriesQuery>,
+    crate::error::QueryParams(q): crate::error::QueryParams<EntriesQuery>,
 ) -> Result<Json<serde_json::Value>, AuthError> {
     me.require(READERS)?;
     state.ledger().sequence_all().await?;
@@ -114,6 +121,8 @@ pub async fn list_entries(
 
 /// `GET /api/v1/ledger/checkpoint` (owners, auditors): the latest signed checkpoint (a C2SP
 /// signed note), its size and root, and the verifier key; 404 before the first one.
+#[utoipa::path(get, path = "/api/v1/ledger/checkpoint", operation_id = "get_ledger_checkpoint", tag = "ledger",
+    responses((status = 200, description = "The latest signed checkpoint and the verifier key", body = Object)))]
 pub async fn get_checkpoint(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -135,6 +144,8 @@ pub async fn get_checkpoint(
 /// `GET /api/v1/ledger/export` (owners, auditors): the tenant bundle, as a JSON download,
 /// for `smartchat-verify tenant-bundle FILE --key VKEY`. Signs a checkpoint first if the log
 /// grew; the export is ledgered (`ledger_exported`, with a digest of the file).
+#[utoipa::path(get, path = "/api/v1/ledger/export", operation_id = "export_ledger", tag = "ledger",
+    responses((status = 200, description = "The tenant bundle for smartchat-verify tenant-bundle", body = Object)))]
 pub async fn export(
     State(state): State<AppState>,
     me: CurrentMember,

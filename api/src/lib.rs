@@ -17,6 +17,7 @@ pub mod error;
 pub mod follow_ups;
 pub mod leads;
 pub mod ledger_api;
+pub mod openapi;
 pub mod pipeline;
 pub mod portal;
 pub mod rights;

@@ -51,7 +51,7 @@ use time::OffsetDateTime;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{JsonBody, problem, problem_with};
+use crate::error::{JsonBody, Problem, QueryParams, problem, problem_with};
 use crate::pipeline::{self, Pipeline, QUEUE};
 
 /// Minutes a code is valid.
@@ -348,21 +348,26 @@ async fn grant_download(
 // ---------------------------------------------------------------- owner API
 
 /// Body of `POST /api/v1/rights`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBody {
+    /// `access`, `correction`, `deletion`, `objection` or `portability`.
+    #[schema(pattern = "^(access|correction|deletion|objection|portability)$")]
     right: String,
     /// The customer's WhatsApp number (digits, with country code).
     #[serde(default)]
+    #[schema(pattern = "^\\+?[1-9][0-9]{7,14}$")]
     wa_id: Option<String>,
     /// Or the subject id shown in the conversation API.
     #[serde(default)]
     subject_id: Option<String>,
     /// `gdpr` (default) or `dpdp`.
     #[serde(default)]
+    #[schema(pattern = "^(gdpr|dpdp)$")]
     regime: Option<String>,
     /// Correction: `{"contact": {...}, "lead": {...}}`; objection: `{"withdraw": true}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     details: Option<serde_json::Value>,
 }
 
@@ -425,6 +430,17 @@ fn check_correction(d: &serde_json::Value) -> Result<(), AuthError> {
 /// `POST /api/v1/rights`: an owner opens a request for a customer; it is carried out at
 /// once (deletion's physical clean-up follows in the background). The same open request
 /// twice is answered with the first (200 instead of 201).
+#[utoipa::path(
+    post,
+    path = "/api/v1/rights",
+    operation_id = "open_rights_request",
+    tag = "rights",
+    request_body = OpenBody,
+    responses(
+        (status = 201, description = "Opened and carried out", body = DsrRequest),
+        (status = 200, description = "The same request was already open", body = DsrRequest),
+    )
+)]
 pub async fn open(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -514,20 +530,45 @@ pub async fn open(
     Ok((status, Json(req)).into_response())
 }
 
+/// The rights requests of the tenant.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RequestList {
+    /// Open requests by due date, then the rest.
+    pub requests: Vec<DsrRequest>,
+}
+
+/// The path parameter of a rights request.
+const REQUEST_ID: &str = "The request's id";
+
 /// `GET /api/v1/rights`: the queue: open requests by due date (with urgency), then the rest.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rights",
+    operation_id = "list_rights_requests",
+    tag = "rights",
+    responses((status = 200, description = "The requests", body = RequestList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentMember,
-) -> Result<Json<serde_json::Value>, AuthError> {
+) -> Result<Json<RequestList>, AuthError> {
     me.require(&[Role::Owner, Role::Auditor])?;
-    let list = state
+    let requests = state
         .store()
         .dsr_requests(me.tenant_id, OffsetDateTime::now_utc())
         .await?;
-    Ok(Json(json!({ "requests": list })))
+    Ok(Json(RequestList { requests }))
 }
 
 /// `GET /api/v1/rights/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rights/{id}",
+    operation_id = "get_rights_request",
+    tag = "rights",
+    params(("id" = String, Path, description = REQUEST_ID)),
+    responses((status = 200, description = "The request", body = DsrRequest))
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -543,14 +584,25 @@ pub async fn get_one(
 }
 
 /// Body with reasons.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
+    /// The reasons (an extension), or `manifestly_unfounded` / `identity_not_confirmed`
+    /// (a rejection).
     reason: String,
 }
 
 /// `POST /api/v1/rights/{id}/extend`: GDPR only, once, within the first month, with the
 /// reasons the subject is told.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rights/{id}/extend",
+    operation_id = "extend_rights_request",
+    tag = "rights",
+    params(("id" = String, Path, description = REQUEST_ID)),
+    request_body = ReasonBody,
+    responses((status = 200, description = "Extended", body = DsrRequest))
+)]
 pub async fn extend(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -568,6 +620,18 @@ pub async fn extend(
 
 /// `POST /api/v1/rights/{id}/reject`: `manifestly_unfounded` or `identity_not_confirmed`
 /// (GDPR Art. 12(5)-(6)).
+#[utoipa::path(
+    post,
+    path = "/api/v1/rights/{id}/reject",
+    operation_id = "reject_rights_request",
+    tag = "rights",
+    params(("id" = String, Path, description = REQUEST_ID)),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, description = "Rejected", body = DsrRequest),
+        (status = 409, description = "Already completed or rejected (`request_closed`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn reject(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -606,9 +670,12 @@ pub async fn reject(
 }
 
 /// `?format=json|markdown|zip`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormatQuery {
+    /// `json` (default for access), `markdown` or `zip` (default for portability).
     #[serde(default)]
+    #[param(pattern = "^(json|markdown|md|zip)$")]
     format: Option<String>,
 }
 
@@ -700,11 +767,27 @@ async fn answer(
 
 /// `GET /api/v1/rights/{id}/report`: the access report (JSON, Markdown) or the
 /// portability zip of a completed request; owners only, ledgered as an export.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rights/{id}/report",
+    operation_id = "get_rights_report",
+    tag = "rights",
+    params(("id" = String, Path, description = REQUEST_ID), FormatQuery),
+    responses(
+        (status = 200, description = "The report", content(
+            (Object = "application/json"),
+            (crate::openapi::File = "text/markdown"),
+            (crate::openapi::File = "application/zip"),
+        )),
+        (status = 409, description = "Only completed access and portability requests have a report (`no_report`)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The customer's data was deleted since (`subject_deleted`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     me: CurrentMember,
     Path(id): Path<String>,
-    Query(q): Query<FormatQuery>,
+    QueryParams(q): QueryParams<FormatQuery>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner])?;
     let req = state
@@ -722,27 +805,68 @@ pub async fn report(
 }
 
 /// Body of `POST /api/v1/legal-holds`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldBody {
+    /// Why (e.g. a case reference; never personal data).
+    #[schema(min_length = 1, max_length = 200)]
     reason: String,
     /// The customer (their number); absent for the whole tenant.
     #[serde(default)]
+    #[schema(pattern = "^\\+?[1-9][0-9]{7,14}$")]
     wa_id: Option<String>,
 }
 
+/// The tenant's legal holds.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HoldList {
+    /// The holds, released ones too.
+    pub holds: Vec<smartchat_core::rights::LegalHold>,
+}
+
 /// `GET /api/v1/legal-holds`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/legal-holds",
+    operation_id = "list_legal_holds",
+    tag = "legal-holds",
+    responses((status = 200, description = "The holds", body = HoldList))
+)]
 pub async fn list_holds(
     State(state): State<AppState>,
     me: CurrentMember,
-) -> Result<Json<serde_json::Value>, AuthError> {
+) -> Result<Json<HoldList>, AuthError> {
     me.require(&[Role::Owner, Role::Auditor])?;
-    Ok(Json(
-        json!({ "holds": state.store().legal_holds(me.tenant_id).await? }),
-    ))
+    Ok(Json(HoldList {
+        holds: state.store().legal_holds(me.tenant_id).await?,
+    }))
+}
+
+/// A hold placed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HoldPlaced {
+    /// Its id.
+    pub id: String,
+}
+
+/// A hold released.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HoldReleased {
+    /// Its id.
+    pub released: String,
+    /// The requests it held, carried out now.
+    pub resumed: Vec<DsrRequest>,
 }
 
 /// `POST /api/v1/legal-holds`: deletion of the subject's (or the tenant's) data waits.
+#[utoipa::path(
+    post,
+    path = "/api/v1/legal-holds",
+    operation_id = "place_legal_hold",
+    tag = "legal-holds",
+    request_body = HoldBody,
+    responses((status = 201, description = "Placed", body = HoldPlaced))
+)]
 pub async fn place_hold(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -772,10 +896,18 @@ pub async fn place_hold(
             Actor::Member(me.member_id.bytes()),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+    Ok((StatusCode::CREATED, Json(HoldPlaced { id })).into_response())
 }
 
 /// `DELETE /api/v1/legal-holds/{id}`: releases it, then carries out the requests it held.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/legal-holds/{id}",
+    operation_id = "release_legal_hold",
+    tag = "legal-holds",
+    params(("id" = String, Path, description = "The hold's id")),
+    responses((status = 200, description = "Released", body = HoldReleased))
+)]
 pub async fn release_hold(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -794,7 +926,11 @@ pub async fn release_hold(
     {
         resumed.push(carry_out(state.pipeline(), me.tenant_id, &r.id, actor).await?);
     }
-    Ok(Json(json!({ "released": id, "resumed": resumed })).into_response())
+    Ok(Json(HoldReleased {
+        released: id,
+        resumed,
+    })
+    .into_response())
 }
 
 // ---------------------------------------------------------------- public

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -34,7 +34,7 @@ use smartchat_search::{
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{problem, problem_with};
+use crate::error::{Problem, QueryParams, problem, problem_with};
 
 /// Feed rows applied per round (one index commit per tenant per round).
 pub const BATCH: i64 = 2000;
@@ -355,7 +355,8 @@ impl Search {
 }
 
 /// `GET /api/v1/search` parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// The query text.
     #[serde(default)]
@@ -365,16 +366,20 @@ pub struct SearchParams {
     /// Only this subject (pseudonym, as in hits).
     subject: Option<String>,
     /// `in` or `out`.
+    #[param(pattern = "^(in|out)?$")]
     direction: Option<String>,
     /// From this time (RFC 3339, or a date `YYYY-MM-DD`), inclusive.
     from: Option<String>,
     /// Before this time (RFC 3339, or a date), exclusive.
     to: Option<String>,
     /// `best` (default) or `newest`.
+    #[param(pattern = "^(best|newest)?$")]
     sort: Option<String>,
     /// Page size, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// Hits to skip (≤ 10,000).
+    #[param(maximum = 10000)]
     offset: Option<usize>,
 }
 
@@ -426,10 +431,22 @@ fn to_query(p: SearchParams) -> Result<SearchQuery, String> {
 /// `GET /api/v1/search?q=…`: owners and staff search their tenant's conversations. Every
 /// search is ledgered (`search_performed`: a keyed digest of the query, never its text,
 /// and the result count). A syntax error is 400 with the position and a hint.
+#[utoipa::path(
+    get,
+    path = "/api/v1/search",
+    operation_id = "search_messages",
+    tag = "search",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "A page of hits", body = SearchResponse),
+        (status = 400, description = "A malformed parameter (`invalid_parameter`) or a query syntax error (`query_syntax`, with `position`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The business's contract has ended (`tenant_terminated`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_search(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(params): Query<SearchParams>,
+    QueryParams(params): QueryParams<SearchParams>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
     let Some(search) = state.search() else {
@@ -487,10 +504,23 @@ pub async fn get_search(
     let mut tx = state.store().db.begin().await?;
     smartchat_core::audit::enqueue(&mut tx, &draft).await?;
     tx.commit().await?;
-    Ok(Json(json!({
-        "total": results.total,
-        "truncated": results.truncated,
-        "hits": results.hits,
-    }))
+    Ok(Json(SearchResponse {
+        total: results.total,
+        truncated: results.truncated,
+        hits: results.hits,
+    })
     .into_response())
+}
+
+/// A page of search results.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SearchResponse {
+    /// Matching messages (up to where the time budget stopped counting).
+    pub total: usize,
+    /// True when the time budget ran out: `total` and `hits` are partial.
+    pub truncated: bool,
+    /// The page: message and conversation ids, subject pseudonym, direction, kind, time
+    /// (unix micros), score and a highlighted snippet.
+    #[schema(value_type = Vec<Object>)]
+    pub hits: Vec<smartchat_search::SearchHit>,
 }

@@ -6,7 +6,7 @@
 //! returns a token, a key or a word of any conversation.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use smartchat_policies::TenantOverrides;
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{JsonBody, problem, problem_with};
+use crate::error::{JsonBody, QueryParams, problem, problem_with};
 
 const OWNER: &[Role] = &[Role::Owner];
 
@@ -32,6 +32,8 @@ fn actor(me: &CurrentMember) -> Actor {
 }
 
 /// `GET /api/v1/profile` (owners, staff): the business profile the assistant answers from.
+#[utoipa::path(get, path = "/api/v1/profile", operation_id = "get_profile", tag = "settings",
+    responses((status = 200, description = "The handle, status and business profile", body = Object)))]
 pub async fn get_profile(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -58,6 +60,9 @@ pub fn validate_profile(value: serde_json::Value) -> Result<Profile, String> {
 
 /// `PUT /api/v1/profile` (owners): replaces the profile (a `BusinessProfile` JSON). Invalid
 /// input is 422 with the field and the rule, and nothing is written. Ledgered.
+#[utoipa::path(put, path = "/api/v1/profile", operation_id = "put_profile", tag = "settings",
+    request_body(content = Object, description = "A business profile (name, business_type, timezone, hours, services, staff, booking_links, greeting, handoff_message, languages, location, contact)"),
+    responses((status = 200, description = "The profile now", body = Object)))]
 pub async fn put_profile(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -82,6 +87,8 @@ pub async fn put_profile(
 }
 
 /// `GET /api/v1/numbers` (owners): the connected numbers; whether a token is set, never it.
+#[utoipa::path(get, path = "/api/v1/numbers", operation_id = "list_numbers", tag = "settings",
+    responses((status = 200, description = "The connected numbers (never a token)", body = Object)))]
 pub async fn list_numbers(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -94,7 +101,10 @@ pub async fn list_numbers(
 /// Body of `POST /api/v1/numbers`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct NumberBody {
+    /// Meta's phone number id.
+    #[schema(pattern = "^[0-9]{1,40}$")]
     phone_number_id: String,
     #[serde(default)]
     access_token: Option<String>,
@@ -104,6 +114,9 @@ pub struct NumberBody {
 
 /// `POST /api/v1/numbers` (owners): connects a number; without an access token it is a
 /// sandbox number (replies go to the local sandbox). 201; 409 when it is anyone's already.
+#[utoipa::path(post, path = "/api/v1/numbers", operation_id = "connect_number", tag = "settings",
+    request_body = NumberBody,
+    responses((status = 201, description = "The number is connected", body = Object)))]
 pub async fn connect_number(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -127,6 +140,8 @@ pub async fn connect_number(
 
 /// `POST /api/v1/numbers/sandbox` (owners): connects a fresh sandbox number (a generated
 /// id no Meta number can have), so a new business can try its assistant at once. 201.
+#[utoipa::path(post, path = "/api/v1/numbers/sandbox", operation_id = "connect_sandbox_number", tag = "settings",
+    responses((status = 201, description = "A sandbox number is connected", body = Object)))]
 pub async fn connect_sandbox_number(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -141,6 +156,9 @@ pub async fn connect_sandbox_number(
 
 /// `DELETE /api/v1/numbers/{phone_number_id}` (owners): disconnects; 404 for a number of
 /// another tenant. 204.
+#[utoipa::path(delete, path = "/api/v1/numbers/{phone_number_id}", operation_id = "disconnect_number", tag = "settings",
+    params(("phone_number_id" = String, Path, description = "The number's Meta phone number id (or sandbox id)")),
+    responses((status = 204, description = "Disconnected")))]
 pub async fn disconnect_number(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -174,6 +192,8 @@ async fn policy_view(
 }
 
 /// `GET /api/v1/policy` (owners, auditors): the tenant's effective policy and its overrides.
+#[utoipa::path(get, path = "/api/v1/policy", operation_id = "get_policy", tag = "settings",
+    responses((status = 200, description = "The effective policy and the tenant's overrides", body = Object)))]
 pub async fn get_policy(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -185,6 +205,9 @@ pub async fn get_policy(
 /// `PUT /api/v1/policy` (owners): the tenant's overrides (`TenantOverrides` JSON). Refused
 /// with 422 and every rule it would loosen, as `smartchat policy set` refuses; ledgered as
 /// the CLI ledgers it (`policy_version_changed`), with the member as actor.
+#[utoipa::path(put, path = "/api/v1/policy", operation_id = "put_policy", tag = "settings",
+    request_body(content = Object, description = "The tenant's overrides (TenantOverrides): forbid_processors, processors, retention, termination, redaction, rights; only tightenings"),
+    responses((status = 200, description = "The policy now", body = Object)))]
 pub async fn put_policy(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -208,18 +231,27 @@ pub async fn put_policy(
 }
 
 /// `?format=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecordsQuery {
+    /// `json` (default) or `markdown`.
+    #[param(pattern = "^(json|markdown|md)$")]
     format: Option<String>,
 }
 
 /// `GET /api/v1/records` (owners, auditors): the records of processing activities (GDPR
 /// Art. 30(2)), the same content as `smartchat policy records`: JSON, or Markdown with
 /// `?format=markdown`.
+#[utoipa::path(get, path = "/api/v1/records", operation_id = "get_records", tag = "settings",
+    params(RecordsQuery),
+    responses((status = 200, description = "The records of processing activities (GDPR Art. 30(2))", content(
+        (Object = "application/json"),
+        (String = "text/markdown"),
+    ))))]
 pub async fn get_records(
     State(state): State<AppState>,
     me: CurrentMember,
-    Query(q): Query<RecordsQuery>,
+    QueryParams(q): QueryParams<RecordsQuery>,
 ) -> Result<Response, AuthError> {
     me.require(&[Role::Owner, Role::Auditor])?;
     let markdown = match q.format.as_deref() {

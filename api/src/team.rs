@@ -21,6 +21,8 @@ use crate::error::{JsonBody, problem};
 
 /// `GET /api/v1/members` (owners): the team, with how each member logs in and the address
 /// they were invited with.
+#[utoipa::path(get, path = "/api/v1/members", operation_id = "list_members", tag = "members",
+    responses((status = 200, description = "The team", body = Object)))]
 pub async fn list_members(
     State(auth): State<AuthState>,
     me: CurrentMember,
@@ -33,6 +35,7 @@ pub async fn list_members(
 /// Body of `POST /api/v1/members`: `{"email", "role"}` or `{"issuer", "subject", "role"}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct InviteBody {
     #[serde(default)]
     email: Option<String>,
@@ -40,6 +43,7 @@ pub struct InviteBody {
     issuer: Option<String>,
     #[serde(default)]
     subject: Option<String>,
+    #[schema(value_type = String, pattern = "^(owner|staff|auditor)$")]
     role: Role,
 }
 
@@ -60,6 +64,9 @@ fn login_of(body: &InviteBody) -> Result<Login, &'static str> {
 
 /// `POST /api/v1/members` (owners): invites a member with a role; ledgered as a role grant.
 /// 201; 409 when the login is a member already.
+#[utoipa::path(post, path = "/api/v1/members", operation_id = "invite_member", tag = "members",
+    request_body = InviteBody,
+    responses((status = 201, description = "The member is invited", body = Object)))]
 pub async fn invite_member(
     State(auth): State<AuthState>,
     me: CurrentMember,
@@ -88,6 +95,9 @@ pub async fn invite_member(
 
 /// `DELETE /api/v1/members/{id}` (owners): removes the member and ends their sessions;
 /// ledgered. 204; 404 for a member of another tenant; 409 for the last owner.
+#[utoipa::path(delete, path = "/api/v1/members/{member_id}", operation_id = "remove_member", tag = "members",
+    params(("member_id" = String, Path, description = "The member's id")),
+    responses((status = 204, description = "Removed; their sessions ended")))]
 pub async fn remove_member(
     State(auth): State<AuthState>,
     me: CurrentMember,

@@ -6,35 +6,71 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use smartchat_core::CoreError;
 use smartchat_core::ids::PhoneNumberId;
 use smartchat_core::members::Role;
-use smartchat_core::templates::{NewTemplate, TemplateSource};
+use smartchat_core::templates::{NewTemplate, Template, TemplateSource};
 use smartchat_ledger::Actor;
 use smartchat_whatsapp::{AccessToken, SendError};
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
-use crate::error::{JsonBody, problem, problem_with};
+use crate::error::{JsonBody, Problem, problem, problem_with};
+
+/// The tenant's templates.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplateList {
+    /// With their review status.
+    pub templates: Vec<Template>,
+}
 
 /// `GET /api/v1/templates`: the tenant's templates with their review status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/templates",
+    operation_id = "list_templates",
+    tag = "templates",
+    responses((status = 200, description = "The templates", body = TemplateList))
+)]
 pub async fn list(
     State(state): State<AppState>,
     me: CurrentMember,
-) -> Result<Json<serde_json::Value>, AuthError> {
+) -> Result<Json<TemplateList>, AuthError> {
     me.require(&[Role::Owner, Role::Staff])?;
     let templates = state.store().templates(me.tenant_id).await?;
-    Ok(Json(json!({ "templates": templates })))
+    Ok(Json(TemplateList { templates }))
 }
 
 /// Body of `PUT /api/v1/templates`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutTemplates {
+    /// 1 to 250 templates.
     templates: Vec<NewTemplate>,
+}
+
+/// Templates written.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplatesWritten {
+    /// How many were written.
+    pub written: usize,
+    /// The tenant's templates now.
+    pub templates: Vec<Template>,
+}
+
+/// Templates synced from Meta.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplatesSynced {
+    /// How many were written.
+    pub written: usize,
+    /// How many Meta listed that cannot be used (no body text, an unknown category).
+    pub skipped: usize,
+    /// The tenant's templates now.
+    pub templates: Vec<Template>,
 }
 
 /// The tenant's numbers with a real access token (connected to Meta).
@@ -57,6 +93,17 @@ async fn connected_numbers(
 
 /// `PUT /api/v1/templates`: owners of a sandbox tenant (no number connected to Meta)
 /// register templates by hand; a connected tenant's templates come from Meta (409).
+#[utoipa::path(
+    put,
+    path = "/api/v1/templates",
+    operation_id = "put_templates",
+    tag = "templates",
+    request_body = PutTemplates,
+    responses(
+        (status = 200, description = "Written", body = TemplatesWritten),
+        (status = 409, description = "The tenant's number is connected to Meta (`templates_from_meta`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn put(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -87,11 +134,15 @@ pub async fn put(
         )
         .await?;
     let templates = state.store().templates(me.tenant_id).await?;
-    Ok(Json(json!({ "written": n, "templates": templates })).into_response())
+    Ok(Json(TemplatesWritten {
+        written: n,
+        templates,
+    })
+    .into_response())
 }
 
 /// Body of `POST /api/v1/templates/sync`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncRequest {
     /// The number whose account to record (with `waba_id`).
@@ -106,6 +157,18 @@ pub struct SyncRequest {
 /// Accounts from the Graph API and stores them with Meta's status. With
 /// `{phone_number_id, waba_id}` it first records that number's account; `{}` syncs the
 /// accounts already recorded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/templates/sync",
+    operation_id = "sync_templates",
+    tag = "templates",
+    request_body = SyncRequest,
+    responses(
+        (status = 200, description = "Synced", body = TemplatesSynced),
+        (status = 409, description = "No number is connected to Meta with a WhatsApp Business Account id (`no_business_account`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Meta's Graph API refused or could not be reached (`meta_error`, with `graph_code`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn sync(
     State(state): State<AppState>,
     me: CurrentMember,
@@ -179,11 +242,11 @@ pub async fn sync(
             .await?
     };
     let templates = store.templates(me.tenant_id).await?;
-    Ok(Json(json!({
-        "written": written,
-        "skipped": skipped,
-        "templates": templates,
-    }))
+    Ok(Json(TemplatesSynced {
+        written,
+        skipped,
+        templates,
+    })
     .into_response())
 }
 

@@ -114,6 +114,7 @@ pub struct Event<'a> {
 }
 
 /// One readable cell.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Cell {
     /// UTC day, `YYYY-MM-DD`.

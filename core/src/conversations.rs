@@ -17,6 +17,7 @@ use crate::ids::{ConversationId, TenantId};
 use crate::store::{ConversationRow, PlainMessage, Store};
 
 /// A conversation as the owner's list shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct ConversationSummary {
     /// Id.

@@ -25,6 +25,7 @@ use crate::store::Store;
 pub const WINDOW_MINUTES: i64 = 24 * 60;
 
 /// When a rule fires.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger {
@@ -41,14 +42,17 @@ pub enum Trigger {
 }
 
 /// A rule as given by the business.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// A name for the business.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
     /// When.
     pub trigger: Trigger,
-    /// Delay after the trigger's moment, in minutes (> 0).
+    /// Delay after the trigger's moment, in minutes (> 0, at most 90 days).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 129600))]
     pub after_minutes: i64,
     /// The free-text message (up to 4,096 characters), sent while the customer's 24-hour
     /// window is open. May be empty when a template is given.
@@ -60,6 +64,7 @@ pub struct RuleSpec {
     pub template: Option<TemplateUse>,
     /// At most this many follow-ups of this rule per lead (1 to 10).
     #[serde(default = "one")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub max_per_lead: i32,
     /// At least this many minutes between two follow-ups of this rule to one lead.
     #[serde(default)]
@@ -103,6 +108,46 @@ pub struct Rule {
     /// The rule.
     #[serde(flatten)]
     pub spec: RuleSpec,
+}
+
+/// In the API's OpenAPI document: the id and the fields of [`RuleSpec`] in one object (a
+/// derived schema would keep the spec's `additionalProperties: false`, which the id breaks).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Rule {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        let mut rule = ObjectBuilder::new()
+            .description(Some("A stored rule: its id and the rule as given."))
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("Id.")),
+            )
+            .required("id");
+        if let RefOr::T(Schema::Object(spec)) = <RuleSpec as utoipa::PartialSchema>::schema() {
+            for (name, property) in spec.properties {
+                rule = rule.property(name, property);
+            }
+            for name in spec.required {
+                rule = rule.required(name);
+            }
+        }
+        rule.into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Rule {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <RuleSpec as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl RuleSpec {
@@ -184,6 +229,7 @@ pub struct Candidate {
 }
 
 /// A follow-up row.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct FollowUp {
     /// Id.

@@ -63,6 +63,20 @@ macro_rules! uuid_id {
                 write!(f, "{}({})", stringify!($name), self.0.hyphenated())
             }
         }
+
+        /// In the API's OpenAPI document: a UUID string.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .format(Some(utoipa::openapi::schema::SchemaFormat::Custom("uuid".into())))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -52,6 +52,7 @@ pub fn stage_code(stage: &str) -> u32 {
 }
 
 /// A lead as owners see it, details opened.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct LeadView {
     /// Id.

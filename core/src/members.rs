@@ -33,6 +33,7 @@ use crate::ids::{MemberId, TenantId};
 use crate::store::Store;
 
 /// What a member may do. Stored as its lower-case name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -95,6 +95,7 @@ pub fn rejection_code(reason: &str) -> u32 {
 }
 
 /// A request as the owner API shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct DsrRequest {
     /// Id.
@@ -124,6 +125,7 @@ pub struct DsrRequest {
     /// Records affected (exported, deleted, corrected).
     pub record_count: Option<i64>,
     /// For an open request: on track, soon due or overdue.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub urgency: Option<Urgency>,
 }
 
@@ -226,6 +228,7 @@ pub enum Finish<'a> {
 }
 
 /// A legal hold.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct LegalHold {
     /// Id.

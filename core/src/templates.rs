@@ -26,6 +26,7 @@ pub const MAX_PARAMS: i32 = 20;
 /// rule each value is a fixed text or one of
 /// [`crate::follow_ups::TEMPLATE_VARIABLES`]; on an outbound message they are the values
 /// sent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateUse {
@@ -63,16 +64,24 @@ impl TemplateSource {
 }
 
 /// A template as the business (or Meta) describes it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
     /// Meta's template name: lower-case letters, digits and `_`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9_]{1,512}$"))]
     pub name: String,
     /// Language code, e.g. `en`, `en_US`, `hi`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z_]{2,15}$"))]
     pub language: String,
     /// `marketing`, `utility` or `authentication`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(marketing|utility|authentication)$")
+    )]
     pub category: String,
     /// The body text with `{{1}}`-style variables.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 1024))]
     pub body: String,
     /// Meta's review status (`approved`, `pending`, `rejected`, `paused`, `disabled`, ...);
     /// lower-cased when stored.
@@ -85,6 +94,7 @@ fn approved() -> String {
 }
 
 /// A stored template.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Template {
     /// Name.

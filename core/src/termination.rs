@@ -26,6 +26,7 @@ use crate::ids::TenantId;
 use crate::store::Store;
 
 /// Where an account stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountState {
     /// `active`, `terminated` or `purged`.

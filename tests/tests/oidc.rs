@@ -702,9 +702,11 @@ async fn one_time_login_link(env: TestEnv) {
         .await
         .unwrap();
     assert_problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    // No tenant yet: nobody to log in as; the link stays usable.
+    // No tenant yet: the link opens the first-run form (tests/tests/portal.rs), logs
+    // nobody in and stays usable.
     let res = client.get(&url).send().await.unwrap();
-    assert_problem(res, StatusCode::FORBIDDEN, "not_a_member").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("action=\"/setup\""));
     assert_eq!(app.sessions().await, 0);
     // No identity provider: /auth/login is not there, bearer tokens are refused.
     let res = client

@@ -70,14 +70,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRef, Path, State};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
-use smartchat_core::ids::MemberId;
+use serde::{Deserialize, Serialize};
+use smartchat_core::ids::{MemberId, TenantId};
 use smartchat_core::members::{Members, Role};
 use smartchat_core::store::Store;
 use smartchat_ledger::Actor;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::AuthError;
 pub use extract::{AuthVia, CurrentMember, TENANT_HEADER};
@@ -220,10 +222,9 @@ impl AuthState {
     }
 }
 
-/// The auth routes: `/auth/login`, `/auth/callback`, `/auth/logout` (POST, CSRF),
-/// `/login/token/{token}`, `/api/v1/me`, `/api/v1/members/{id}` and
-/// `/api/v1/members/{id}/role` (PUT, owners only). Mount with `.merge(auth::router())`.
-pub fn router<S>() -> Router<S>
+/// The auth routes outside the API: `/auth/login`, `/auth/callback`, `/auth/logout` (POST,
+/// CSRF) and `/login/token/{token}`.
+pub fn public_routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     AuthState: FromRef<S>,
@@ -233,52 +234,137 @@ where
         .route("/auth/callback", get(session::get_callback))
         .route("/auth/logout", post(session::post_logout))
         .route("/login/token/{token}", get(local::get_token_login))
-        .route("/api/v1/me", get(get_me))
-        .route("/api/v1/members/{member_id}", get(get_member))
-        .route("/api/v1/members/{member_id}/role", put(put_member_role))
+}
+
+/// The auth routes of the API, documented: `/api/v1/me`, `/api/v1/members/{id}` and
+/// `/api/v1/members/{id}/role` (PUT, owners only).
+pub fn api_routes<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+{
+    OpenApiRouter::new()
+        .routes(routes!(get_me))
+        .routes(routes!(get_member))
+        .routes(routes!(put_member_role))
+}
+
+/// All the auth routes ([`public_routes`] and [`api_routes`]). Mount with
+/// `.merge(auth::router())` where the rest of the API is not served.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AuthState: FromRef<S>,
+{
+    public_routes().merge(Router::from(api_routes()))
+}
+
+/// Who the caller is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The member.
+    pub member_id: MemberId,
+    /// Their tenant.
+    pub tenant_id: TenantId,
+    /// Their role.
+    pub role: Role,
+    /// `session` or `bearer`.
+    #[schema(value_type = String, example = "session")]
+    pub via: &'static str,
+    /// The session's CSRF token (for `X-CSRF-Token`); `null` for a bearer request.
+    pub csrf_token: Option<String>,
 }
 
 /// `GET /api/v1/me`: who the caller is (and, for a session, its CSRF token).
-async fn get_me(me: CurrentMember) -> Json<serde_json::Value> {
-    Json(json!({
-        "member_id": me.member_id,
-        "tenant_id": me.tenant_id,
-        "role": me.role,
-        "via": match me.via { AuthVia::Session { .. } => "session", AuthVia::Bearer => "bearer" },
-        "csrf_token": me.csrf_token(),
-    }))
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "get_me",
+    tag = "members",
+    responses((status = 200, description = "The calling member", body = Me))
+)]
+async fn get_me(me: CurrentMember) -> Json<Me> {
+    Json(Me {
+        member_id: me.member_id,
+        tenant_id: me.tenant_id,
+        role: me.role,
+        via: match me.via {
+            AuthVia::Session { .. } => "session",
+            AuthVia::Bearer => "bearer",
+        },
+        csrf_token: me.csrf_token().map(str::to_owned),
+    })
 }
 
 fn parse_member(text: &str) -> Result<MemberId, AuthError> {
     text.parse().map_err(|_| AuthError::NotFound("member"))
 }
 
+/// A member as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    /// The member.
+    pub member_id: MemberId,
+    /// Their tenant.
+    pub tenant_id: TenantId,
+    /// Their role.
+    pub role: Role,
+}
+
 /// `GET /api/v1/members/{id}`: a member of the caller's tenant; 404 for any other.
+#[utoipa::path(
+    get,
+    path = "/api/v1/members/{member_id}",
+    operation_id = "get_member",
+    tag = "members",
+    params(("member_id" = String, Path, description = "The member's id (a UUID)")),
+    responses((status = 200, description = "The member", body = MemberView))
+)]
 async fn get_member(
     State(state): State<AuthState>,
     me: CurrentMember,
     Path(member_id): Path<String>,
-) -> Result<Json<serde_json::Value>, AuthError> {
+) -> Result<Json<MemberView>, AuthError> {
     let id = parse_member(&member_id)?;
     let m = state.members().member(me.tenant_id, id).await?;
-    Ok(Json(
-        json!({ "member_id": m.member_id, "tenant_id": m.tenant_id, "role": m.role }),
-    ))
+    Ok(Json(MemberView {
+        member_id: m.member_id,
+        tenant_id: m.tenant_id,
+        role: m.role,
+    }))
 }
 
 /// Body of `PUT /api/v1/members/{id}/role`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct RoleBody {
     role: Role,
 }
 
+/// A member's new role.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoleChange {
+    /// The member.
+    pub member_id: MemberId,
+    /// Their role now.
+    pub role: Role,
+}
+
 /// `PUT /api/v1/members/{id}/role`: owners only; ledgered.
+#[utoipa::path(
+    put,
+    path = "/api/v1/members/{member_id}/role",
+    operation_id = "set_member_role",
+    tag = "members",
+    params(("member_id" = String, Path, description = "The member's id (a UUID)")),
+    request_body = RoleBody,
+    responses((status = 200, description = "The role was set", body = RoleChange))
+)]
 async fn put_member_role(
     State(state): State<AuthState>,
     me: CurrentMember,
     Path(member_id): Path<String>,
-    Json(body): Json<RoleBody>,
-) -> Result<Json<serde_json::Value>, AuthError> {
+    crate::error::JsonBody(body): crate::error::JsonBody<RoleBody>,
+) -> Result<Json<RoleChange>, AuthError> {
     me.require(&[Role::Owner])?;
     let id = parse_member(&member_id)?;
     state
@@ -290,5 +376,8 @@ async fn put_member_role(
             Actor::Member(me.member_id.bytes()),
         )
         .await?;
-    Ok(Json(json!({ "member_id": id, "role": body.role })))
+    Ok(Json(RoleChange {
+        member_id: id,
+        role: body.role,
+    }))
 }
