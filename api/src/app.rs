@@ -158,8 +158,29 @@ pub fn api_router(state: AppState) -> Router {
         // Refuses a declared oversized body (Content-Length) with 413 before reading it,
         // and caps bodies without a length while they stream.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::map_response(too_large_as_problem))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// The body limit layer answers 413 in plain text; every error of ours is a problem
+/// document, so that one becomes one too.
+async fn too_large_as_problem(res: axum::response::Response) -> axum::response::Response {
+    let plain = res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        && res
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| !v.starts_with(crate::openapi::PROBLEM_JSON));
+    if plain {
+        crate::error::problem(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is larger than 1 MiB",
+        )
+    } else {
+        res
+    }
 }
 
 /// Where the ledger's checkpoint verifier key is published (C2SP vkey, text/plain).

@@ -503,6 +503,26 @@ async fn forms_roles_and_tenants(env: TestEnv) {
         "active"
     );
 
+    // An oversized body is a problem document too (413), and changes nothing.
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let r = owner
+        .http
+        .put(format!("{}/api/v1/profile", w.base))
+        .header("x-csrf-token", &owner.csrf)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "body_too_large");
+    assert_eq!(
+        w.env.store.tenant(w.tenant).await.unwrap().profile.0["name"],
+        "Hijacked"
+    );
+
     // Roles: staff works the inbox, never settings, team, ledger or the account.
     for path in [
         "/portal/conversations",
