@@ -33,6 +33,8 @@ struct Inner {
     ip_limiter: crate::rights::IpLimiter,
     /// Portal usage counts (page views, feature use) not yet counted this hour.
     usage: crate::portal::usage::Usage,
+    /// The API's routes, which the portal calls in process (stateless: no cycle).
+    api_routes: Router<AppState>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
                 search: None,
                 ip_limiter: crate::rights::IpLimiter::default(),
                 usage: crate::portal::usage::Usage::default(),
+                api_routes: api_routes(),
             }),
         }
     }
@@ -101,6 +104,11 @@ impl AppState {
         &self.inner.services.ledger
     }
 
+    /// The API's routes without a state (for the portal's in-process calls).
+    pub fn api_routes(&self) -> &Router<AppState> {
+        &self.inner.api_routes
+    }
+
     /// Portal usage counting.
     pub fn usage(&self) -> &crate::portal::usage::Usage {
         &self.inner.usage
@@ -131,8 +139,14 @@ pub fn router(state: AppState) -> Router {
     api_router(state.clone()).merge(crate::portal::router().with_state(state))
 }
 
-/// The API and public routes (the portal calls this in process, see [`crate::portal`]).
+/// The API and public routes.
 pub fn api_router(state: AppState) -> Router {
+    api_routes().with_state(state)
+}
+
+/// The API and public routes before they are given a state (the portal keeps one copy and
+/// calls it in process, see [`crate::portal`]).
+pub fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(get_health))
         .route("/readyz", get(get_readiness))
@@ -160,7 +174,6 @@ pub fn api_router(state: AppState) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(axum::middleware::map_response(too_large_as_problem))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
 }
 
 /// The body limit layer answers 413 in plain text; every error of ours is a problem

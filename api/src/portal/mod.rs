@@ -320,7 +320,10 @@ impl Viewer {
         let req = req
             .body(body)
             .map_err(|e| CoreError::Internal(e.to_string()))?;
-        let res = crate::app::api_router(state.clone())
+        let res = state
+            .api_routes()
+            .clone()
+            .with_state(state.clone())
             .oneshot(req)
             .await
             .map_err(|e| CoreError::Internal(e.to_string()))?;
