@@ -713,16 +713,7 @@ async fn policy(cmd: PolicyCommand, config: Config) -> anyhow::Result<()> {
         }
         PolicyCommand::Records { tenant, json } => {
             let id = resolve_tenant(store, &tenant).await?;
-            let view = store.tenant(id).await?;
-            let eff = pol.effective(id).await?;
-            services.ledger.sequence_all().await?;
-            let entries = services.ledger.tenant_entries(id.bytes()).await?;
-            let usage = smartchat_core::policy_store::usage_from_entries(&entries);
-            let name = view
-                .summary
-                .name
-                .unwrap_or_else(|| view.summary.handle.clone());
-            let records = smartchat_policies::records_of_processing(&eff, &name, &usage);
+            let records = smartchat_api::settings::records_of(store, &services.ledger, id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&records)?);
             } else {

@@ -265,17 +265,7 @@ pub async fn get_records(
             ));
         }
     };
-    let id = me.tenant_id;
-    let view = state.store().tenant(id).await?;
-    let eff = state.store().policy.effective(id).await?;
-    state.ledger().sequence_all().await?;
-    let entries = state.ledger().tenant_entries(id.bytes()).await?;
-    let usage = smartchat_core::policy_store::usage_from_entries(&entries);
-    let name = view
-        .summary
-        .name
-        .unwrap_or_else(|| view.summary.handle.clone());
-    let records = smartchat_policies::records_of_processing(&eff, &name, &usage);
+    let records = records_of(state.store(), state.ledger(), me.tenant_id).await?;
     if markdown {
         Ok((
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
@@ -287,4 +277,25 @@ pub async fn get_records(
             .map_err(|e| AuthError::Core(CoreError::Internal(e.to_string())))?;
         Ok(Json(v).into_response())
     }
+}
+
+/// A tenant's records of processing activities (GDPR Art. 30(2)) from its effective policy
+/// and its ledger entries (pending entries are sequenced first), for the API and the CLI.
+pub async fn records_of(
+    store: &smartchat_core::store::Store,
+    ledger: &smartchat_core::ledger_store::Ledger,
+    tenant: smartchat_core::ids::TenantId,
+) -> Result<smartchat_policies::Records, CoreError> {
+    let view = store.tenant(tenant).await?;
+    let eff = store.policy.effective(tenant).await?;
+    ledger.sequence_all().await?;
+    let entries = ledger.tenant_entries(tenant.bytes()).await?;
+    let usage = smartchat_core::policy_store::usage_from_entries(&entries);
+    let name = view
+        .summary
+        .name
+        .unwrap_or_else(|| view.summary.handle.clone());
+    Ok(smartchat_policies::records_of_processing(
+        &eff, &name, &usage,
+    ))
 }

@@ -113,11 +113,18 @@ pub async fn remove_member(
         .await
     {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(CoreError::Conflict { what }) if what.starts_with("last owner") => Ok(problem(
-            StatusCode::CONFLICT,
-            "last_owner",
-            "a business keeps at least one owner: make another member owner first",
-        )),
+        Err(CoreError::Conflict { what }) if what.starts_with("last owner") => {
+            Ok(last_owner_problem())
+        }
         Err(e) => Err(e.into()),
     }
+}
+
+/// 409 `last_owner`: removing or demoting the business's only owner.
+pub(crate) fn last_owner_problem() -> Response {
+    problem(
+        StatusCode::CONFLICT,
+        "last_owner",
+        "a business keeps at least one owner: make another member owner first",
+    )
 }

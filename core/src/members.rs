@@ -250,7 +250,7 @@ impl Members {
     }
 
     /// Changes a member's role, ledgered in the same transaction. `NotFound` for a member
-    /// of another tenant.
+    /// of another tenant; `Conflict` when it would demote the tenant's last owner.
     pub async fn set_role(
         &self,
         tenant: TenantId,
@@ -261,6 +261,9 @@ impl Members {
         let tid = tenant.to_string();
         let mid = member.to_string();
         let mut tx = self.store.db.begin().await?;
+        if role != Role::Owner {
+            crate::team::keep_an_owner(&mut tx, &tid, &mid).await?;
+        }
         let n = db_run!(tx, |c| diesel::update(
             members::table
                 .filter(members::id.eq(&mid))

@@ -103,30 +103,7 @@ impl Members {
     ) -> Result<(), CoreError> {
         let (tid, mid) = (tenant.to_string(), member.to_string());
         let mut tx = self.store().db.begin().await?;
-        lock_tenant(&mut tx, &tid).await?;
-        let role: Option<String> = db_run!(tx, |c| members::table
-            .filter(members::id.eq(&mid))
-            .filter(members::tenant_id.eq(&tid))
-            .select(members::role)
-            .first(c)
-            .await
-            .optional())?;
-        let role: Role = role
-            .ok_or(CoreError::NotFound { what: "member" })?
-            .parse()?;
-        if role == Role::Owner {
-            let owners: i64 = db_run!(tx, |c| members::table
-                .filter(members::tenant_id.eq(&tid))
-                .filter(members::role.eq(Role::Owner.as_str()))
-                .count()
-                .get_result(c)
-                .await)?;
-            if owners <= 1 {
-                return Err(CoreError::Conflict {
-                    what: "last owner (a tenant keeps at least one owner)",
-                });
-            }
-        }
+        keep_an_owner(&mut tx, &tid, &mid).await?;
         db_run!(tx, |c| diesel::delete(
             sessions::table.filter(sessions::member_id.eq(&mid))
         )
@@ -148,4 +125,35 @@ impl Members {
         .await?;
         tx.commit().await
     }
+}
+
+/// Locks the tenant and checks that `member` (of `tenant`) may stop being an owner:
+/// `NotFound` for a member of another tenant, `Conflict` when it is the tenant's last owner.
+/// Returns its role now. Removal and demotion both call it inside their transaction.
+pub(crate) async fn keep_an_owner(tx: &mut Tx, tid: &str, mid: &str) -> Result<Role, CoreError> {
+    lock_tenant(tx, tid).await?;
+    let role: Option<String> = db_run!(tx, |c| members::table
+        .filter(members::id.eq(mid))
+        .filter(members::tenant_id.eq(tid))
+        .select(members::role)
+        .first(c)
+        .await
+        .optional())?;
+    let role: Role = role
+        .ok_or(CoreError::NotFound { what: "member" })?
+        .parse()?;
+    if role == Role::Owner {
+        let owners: i64 = db_run!(tx, |c| members::table
+            .filter(members::tenant_id.eq(tid))
+            .filter(members::role.eq(Role::Owner.as_str()))
+            .count()
+            .get_result(c)
+            .await)?;
+        if owners <= 1 {
+            return Err(CoreError::Conflict {
+                what: "last owner (a tenant keeps at least one owner)",
+            });
+        }
+    }
+    Ok(role)
 }

@@ -473,3 +473,19 @@ pub async fn recover_with_dump_and_master(env: &TestEnv) -> Vec<String> {
     }
     plain
 }
+
+/// Invites a second owner into `tenant` (a tenant keeps at least one owner, so a test that
+/// demotes its only owner to try another role needs one).
+pub async fn add_spare_owner(store: &Store, tenant: smartchat_core::ids::TenantId) {
+    smartchat_core::members::Members::new(store.clone())
+        .invite_member(
+            tenant,
+            &smartchat_core::members::Login::Email {
+                email: format!("spare.owner.{}@example.test", uuid::Uuid::new_v4()),
+            },
+            smartchat_core::members::Role::Owner,
+            smartchat_ledger::Actor::System,
+        )
+        .await
+        .expect("a spare owner");
+}

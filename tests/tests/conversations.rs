@@ -427,6 +427,7 @@ async fn roles_and_tenants_bound_the_conversation_api(env: TestEnv) {
 
     // Staff answer conversations but do not set the provider chain; auditors see the
     // ledger, not conversations.
+    smartchat_tests::add_spare_owner(&w.env.store, w.tenant).await;
     let members = Members::new(w.env.store.clone());
     members
         .set_role(w.tenant, owner.member, Role::Staff, Actor::System)

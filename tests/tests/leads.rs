@@ -355,6 +355,7 @@ async fn owners_correct_stage_and_export_leads(env: TestEnv) {
             .0,
         404
     );
+    smartchat_tests::add_spare_owner(&w.env.store, w.tenant).await;
     Members::new(w.env.store.clone())
         .set_role(w.tenant, s.member, Role::Auditor, Actor::System)
         .await

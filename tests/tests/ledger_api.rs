@@ -276,6 +276,7 @@ async fn roles_bound_every_route_and_auditors_never_see_conversations(env: TestE
     );
 
     // Staff: 403 on every owner-only route (and the auditors' ledger and records).
+    smartchat_tests::add_spare_owner(&w.env.store, w.a).await;
     members
         .set_role(w.a, s.member, Role::Staff, Actor::System)
         .await

@@ -490,6 +490,18 @@ async fn bearer_tokens(env: TestEnv) {
             .unwrap();
         assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
     }
+    // A second owner, so that this one may step down below.
+    members
+        .invite_member(
+            a,
+            &Login::Email {
+                email: "second.owner@example.test".into(),
+            },
+            Role::Owner,
+            Actor::System,
+        )
+        .await
+        .unwrap();
     // Role: staff may not change roles (403), and nothing is ledgered.
     let before = pending_kinds(&store).await.len();
     let res = client
@@ -799,6 +811,7 @@ async fn members_repository(env: TestEnv) {
     assert_eq!(m.session(&expired).await.unwrap(), None);
     assert_eq!(m.purge_expired().await.unwrap(), 1);
     // The role in force is read at each request.
+    smartchat_tests::add_spare_owner(&store, b).await;
     m.set_role(b, pb, Role::Staff, Actor::System).await.unwrap();
     assert_eq!(m.session(&live).await.unwrap().unwrap().role, Role::Staff);
     assert!(m.end_session(&live).await.unwrap());

@@ -523,7 +523,10 @@ async fn forms_roles_and_tenants(env: TestEnv) {
             .unwrap();
         let res = String::from_utf8_lossy(&buf[..n]).to_lowercase();
         assert!(res.starts_with("http/1.1 413"), "{res}");
-        assert!(res.contains("content-type: application/problem+json"), "{res}");
+        assert!(
+            res.contains("content-type: application/problem+json"),
+            "{res}"
+        );
         assert!(res.contains("\"code\":\"body_too_large\""), "{res}");
     }
 

@@ -97,6 +97,9 @@ impl World {
     }
 
     async fn as_role(&self, s: &Session, role: Role) {
+        if role != Role::Owner {
+            smartchat_tests::add_spare_owner(&self.env.store, self.tenant).await;
+        }
         Members::new(self.env.store.clone())
             .set_role(self.tenant, s.member, role, Actor::System)
             .await

@@ -153,10 +153,25 @@ async fn owners_invite_list_and_remove_members(env: TestEnv) {
     assert_eq!(delete(&s, "/api/v1/members/not-an-id").await.0, 404);
     assert!(member_of(&s.get("/api/v1/members").await.1, priya).is_none());
 
-    // The last owner stays; with a second owner, one may go.
+    // The last owner stays (neither removed nor demoted); with a second owner, one may go.
     let (status, v) = delete(&s, &format!("/api/v1/members/{}", s.member)).await;
     assert_eq!(status, 409, "{v}");
     assert_eq!(v["code"], "last_owner");
+    let (status, v) = s
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/members/{}/role", s.member),
+            Some(serde_json::json!({ "role": "staff" })),
+            true,
+        )
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["code"], "last_owner");
+    assert_eq!(
+        s.get("/api/v1/me").await.1["role"],
+        "owner",
+        "still the owner"
+    );
     let (status, v) = s
         .post(
             "/api/v1/members",
@@ -222,7 +237,18 @@ async fn owners_invite_list_and_remove_members(env: TestEnv) {
     );
     assert!(member_of(&s.get("/api/v1/members").await.1, auditor).is_some());
 
-    // Only owners manage the team.
+    // Only owners manage the team (another owner stays, so this one may be demoted).
+    members
+        .invite_member(
+            t,
+            &smartchat_core::members::Login::Email {
+                email: "keeper@example.com".into(),
+            },
+            Role::Owner,
+            Actor::System,
+        )
+        .await
+        .unwrap();
     members
         .set_role(t, s.member, Role::Staff, Actor::System)
         .await

@@ -364,10 +364,11 @@ async fn put_member_role(
     me: CurrentMember,
     Path(member_id): Path<String>,
     crate::error::JsonBody(body): crate::error::JsonBody<RoleBody>,
-) -> Result<Json<RoleChange>, AuthError> {
+) -> Result<axum::response::Response, AuthError> {
+    use axum::response::IntoResponse as _;
     me.require(&[Role::Owner])?;
     let id = parse_member(&member_id)?;
-    state
+    match state
         .members()
         .set_role(
             me.tenant_id,
@@ -375,9 +376,16 @@ async fn put_member_role(
             body.role,
             Actor::Member(me.member_id.bytes()),
         )
-        .await?;
-    Ok(Json(RoleChange {
-        member_id: id,
-        role: body.role,
-    }))
+        .await
+    {
+        Ok(()) => Ok(Json(RoleChange {
+            member_id: id,
+            role: body.role,
+        })
+        .into_response()),
+        Err(smartchat_core::CoreError::Conflict { what }) if what.starts_with("last owner") => {
+            Ok(crate::team::last_owner_problem())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
