@@ -91,19 +91,11 @@ impl Job {
 /// Queues a job in the caller's transaction. Returns `None` when a job with the same
 /// dedupe key exists already (nothing is written).
 pub async fn enqueue(c: &mut Conn, job: &NewJob) -> Result<Option<i64>, CoreError> {
-    if let Some(key) = &job.dedupe_key {
-        let exists: i64 = db_run!(c, |c| jobs::table
-            .filter(jobs::dedupe_key.eq(key))
-            .count()
-            .get_result(c)
-            .await)?;
-        if exists > 0 {
-            return Ok(None);
-        }
-    }
     let payload = job.payload.to_string();
     let now = now_micros();
-    let id: i64 = db_run!(c, |c| diesel::insert_into(jobs::table)
+    // One statement: a dedupe key already queued (or being queued by a transaction that
+    // then commits) makes the insert do nothing.
+    let id: Option<i64> = db_run!(c, |c| diesel::insert_into(jobs::table)
         .values((
             jobs::queue.eq(job.queue),
             jobs::kind.eq(job.kind),
@@ -116,14 +108,18 @@ pub async fn enqueue(c: &mut Conn, job: &NewJob) -> Result<Option<i64>, CoreErro
             jobs::dedupe_key.eq(&job.dedupe_key),
             jobs::created_at.eq(now),
         ))
+        .on_conflict(jobs::dedupe_key)
+        .do_nothing()
         .returning(jobs::id)
         .get_result(c)
-        .await)?;
-    Ok(Some(id))
+        .await
+        .optional())?;
+    Ok(id)
 }
 
-// Two claims, each an ordered scan of the `(queue, status, run_at)` index that stops at the
-// first row: due ready jobs first, then jobs whose lease expired (their worker died). One
+// Two claims, each an ordered scan of the `(queue, status, run_at, id)` index that stops at
+// the first row (the index holds the whole ORDER BY: without `id` in it the planner may sort
+// every ready row instead, one claim then costing time in proportion to the backlog): due ready jobs first, then jobs whose lease expired (their worker died). One
 // query with `status = 'ready' OR (status = 'running' AND …)` could not use the index's order
 // and read and sorted the whole backlog on every claim.
 const CLAIM_READY_PG: &str = "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1 \
@@ -197,6 +193,49 @@ pub async fn claim(db: &DbPool, queue: &str, lease: Duration) -> Result<Option<J
             }
         }
     }
+}
+
+/// One line of a query plan.
+#[derive(Debug, QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// One step of SQLite's `EXPLAIN QUERY PLAN`.
+#[derive(Debug, QueryableByName)]
+struct SqlitePlanStep {
+    #[diesel(sql_type = Text)]
+    detail: String,
+}
+
+/// The database's plan for claiming a ready job of `queue` (PostgreSQL `EXPLAIN`, SQLite
+/// `EXPLAIN QUERY PLAN`), one step per line: for operators looking at a slow queue, and for
+/// the test that a claim reads the index in order rather than sorting the backlog.
+pub async fn claim_plan(db: &DbPool, queue: &str) -> Result<String, CoreError> {
+    let mut c = db.conn().await?;
+    let now = now_micros();
+    let lines: Vec<String> = db_run!(
+        c,
+        pg | c
+            | diesel::sql_query(format!("EXPLAIN {CLAIM_READY_PG}"))
+                .bind::<BigInt, _>(now)
+                .bind::<Text, _>(queue)
+                .bind::<BigInt, _>(now)
+                .load::<PlanLine>(c)
+                .await
+                .map(|v| v.into_iter().map(|l| l.line).collect()),
+        sqlite
+            | c
+            | diesel::sql_query(format!("EXPLAIN QUERY PLAN {CLAIM_READY_SQLITE}"))
+                .bind::<BigInt, _>(now)
+                .bind::<Text, _>(queue)
+                .bind::<BigInt, _>(now)
+                .load::<SqlitePlanStep>(c)
+                .await
+                .map(|v| v.into_iter().map(|l| l.detail).collect())
+    )?;
+    Ok(lines.join("\n"))
 }
 
 /// Marks a job done, in the transaction that commits its effects.

@@ -729,17 +729,20 @@ impl Store {
         if msg.direction == "in" {
             // The window runs from the customer's latest message: a late redelivery of an
             // older one never shortens it.
+            // One statement for both changes.
+            let window = diesel::dsl::case_when(
+                conversations::last_inbound_at
+                    .is_null()
+                    .or(conversations::last_inbound_at.lt(at_micros)),
+                Some(at_micros)
+                    .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(),
+            )
+            .otherwise(conversations::last_inbound_at);
             db_run!(tx, |c| diesel::update(conversations::table.find(&cid))
-                .filter(
-                    conversations::last_inbound_at
-                        .is_null()
-                        .or(conversations::last_inbound_at.lt(at_micros))
-                )
-                .set(conversations::last_inbound_at.eq(Some(at_micros)))
-                .execute(c)
-                .await)?;
-            db_run!(tx, |c| diesel::update(conversations::table.find(&cid))
-                .set(conversations::updated_at.eq(now))
+                .set((
+                    conversations::last_inbound_at.eq(window),
+                    conversations::updated_at.eq(now),
+                ))
                 .execute(c)
                 .await)?;
         } else {
