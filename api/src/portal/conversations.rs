@@ -11,21 +11,8 @@ use serde_json::{Value, json};
 use smartchat_core::members::Role;
 
 use super::html::{self, csrf, text, when};
-use super::{Notice, PageError, Viewer, done};
+use super::{Notice, PageError, Viewer, done, id_segment};
 use crate::app::AppState;
-
-/// Path segments the portal puts into API paths: ids are UUIDs, so anything else is a
-/// 404 before it reaches the API.
-fn id_segment(s: &str, what: &'static str) -> Result<String, PageError> {
-    if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        Ok(s.to_owned())
-    } else {
-        Err(PageError::new(
-            StatusCode::NOT_FOUND,
-            format!("{what} not found"),
-        ))
-    }
-}
 
 /// Who works the inbox (the API says the same; pages that show a form first check too).
 const ANSWERING: &[Role] = &[Role::Owner, Role::Staff];
@@ -246,11 +233,12 @@ pub async fn switch_mode(
     Ok(done(&format!("/portal/conversations/{id}"), notice))
 }
 
-/// `?conversation=` of the sandbox page: the conversation just started there.
+/// `?conversation=` of the sandbox page: the conversation just started there. (The
+/// customer's number is looked up, never carried in the URL, where it would stay in the
+/// browser's history.)
 #[derive(Debug, Deserialize)]
 pub struct SandboxQuery {
     conversation: Option<String>,
-    from: Option<String>,
 }
 
 /// The sandbox customer's number shown by default (a test number, not a real one).
@@ -263,22 +251,29 @@ pub async fn sandbox(
     Query(q): Query<SandboxQuery>,
 ) -> Result<Response, PageError> {
     viewer.require(ANSWERING)?;
-    let data = match q.conversation.as_deref() {
+    let (data, from) = match q.conversation.as_deref() {
         Some(c) => {
             let c = id_segment(c, "conversation")?;
-            Some((
-                c.clone(),
-                viewer
-                    .get(
-                        &state,
-                        &format!("/api/v1/conversations/{c}/messages?limit=200"),
-                    )
-                    .await?,
-            ))
+            let messages = viewer
+                .get(
+                    &state,
+                    &format!("/api/v1/conversations/{c}/messages?limit=200"),
+                )
+                .await?;
+            // The number the member is playing, to keep playing it.
+            let list = viewer
+                .get(&state, "/api/v1/conversations?limit=200")
+                .await?;
+            let from = list["conversations"]
+                .as_array()
+                .and_then(|l| l.iter().find(|x| x["id"] == c.as_str()))
+                .and_then(|x| x["customer_wa_id"].as_str())
+                .map(str::to_owned);
+            (Some((c, messages)), from)
         }
-        None => None,
+        None => (None, None),
     };
-    Ok(render_sandbox(&viewer, q.from.as_deref(), data.as_ref(), None).into_response())
+    Ok(render_sandbox(&viewer, from.as_deref(), data.as_ref(), None).into_response())
 }
 
 fn render_sandbox(
@@ -350,9 +345,8 @@ pub async fn sandbox_send(
     if r.status.is_success() {
         let conv = text(&r.json["conversation_id"]);
         return Ok(axum::response::Redirect::to(&format!(
-            "/portal/sandbox?conversation={}&from={}",
-            enc(&conv),
-            enc(&form.from)
+            "/portal/sandbox?conversation={}",
+            enc(&conv)
         ))
         .into_response());
     }

@@ -158,10 +158,7 @@ pub async fn rights_action(
         "reject" => "dsr_rejected",
         _ => return Err(PageError::new(StatusCode::NOT_FOUND, "no such action")),
     };
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(PageError::new(StatusCode::NOT_FOUND, "request not found"));
-    }
+    let id = super::id_segment(&id, "request")?;
     viewer
         .act(
             &state,

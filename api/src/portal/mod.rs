@@ -362,6 +362,19 @@ impl Viewer {
     }
 }
 
+/// An id the portal puts into an API path: ids are UUIDs, so anything else is a 404
+/// before it reaches the API.
+pub(crate) fn id_segment(s: &str, what: &'static str) -> Result<String, PageError> {
+    if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        Ok(s.to_owned())
+    } else {
+        Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("{what} not found"),
+        ))
+    }
+}
+
 /// `303` back to `to` with a notice code the page turns into a sentence.
 pub(crate) fn done(to: &str, notice: &str) -> Response {
     let sep = if to.contains('?') { '&' } else { '?' };

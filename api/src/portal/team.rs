@@ -139,9 +139,7 @@ pub async fn member_action(
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<MemberForm>,
 ) -> Result<Response, PageError> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
-        return Err(PageError::new(StatusCode::NOT_FOUND, "member not found"));
-    }
+    let id = super::id_segment(&id, "member")?;
     let (reply, notice) = match action.as_str() {
         "role" => (
             viewer
