@@ -35,6 +35,9 @@ struct Inner {
     usage: crate::portal::usage::Usage,
     /// The API's routes, which the portal calls in process (stateless: no cycle).
     api_routes: Router<AppState>,
+    /// The webhook's group commit, started with the first delivery (on the runtime that
+    /// serves it).
+    group_commit: std::sync::OnceLock<crate::ingest::GroupCommit>,
 }
 
 impl AppState {
@@ -62,6 +65,7 @@ impl AppState {
                 ip_limiter: crate::rights::IpLimiter::default(),
                 usage: crate::portal::usage::Usage::default(),
                 api_routes: api_routes(),
+                group_commit: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -82,6 +86,14 @@ impl AppState {
     /// The message pipeline.
     pub fn pipeline(&self) -> &crate::pipeline::Pipeline {
         &self.inner.pipeline
+    }
+
+    /// The webhook's group commit (its committer task starts on first use; it holds only
+    /// the pipeline, so it ends when this state is dropped).
+    pub fn group_commit(&self) -> &crate::ingest::GroupCommit {
+        self.inner
+            .group_commit
+            .get_or_init(|| crate::ingest::GroupCommit::start(self.inner.pipeline.clone()))
     }
 
     /// Meta's app secret (webhook signatures).

@@ -15,6 +15,7 @@ pub mod boot;
 pub mod conversations;
 pub mod error;
 pub mod follow_ups;
+pub mod ingest;
 pub mod leads;
 pub mod ledger_api;
 pub mod openapi;

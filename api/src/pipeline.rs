@@ -26,15 +26,15 @@ use smartchat_core::crypto::TenantKey;
 use smartchat_core::db::now_micros;
 use smartchat_core::ids::{ConversationId, MessageId, PhoneNumberId, TenantId};
 use smartchat_core::jobs::{self, Job, NewJob};
-use smartchat_core::store::{NewMessage, Store, SubjectContact, SubjectFlags};
+use smartchat_core::store::{NewMessage, Store, SubjectFlags};
 use smartchat_ledger::{
     Actor, AttrKey, AttrValue, DataCategory, EntryDraft, EventKind, Outcome, ProviderCode, Purpose,
     RefKind, Reference,
 };
 use smartchat_policies::{Category, ProcessorId, SubjectState};
 use smartchat_whatsapp::{
-    AccessToken, ErrorClass, GraphClient, InboundEvent, MessageKind, OutboundKind, RateLimiter,
-    RateLimiterConfig, Recipient, SendError, StatusKind, TokioClock, WebhookPayload, check_window,
+    AccessToken, ErrorClass, GraphClient, MessageKind, OutboundKind, RateLimiter,
+    RateLimiterConfig, Recipient, SendError, TokioClock, WebhookPayload, check_window,
 };
 use time::OffsetDateTime;
 
@@ -71,22 +71,7 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// What one delivery did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Ingested {
-    /// New messages stored.
-    pub messages: usize,
-    /// Redelivered messages recognised and skipped.
-    pub duplicates: usize,
-    /// Statuses that moved a message forward.
-    pub statuses: usize,
-    /// Statuses that changed nothing (late, repeated or unknown).
-    pub stale_statuses: usize,
-    /// Events for numbers no tenant has connected.
-    pub unknown_numbers: usize,
-    /// Other subscribed fields recorded.
-    pub other: usize,
-}
+pub use crate::ingest::{GroupCommit, Ingested, ingest, ingest_batch};
 
 impl Pipeline {
     /// The Graph API client.
@@ -294,7 +279,7 @@ fn kind_name(kind: &smartchat_assistant::ProviderKind) -> &'static str {
     }
 }
 
-fn micros(t: OffsetDateTime) -> i64 {
+pub(crate) fn micros(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
@@ -305,7 +290,7 @@ fn time_of(micros: i64) -> OffsetDateTime {
 
 /// The body to store for an inbound message: what the customer said, or a summary of the
 /// media (Meta's media id and type; downloading media is a later issue). Sealed either way.
-fn body_of(kind: &MessageKind) -> Option<String> {
+pub(crate) fn body_of(kind: &MessageKind) -> Option<String> {
     match kind {
         MessageKind::Text { body } => Some(body.as_str().to_owned()),
         MessageKind::Image(m)
@@ -327,294 +312,6 @@ fn body_of(kind: &MessageKind) -> Option<String> {
         MessageKind::Button { text, .. } => text.as_ref().map(|t| t.as_str().to_owned()),
         _ => None,
     }
-}
-
-/// Stores one webhook delivery in one transaction.
-pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, CoreError> {
-    let store = &p.store;
-    let mut out = Ingested::default();
-    // Every number of the delivery is resolved (tenant, key, policy version) before the
-    // transaction opens: inside it nothing may wait for a second pooled connection, or
-    // enough concurrent deliveries would hold every connection while waiting for another.
-    let mut keys: std::collections::HashMap<String, Option<(TenantId, Arc<TenantKey>)>> =
-        std::collections::HashMap::new();
-    for event in payload.events() {
-        let raw = match &event {
-            InboundEvent::Message {
-                phone_number_id, ..
-            }
-            | InboundEvent::Status {
-                phone_number_id, ..
-            }
-            | InboundEvent::Error {
-                phone_number_id, ..
-            } => Some(phone_number_id.as_str().to_owned()),
-            InboundEvent::Other {
-                phone_number_id, ..
-            } => phone_number_id.as_ref().map(|p| p.as_str().to_owned()),
-        };
-        let Some(raw) = raw else { continue };
-        if keys.contains_key(&raw) {
-            continue;
-        }
-        let resolved = match raw.parse::<PhoneNumberId>() {
-            Ok(pnid) => match store.tenant_for_number(&pnid).await {
-                Ok(t) => {
-                    let key = store.tenant_key(t).await?;
-                    store.policy.version_for(t).await?;
-                    Some((t, key))
-                }
-                Err(CoreError::NotFound { .. }) => None,
-                Err(e) => return Err(e),
-            },
-            Err(_) => None,
-        };
-        keys.insert(raw, resolved);
-    }
-    // Account-level changes (template status updates) carry no number: they go to every
-    // tenant with a number in that WhatsApp Business Account.
-    let mut accounts: std::collections::HashMap<String, Vec<TenantId>> =
-        std::collections::HashMap::new();
-    for event in payload.events() {
-        if let InboundEvent::Other {
-            account_id,
-            phone_number_id: None,
-            ..
-        } = event
-        {
-            if !account_id.is_empty() && !accounts.contains_key(account_id) {
-                let tenants = store.tenants_for_waba(account_id).await?;
-                accounts.insert(account_id.to_owned(), tenants);
-            }
-        }
-    }
-    let mut tx = store.db.begin().await?;
-    for event in payload.events() {
-        let pnid_raw = match &event {
-            InboundEvent::Message {
-                phone_number_id, ..
-            }
-            | InboundEvent::Status {
-                phone_number_id, ..
-            } => Some(phone_number_id.as_str().to_owned()),
-            InboundEvent::Other {
-                phone_number_id, ..
-            } => phone_number_id.as_ref().map(|p| p.as_str().to_owned()),
-            InboundEvent::Error {
-                phone_number_id, ..
-            } => Some(phone_number_id.as_str().to_owned()),
-        };
-        if let InboundEvent::Other {
-            account_id,
-            phone_number_id: None,
-            field,
-            value,
-        } = &event
-        {
-            if let Some(tenants) = accounts.get(*account_id).filter(|t| !t.is_empty()) {
-                for tenant in tenants {
-                    account_event(&mut tx, store, *tenant, field, value).await?;
-                }
-                out.other += 1;
-                continue;
-            }
-        }
-        let tenant = pnid_raw
-            .as_ref()
-            .and_then(|raw| keys.get(raw).cloned().flatten());
-        let Some((tenant, key)) = tenant else {
-            // Unknown number: 200 so Meta stops retrying, one ledger entry, nothing else.
-            out.unknown_numbers += 1;
-            let mut d = EntryDraft::new(EventKind::UNKNOWN_PHONE_NUMBER, Actor::Meta)
-                .outcome(Outcome::REJECTED);
-            if let Some(raw) = &pnid_raw {
-                d = d.reference(Reference::digest(
-                    RefKind::RECORD_DIGEST,
-                    *blake3::hash(raw.as_bytes()).as_bytes(),
-                ));
-            }
-            smartchat_core::audit::enqueue(&mut tx, &d).await?;
-            continue;
-        };
-        match event {
-            InboundEvent::Message {
-                phone_number_id,
-                contact,
-                message,
-            } => {
-                if store
-                    .message_by_wamid(&mut tx, tenant, message.id.as_str())
-                    .await?
-                    .is_some()
-                {
-                    out.duplicates += 1;
-                    continue;
-                }
-                let from = &message.from;
-                let ident = contact.map(|c| &c.identity);
-                let contact_fields = SubjectContact {
-                    wa_id: from
-                        .wa_id
-                        .as_ref()
-                        .or(ident.and_then(|i| i.wa_id.as_ref()))
-                        .map(|w| w.as_str().to_owned()),
-                    bsuid: from
-                        .user_id
-                        .as_ref()
-                        .or(ident.and_then(|i| i.user_id.as_ref()))
-                        .map(|b| b.as_str().to_owned()),
-                    phone: None,
-                    profile_name: contact
-                        .and_then(|c| c.name.as_ref())
-                        .map(|n| n.as_str().to_owned()),
-                };
-                let pnid: PhoneNumberId = phone_number_id.as_str().parse()?;
-                let (sid, _) = store
-                    .upsert_subject(&mut tx, tenant, &key, &contact_fields)
-                    .await?;
-                let conv = store.conversation_for(&mut tx, tenant, sid, &pnid).await?;
-                let body = body_of(&message.kind);
-                let kind_name = message.kind.type_name().to_owned();
-                let mid = store
-                    .insert_message(
-                        &mut tx,
-                        tenant,
-                        &key,
-                        sid,
-                        conv,
-                        &NewMessage {
-                            direction: "in",
-                            kind: &kind_name,
-                            status: "received",
-                            wamid: Some(message.id.as_str()),
-                            body: body.as_deref(),
-                            author: "customer",
-                        },
-                        micros(message.timestamp),
-                    )
-                    .await?;
-                if body.is_some() && kind_name != "reaction" {
-                    let mut job = NewJob::now(
-                        QUEUE,
-                        "reply",
-                        serde_json::json!({ "message": mid.to_string() }),
-                    );
-                    job.tenant_id = Some(tenant.to_string());
-                    job.dedupe_key = Some(format!("reply:{mid}"));
-                    jobs::enqueue(&mut tx, &job).await?;
-                    let mut lead = NewJob::now(
-                        QUEUE,
-                        "lead",
-                        serde_json::json!({ "message": mid.to_string() }),
-                    );
-                    lead.tenant_id = Some(tenant.to_string());
-                    lead.dedupe_key = Some(format!("lead:{mid}"));
-                    jobs::enqueue(&mut tx, &lead).await?;
-                }
-                out.messages += 1;
-            }
-            InboundEvent::Status { status, .. } => {
-                let Some(next) = status.kind else {
-                    out.stale_statuses += 1;
-                    continue;
-                };
-                let Some((mid, _, current)) = store
-                    .message_by_wamid(&mut tx, tenant, status.id.as_str())
-                    .await?
-                else {
-                    out.stale_statuses += 1;
-                    continue;
-                };
-                let name = match next {
-                    StatusKind::Sent => "sent",
-                    StatusKind::Delivered => "delivered",
-                    StatusKind::Read => "read",
-                    StatusKind::Failed => "failed",
-                };
-                let code = status
-                    .errors
-                    .first()
-                    .and_then(|e| i32::try_from(e.code).ok());
-                if store
-                    .advance_status(&mut tx, mid, &current, name, code, micros(status.timestamp))
-                    .await?
-                {
-                    let mut d = EntryDraft::new(EventKind::MESSAGE_STATUS, Actor::Meta)
-                        .tenant(tenant.bytes())
-                        .reference(Reference::id(RefKind::MESSAGE, mid.bytes()))
-                        .attr(
-                            AttrKey::MESSAGE_STATUS,
-                            AttrValue::Code(u32::from(smartchat_core::store::status_rank(name))),
-                        );
-                    if next == StatusKind::Failed {
-                        d = d.outcome(Outcome::FAILURE);
-                        if let Some(c) = code {
-                            d = d.attr(
-                                AttrKey::REASON,
-                                AttrValue::Code(u32::try_from(c).unwrap_or(0)),
-                            );
-                        }
-                    }
-                    smartchat_core::audit::enqueue(&mut tx, &d).await?;
-                    out.statuses += 1;
-                } else {
-                    out.stale_statuses += 1;
-                }
-            }
-            InboundEvent::Other { field, .. } => {
-                // Template status, quality and account updates: recorded, never a 500.
-                let d = EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
-                    .tenant(tenant.bytes())
-                    .reference(Reference::digest(
-                        RefKind::RECORD_DIGEST,
-                        *blake3::hash(field.as_bytes()).as_bytes(),
-                    ));
-                smartchat_core::audit::enqueue(&mut tx, &d).await?;
-                out.other += 1;
-            }
-            InboundEvent::Error { .. } => {
-                let d = EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
-                    .tenant(tenant.bytes())
-                    .outcome(Outcome::FAILURE);
-                smartchat_core::audit::enqueue(&mut tx, &d).await?;
-                out.other += 1;
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(out)
-}
-
-/// Records an account-level webhook change for one tenant: a template status update
-/// changes the stored template's status (ledgered); every change is ledgered as a
-/// webhook event.
-async fn account_event(
-    tx: &mut smartchat_core::db::Tx,
-    store: &Store,
-    tenant: TenantId,
-    field: &str,
-    value: &serde_json::Value,
-) -> Result<(), CoreError> {
-    if field == "message_template_status_update" {
-        let text = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-        let (event, name, language) = (
-            text("event"),
-            text("message_template_name"),
-            text("message_template_language"),
-        );
-        if !event.is_empty() && !name.is_empty() && event.len() <= 32 {
-            store
-                .set_template_status_in(tx, tenant, name, language, event)
-                .await?;
-        }
-    }
-    let d = EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
-        .tenant(tenant.bytes())
-        .reference(Reference::digest(
-            RefKind::RECORD_DIGEST,
-            *blake3::hash(field.as_bytes()).as_bytes(),
-        ));
-    smartchat_core::audit::enqueue(tx, &d).await
 }
 
 /// The assistant's view of a tenant's profile; missing fields get sensible defaults.

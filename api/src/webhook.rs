@@ -1,6 +1,7 @@
 //! Meta's WhatsApp webhook: `GET` for the subscription handshake, `POST` for deliveries.
 //! The signature is checked on the raw body before anything is parsed; a delivery is
-//! answered 200 only after its one transaction committed.
+//! answered 200 only after the transaction that stored it committed (deliveries that arrive
+//! together are stored together: [`crate::ingest::GroupCommit`]).
 
 use std::collections::HashMap;
 
@@ -70,7 +71,7 @@ pub async fn post_webhook(
         Ok(p) => p,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "malformed_payload", &e.to_string()),
     };
-    match crate::pipeline::ingest(state.pipeline(), &payload).await {
+    match state.group_commit().ingest(payload).await {
         Ok(done) => {
             tracing::info!(
                 webhook.messages = done.messages,

@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod batch;
 pub mod booking;
 pub mod config;
 pub mod conversations;

@@ -183,11 +183,11 @@ pub struct NewMessage<'a> {
 type SubjectIdRow = (String, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Context string that binds a sealed message body to its row.
-fn body_context(tenant: &str, message_id: &str) -> String {
+pub(crate) fn body_context(tenant: &str, message_id: &str) -> String {
     format!("messages.body_ct|{tenant}|{message_id}")
 }
 
-fn contact_context(tenant: &str, subject_id: &str) -> String {
+pub(crate) fn contact_context(tenant: &str, subject_id: &str) -> String {
     format!("subjects.contact_ct|{tenant}|{subject_id}")
 }
 
@@ -489,31 +489,9 @@ impl Store {
             }
         }
         if let Some((sid, have_wa, have_bsuid)) = found {
-            // Link an identifier Meta reveals later.
             let sid_parsed: SubjectId = sid.parse()?;
-            if (have_wa.is_none() && wa_blind.is_some())
-                || (have_bsuid.is_none() && bsuid_blind.is_some())
-            {
-                let skey = self.subject_key_in(tx, &tid, &sid, key).await?;
-                let mut merged = self.open_contact(&skey, &tid, &sid, tx).await?;
-                merged.wa_id = merged.wa_id.or_else(|| contact.wa_id.clone());
-                merged.bsuid = merged.bsuid.or_else(|| contact.bsuid.clone());
-                merged.profile_name = contact.profile_name.clone().or(merged.profile_name);
-                let ct = skey.seal(
-                    &contact_context(&tid, &sid),
-                    &serde_json::to_vec(&merged).map_err(|e| CoreError::Internal(e.to_string()))?,
-                )?;
-                let new_wa = have_wa.or(wa_blind);
-                let new_bsuid = have_bsuid.or(bsuid_blind);
-                db_run!(tx, |c| diesel::update(subjects::table.find(&sid))
-                    .set((
-                        subjects::wa_id_blind.eq(&new_wa),
-                        subjects::bsuid_blind.eq(&new_bsuid),
-                        subjects::contact_ct.eq(&ct),
-                    ))
-                    .execute(c)
-                    .await)?;
-            }
+            self.link_subject(tx, tenant, key, sid_parsed, (have_wa, have_bsuid), contact)
+                .await?;
             return Ok((sid_parsed, false));
         }
         let id = SubjectId::new();
@@ -554,6 +532,56 @@ impl Store {
         )
         .await?;
         Ok((id, true))
+    }
+
+    /// Links an identifier Meta reveals later (`wa_id` or BSUID) to a stored subject whose
+    /// blind indexes are `have` (`wa_id`, BSUID), and refreshes the sealed contact with it
+    /// and the newest profile name. Nothing is written when nothing new is known.
+    pub async fn link_subject(
+        &self,
+        tx: &mut Tx,
+        tenant: TenantId,
+        key: &TenantKey,
+        subject: SubjectId,
+        have: (Option<Vec<u8>>, Option<Vec<u8>>),
+        contact: &SubjectContact,
+    ) -> Result<(), CoreError> {
+        let (have_wa, have_bsuid) = have;
+        let wa_blind = contact
+            .wa_id
+            .as_deref()
+            .map(|v| key.blind(BlindKind::WaId, v).to_vec());
+        let bsuid_blind = contact
+            .bsuid
+            .as_deref()
+            .map(|v| key.blind(BlindKind::Bsuid, v).to_vec());
+        if !((have_wa.is_none() && wa_blind.is_some())
+            || (have_bsuid.is_none() && bsuid_blind.is_some()))
+        {
+            return Ok(());
+        }
+        let tid = tenant.to_string();
+        let sid = subject.to_string();
+        let skey = self.subject_key_in(tx, &tid, &sid, key).await?;
+        let mut merged = self.open_contact(&skey, &tid, &sid, tx).await?;
+        merged.wa_id = merged.wa_id.or_else(|| contact.wa_id.clone());
+        merged.bsuid = merged.bsuid.or_else(|| contact.bsuid.clone());
+        merged.profile_name = contact.profile_name.clone().or(merged.profile_name);
+        let ct = skey.seal(
+            &contact_context(&tid, &sid),
+            &serde_json::to_vec(&merged).map_err(|e| CoreError::Internal(e.to_string()))?,
+        )?;
+        let new_wa = have_wa.or(wa_blind);
+        let new_bsuid = have_bsuid.or(bsuid_blind);
+        db_run!(tx, |c| diesel::update(subjects::table.find(&sid))
+            .set((
+                subjects::wa_id_blind.eq(&new_wa),
+                subjects::bsuid_blind.eq(&new_bsuid),
+                subjects::contact_ct.eq(&ct),
+            ))
+            .execute(c)
+            .await)?;
+        Ok(())
     }
 
     async fn open_contact(

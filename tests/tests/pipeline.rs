@@ -613,4 +613,319 @@ both_backends!(
     provider_trouble_retries_then_fails_over,
     graph_errors_are_classified,
     a_crash_between_commit_and_reply_loses_nothing,
+    a_batch_stores_what_its_deliveries_store_alone,
+    a_failing_delivery_fails_alone,
 );
+
+async fn count(w: &World, table: &str) -> i64 {
+    use smartchat_core::db::schema::{conversations, jobs, subjects};
+    let mut c = w.env.store.db.conn().await.unwrap();
+    match table {
+        "subjects" => db_run!(c, |c| subjects::table.count().get_result(c).await),
+        "conversations" => db_run!(c, |c| conversations::table.count().get_result(c).await),
+        "messages" => db_run!(c, |c| messages::table.count().get_result(c).await),
+        "jobs" => db_run!(c, |c| jobs::table.count().get_result(c).await),
+        "ledger_pending" => db_run!(c, |c| ledger_pending::table.count().get_result(c).await),
+        other => panic!("no table {other}"),
+    }
+    .unwrap()
+}
+
+async fn entries_of(w: &World, kind: EventKind) -> i64 {
+    let mut c = w.env.store.db.conn().await.unwrap();
+    db_run!(c, |c| ledger_entries::table
+        .filter(ledger_entries::kind.eq(i32::from(kind.0)))
+        .count()
+        .get_result(c)
+        .await)
+    .unwrap()
+}
+
+/// Several deliveries stored as one batch (the webhook's group commit) are stored as each
+/// would be alone: a customer's second message in the batch finds the subject and the
+/// conversation the first one created, a redelivery inside the batch is recognised, an
+/// identifier revealed later links to the stored subject, statuses of one message move it
+/// forward once each and a late one changes nothing, an unknown number is only ledgered.
+async fn a_batch_stores_what_its_deliveries_store_alone(env: TestEnv) {
+    let w = world(env).await;
+    // An earlier reply, so statuses have a message of ours to move.
+    assert_eq!(w.deliver(&text("wamid.P1", "hi")).await.status(), 200);
+    pipeline::drain(&w.pipeline).await.unwrap();
+    let sent = w
+        .rows()
+        .await
+        .into_iter()
+        .find(|r| r.0 == "out")
+        .and_then(|r| r.3)
+        .expect("the reply was sent and has Meta's id");
+    // A returning customer known by wa_id only so far.
+    let known =
+        meta()
+            .entry(PNID, "+91")
+            .text(&WebhookUser::wa_id("919811111111"), "wamid.K1", "hello");
+    assert_eq!(w.deliver(&known).await.status(), 200);
+    let (subjects_before, convs_before, messages_before) = (
+        count(&w, "subjects").await,
+        count(&w, "conversations").await,
+        count(&w, "messages").await,
+    );
+
+    let new_customer = |wamid: &str, body: &str| {
+        meta().entry(PNID, "+91").text(
+            &WebhookUser::wa_id("919822222222").named("Ravi"),
+            wamid,
+            body,
+        )
+    };
+    let status = |s: &str| {
+        meta()
+            .entry(PNID, "+91")
+            .status(&WebhookUser::wa_id(CUSTOMER), &sent, s)
+    };
+    let builders = [
+        new_customer("wamid.N1", "do you open on saturday?"),
+        new_customer("wamid.N2", "and how do I book?"),
+        new_customer("wamid.N1", "do you open on saturday?"),
+        meta().entry(PNID, "+91").text(
+            &WebhookUser::both("919811111111", "IN.bsuidK1"),
+            "wamid.K2",
+            "it's me again",
+        ),
+        meta().entry(PNID, "+91").text(
+            &WebhookUser::bsuid("IN.bsuidK1"),
+            "wamid.K3",
+            "and again, without my number",
+        ),
+        status("delivered"),
+        status("read"),
+        status("delivered"),
+        meta()
+            .entry("999999", "+1")
+            .text(&WebhookUser::wa_id(CUSTOMER), "wamid.U1", "hello?"),
+    ];
+    let payloads: Vec<_> = builders
+        .iter()
+        .map(|b| smartchat_whatsapp::parse_payload(&b.signed(SECRET.as_bytes()).0).unwrap())
+        .collect();
+    let refs: Vec<_> = payloads.iter().collect();
+    let outs = pipeline::ingest_batch(&w.pipeline, &refs).await.unwrap();
+    let message = |messages| pipeline::Ingested {
+        messages,
+        ..Default::default()
+    };
+    assert_eq!(
+        outs,
+        vec![
+            message(1),
+            message(1),
+            pipeline::Ingested {
+                duplicates: 1,
+                ..Default::default()
+            },
+            message(1),
+            message(1),
+            pipeline::Ingested {
+                statuses: 1,
+                ..Default::default()
+            },
+            pipeline::Ingested {
+                statuses: 1,
+                ..Default::default()
+            },
+            pipeline::Ingested {
+                stale_statuses: 1,
+                ..Default::default()
+            },
+            pipeline::Ingested {
+                unknown_numbers: 1,
+                ..Default::default()
+            },
+        ]
+    );
+    assert_eq!(
+        count(&w, "subjects").await,
+        subjects_before + 1,
+        "one new customer"
+    );
+    assert_eq!(
+        count(&w, "conversations").await,
+        convs_before + 1,
+        "the new customer's two messages share one conversation, the known one keeps hers"
+    );
+    assert_eq!(count(&w, "messages").await, messages_before + 4);
+    let rows = w.rows().await;
+    let out = rows.iter().find(|r| r.3.as_deref() == Some(sent.as_str()));
+    assert_eq!(
+        out.map(|r| r.2.as_str()),
+        Some("read"),
+        "read is final here"
+    );
+    // The identifier revealed later finds the same subject afterwards too.
+    let by_bsuid = w
+        .env
+        .store
+        .find_subject(
+            tenant_of(&w).await,
+            smartchat_core::crypto::BlindKind::Bsuid,
+            "IN.bsuidK1",
+        )
+        .await
+        .unwrap();
+    let by_wa = w
+        .env
+        .store
+        .find_subject(
+            tenant_of(&w).await,
+            smartchat_core::crypto::BlindKind::WaId,
+            "919811111111",
+        )
+        .await
+        .unwrap();
+    assert!(by_bsuid.is_some());
+    assert_eq!(by_bsuid, by_wa);
+    // The bodies are sealed and open again, in the order they arrived.
+    let ravi = w
+        .env
+        .store
+        .find_subject(
+            tenant_of(&w).await,
+            smartchat_core::crypto::BlindKind::WaId,
+            "919822222222",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let history = w
+        .env
+        .store
+        .subject_messages(tenant_of(&w).await, ravi)
+        .await
+        .unwrap();
+    let bodies: Vec<_> = history.iter().filter_map(|m| m.body.clone()).collect();
+    assert_eq!(
+        bodies,
+        vec!["do you open on saturday?", "and how do I book?"],
+        "stored once each, in delivery order"
+    );
+    // One reply and one lead job per new message (wamid.K1's two still wait: nothing
+    // drained since); the ledger holds each entry once.
+    assert_eq!(
+        smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
+            .await
+            .unwrap(),
+        2 + 4 * 2
+    );
+    w.ledger.sequence_all().await.unwrap();
+    assert_eq!(entries_of(&w, EventKind::MESSAGE_STATUS).await, 2);
+    assert_eq!(entries_of(&w, EventKind::UNKNOWN_PHONE_NUMBER).await, 1);
+    assert_eq!(
+        entries_of(&w, EventKind::MESSAGE_RECEIVED).await,
+        messages_before - 1 + 4,
+        "one per inbound message (the reply is not one)"
+    );
+    w.ledger.checkpoint().await.unwrap();
+    let (_, _, bundle) = w.ledger.export(0, None, Vec::new()).await.unwrap();
+    let report = verify_bundle(
+        &bundle[..],
+        &VerifyOptions {
+            trusted_key: Some(w.ledger.vkey()),
+            ..VerifyOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(report.first_failure.is_none(), "{:?}", report.first_failure);
+}
+
+async fn tenant_of(w: &World) -> smartchat_core::ids::TenantId {
+    w.env
+        .store
+        .tenant_for_number(&PNID.parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A batch that fails stores nothing of any of its deliveries; through the group commit the
+/// failing delivery fails alone and the others are stored.
+async fn a_failing_delivery_fails_alone(env: TestEnv) {
+    let w = world(env).await;
+    let bad_sender = WebhookUser::wa_id("919833333333");
+    let first = meta()
+        .entry(PNID, "+91")
+        .text(&bad_sender, "wamid.S1", "first");
+    assert_eq!(w.deliver(&first).await.status(), 200);
+    // The subject's key is gone while its blind index stays: its next message cannot be
+    // sealed (a damaged row, not a shredded subject, whose blind indexes go with the key).
+    {
+        use smartchat_core::db::schema::subject_keys;
+        let mut c = w.env.store.db.conn().await.unwrap();
+        db_run!(c, |c| diesel::delete(subject_keys::table).execute(c).await).unwrap();
+    }
+    let before = (
+        count(&w, "messages").await,
+        count(&w, "subjects").await,
+        count(&w, "jobs").await,
+        count(&w, "ledger_pending").await,
+    );
+    let good = |n: u32| {
+        let b = meta().entry(PNID, "+91").text(
+            &WebhookUser::wa_id(&format!("91984444444{n}")),
+            &format!("wamid.G{n}"),
+            "a good one",
+        );
+        smartchat_whatsapp::parse_payload(&b.signed(SECRET.as_bytes()).0).unwrap()
+    };
+    let bad = smartchat_whatsapp::parse_payload(
+        &meta()
+            .entry(PNID, "+91")
+            .text(&bad_sender, "wamid.S2", "second")
+            .signed(SECRET.as_bytes())
+            .0,
+    )
+    .unwrap();
+    let (g1, g2) = (good(1), good(2));
+    let err = pipeline::ingest_batch(&w.pipeline, &[&g1, &bad, &g2])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, smartchat_core::CoreError::Shredded { .. }),
+        "{err:?}"
+    );
+    let after = (
+        count(&w, "messages").await,
+        count(&w, "subjects").await,
+        count(&w, "jobs").await,
+        count(&w, "ledger_pending").await,
+    );
+    assert_eq!(after, before, "nothing of the batch was written");
+
+    let commit = pipeline::GroupCommit::start(w.pipeline.clone());
+    let (a, b, c) = tokio::join!(
+        commit.ingest(g1.clone()),
+        commit.ingest(bad.clone()),
+        commit.ingest(g2.clone())
+    );
+    assert_eq!(a.unwrap().messages, 1);
+    assert!(matches!(
+        b.unwrap_err(),
+        smartchat_core::CoreError::Shredded { .. }
+    ));
+    assert_eq!(c.unwrap().messages, 1);
+    assert_eq!(count(&w, "messages").await, before.0 + 2);
+    // Over HTTP the failure is a 5xx (Meta retries), the good deliveries 200.
+    let fine = meta().entry(PNID, "+91").text(
+        &WebhookUser::wa_id("919855555555"),
+        "wamid.H1",
+        "over http",
+    );
+    let broken = meta()
+        .entry(PNID, "+91")
+        .text(&bad_sender, "wamid.S3", "third");
+    let (r1, r2) = tokio::join!(w.deliver(&fine), w.deliver(&broken));
+    assert_eq!(r1.status(), 200);
+    assert_eq!(
+        r2.status(),
+        410,
+        "the damaged subject's delivery alone fails"
+    );
+    assert_eq!(count(&w, "messages").await, before.0 + 3);
+}

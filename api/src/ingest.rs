@@ -1,0 +1,624 @@
+//! Storing webhook deliveries: the first step of the pipeline.
+//!
+//! [`ingest_batch`] stores any number of deliveries in one transaction: it reads what they
+//! need with one query per table (numbers, known messages, subjects with their keys,
+//! conversations), decides every event in memory in delivery order (so a redelivery inside
+//! the batch, or a second message of a new customer, sees what the batch itself stored), and
+//! writes each table with one statement ([`smartchat_core::batch`]). [`ingest`] is a batch of
+//! one.
+//!
+//! [`GroupCommit`] is the webhook's way in: concurrent deliveries queue for one committer
+//! task, which stores whatever queued while the previous batch was committing, as one
+//! batch, and answers each delivery only after that commit. If a batch fails, its
+//! deliveries are stored again one by one, so a bad delivery fails alone and the others
+//! lose nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use smartchat_core::CoreError;
+use smartchat_core::batch::{BatchWrites, BlindLookup, Inbound, KnownMessage, KnownSubject};
+use smartchat_core::crypto::{BlindKind, SubjectKey, TenantKey};
+use smartchat_core::ids::{ConversationId, PhoneNumberId, SubjectId, TenantId};
+use smartchat_core::jobs::NewJob;
+use smartchat_core::store::{SubjectContact, status_rank};
+use smartchat_ledger::{
+    Actor, AttrKey, AttrValue, EntryDraft, EventKind, Hash, Outcome, RefKind, Reference,
+};
+use smartchat_whatsapp::{InboundEvent, StatusKind, WebhookPayload};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::pipeline::{Pipeline, QUEUE, body_of, micros};
+
+/// What one delivery did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// New messages stored.
+    pub messages: usize,
+    /// Redelivered messages recognised and skipped.
+    pub duplicates: usize,
+    /// Statuses that moved a message forward.
+    pub statuses: usize,
+    /// Statuses that changed nothing (late, repeated or unknown).
+    pub stale_statuses: usize,
+    /// Events for numbers no tenant has connected.
+    pub unknown_numbers: usize,
+    /// Other subscribed fields recorded.
+    pub other: usize,
+}
+
+/// Stores one webhook delivery in one transaction.
+pub async fn ingest(p: &Pipeline, payload: &WebhookPayload) -> Result<Ingested, CoreError> {
+    let mut done = ingest_batch(p, &[payload]).await?;
+    done.pop()
+        .ok_or_else(|| CoreError::Internal("a batch of one answered nothing".into()))
+}
+
+/// The business number an event is for, as Meta sent it.
+fn number_of<'a>(event: &InboundEvent<'a>) -> Option<&'a str> {
+    match event {
+        InboundEvent::Message {
+            phone_number_id, ..
+        }
+        | InboundEvent::Status {
+            phone_number_id, ..
+        }
+        | InboundEvent::Error {
+            phone_number_id, ..
+        } => Some(phone_number_id.as_str()),
+        InboundEvent::Other {
+            phone_number_id, ..
+        } => phone_number_id.map(|p| p.as_str()),
+    }
+}
+
+/// A connected tenant as a batch uses it: its key and its policy version.
+struct TenantCtx {
+    key: Arc<TenantKey>,
+    policy_version: Hash,
+}
+
+/// A subject known to the batch (stored before, or created by it).
+struct SubjectCtx {
+    id: SubjectId,
+    wa_blind: Option<Vec<u8>>,
+    bsuid_blind: Option<Vec<u8>>,
+    /// `None` once shredded (stored subjects only).
+    wrapped_key: Option<Vec<u8>>,
+    /// The opened key, once needed.
+    key: Option<SubjectKey>,
+}
+
+/// How Meta identified the sender of a message.
+fn contact_of(
+    message: &smartchat_whatsapp::Message,
+    contact: Option<&smartchat_whatsapp::Contact>,
+) -> SubjectContact {
+    let from = &message.from;
+    let ident = contact.map(|c| &c.identity);
+    SubjectContact {
+        wa_id: from
+            .wa_id
+            .as_ref()
+            .or(ident.and_then(|i| i.wa_id.as_ref()))
+            .map(|w| w.as_str().to_owned()),
+        bsuid: from
+            .user_id
+            .as_ref()
+            .or(ident.and_then(|i| i.user_id.as_ref()))
+            .map(|b| b.as_str().to_owned()),
+        phone: None,
+        profile_name: contact
+            .and_then(|c| c.name.as_ref())
+            .map(|n| n.as_str().to_owned()),
+    }
+}
+
+/// Stores several webhook deliveries in one transaction; one [`Ingested`] per delivery, in
+/// order. Any error rolls the whole batch back.
+pub async fn ingest_batch(
+    p: &Pipeline,
+    payloads: &[&WebhookPayload],
+) -> Result<Vec<Ingested>, CoreError> {
+    let store = &p.store;
+    // Everything outside the transaction first: inside it nothing may wait for a second
+    // pooled connection, or enough concurrent writers would hold every connection while
+    // waiting for another.
+    let mut numbers: Vec<String> = payloads
+        .iter()
+        .flat_map(|pl| pl.events())
+        .filter_map(|e| number_of(&e))
+        .filter(|raw| raw.parse::<PhoneNumberId>().is_ok())
+        .map(str::to_owned)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    numbers.sort();
+    let owners = store.tenants_for_numbers(&numbers).await?;
+    let mut tenants: HashMap<TenantId, TenantCtx> = HashMap::new();
+    for t in owners.values() {
+        if tenants.contains_key(t) {
+            continue;
+        }
+        let key = store.tenant_key(*t).await?;
+        let policy_version = store.policy.version_for(*t).await?.0;
+        tenants.insert(
+            *t,
+            TenantCtx {
+                key,
+                policy_version,
+            },
+        );
+    }
+    // Account-level changes (template status updates) carry no number: they go to every
+    // tenant with a number in that WhatsApp Business Account.
+    let mut accounts: HashMap<String, Vec<TenantId>> = HashMap::new();
+    for pl in payloads {
+        for event in pl.events() {
+            if let InboundEvent::Other {
+                account_id,
+                phone_number_id: None,
+                ..
+            } = event
+                && !account_id.is_empty()
+                && !accounts.contains_key(account_id)
+            {
+                let ts = store.tenants_for_waba(account_id).await?;
+                accounts.insert(account_id.to_owned(), ts);
+            }
+        }
+    }
+    let tenant_of = |raw: Option<&str>| raw.and_then(|r| owners.get(r)).copied();
+
+    // What the batch refers to: Meta's message ids (new messages, and statuses of ours) and
+    // senders' blind indexes, per tenant.
+    let mut inbound_ids: HashMap<TenantId, Vec<String>> = HashMap::new();
+    let mut status_ids: HashMap<TenantId, Vec<String>> = HashMap::new();
+    let mut blinds: HashMap<TenantId, BlindLookup> = HashMap::new();
+    for pl in payloads {
+        for event in pl.events() {
+            let Some(tenant) = tenant_of(number_of(&event)) else {
+                continue;
+            };
+            match event {
+                InboundEvent::Message {
+                    contact, message, ..
+                } => {
+                    inbound_ids
+                        .entry(tenant)
+                        .or_default()
+                        .push(message.id.as_str().to_owned());
+                    let c = contact_of(message, contact);
+                    let key = &tenants[&tenant].key;
+                    let want = blinds.entry(tenant).or_default();
+                    if let Some(w) = &c.wa_id {
+                        want.wa.push(key.blind(BlindKind::WaId, w).to_vec());
+                    }
+                    if let Some(b) = &c.bsuid {
+                        want.bsuid.push(key.blind(BlindKind::Bsuid, b).to_vec());
+                    }
+                }
+                InboundEvent::Status { status, .. } if status.kind.is_some() => {
+                    status_ids
+                        .entry(tenant)
+                        .or_default()
+                        .push(status.id.as_str().to_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    for ids in inbound_ids.values_mut().chain(status_ids.values_mut()) {
+        ids.sort();
+        ids.dedup();
+    }
+    for want in blinds.values_mut() {
+        want.wa.sort();
+        want.wa.dedup();
+        want.bsuid.sort();
+        want.bsuid.dedup();
+    }
+
+    let mut tx = store.db.begin().await?;
+    let mut known: HashMap<(TenantId, String), KnownMessage> = HashMap::new();
+    if !inbound_ids.is_empty() {
+        known.extend(
+            store
+                .messages_by_wamids(&mut tx, &inbound_ids, false)
+                .await?,
+        );
+    }
+    if !status_ids.is_empty() {
+        // Locked: the statuses are decided on what is read here.
+        known.extend(store.messages_by_wamids(&mut tx, &status_ids, true).await?);
+    }
+    let mut subjects: Vec<SubjectCtx> = Vec::new();
+    let mut by_wa: HashMap<(TenantId, Vec<u8>), usize> = HashMap::new();
+    let mut by_bsuid: HashMap<(TenantId, Vec<u8>), usize> = HashMap::new();
+    let mut subject_tenant: Vec<TenantId> = Vec::new();
+    if !blinds.is_empty() {
+        let found: Vec<KnownSubject> = store.subjects_by_blinds(&mut tx, &blinds).await?;
+        let mut seen = HashSet::new();
+        for s in found {
+            if !seen.insert(s.id) {
+                continue;
+            }
+            let i = subjects.len();
+            if let Some(b) = &s.wa_blind {
+                by_wa.insert((s.tenant, b.clone()), i);
+            }
+            if let Some(b) = &s.bsuid_blind {
+                by_bsuid.insert((s.tenant, b.clone()), i);
+            }
+            subject_tenant.push(s.tenant);
+            subjects.push(SubjectCtx {
+                id: s.id,
+                wa_blind: s.wa_blind,
+                bsuid_blind: s.bsuid_blind,
+                wrapped_key: s.wrapped_key,
+                key: None,
+            });
+        }
+    }
+    let mut conversations: HashMap<(TenantId, SubjectId, String), ConversationId> = HashMap::new();
+    if !subjects.is_empty() {
+        let mut wanted: HashMap<TenantId, Vec<String>> = HashMap::new();
+        for (s, t) in subjects.iter().zip(&subject_tenant) {
+            wanted.entry(*t).or_default().push(s.id.to_string());
+        }
+        conversations = store.conversations_of(&mut tx, &wanted).await?;
+    }
+
+    let mut w = BatchWrites::default();
+    let mut outs = Vec::with_capacity(payloads.len());
+    for pl in payloads {
+        let mut out = Ingested::default();
+        for event in pl.events() {
+            let raw = number_of(&event);
+            if let InboundEvent::Other {
+                account_id,
+                phone_number_id: None,
+                field,
+                value,
+            } = &event
+                && let Some(ts) = accounts.get(*account_id).filter(|t| !t.is_empty())
+            {
+                for tenant in ts {
+                    account_event(&mut tx, p, &mut w, *tenant, field, value).await?;
+                }
+                out.other += 1;
+                continue;
+            }
+            let Some(tenant) = tenant_of(raw) else {
+                // Unknown number: 200 so Meta stops retrying, one ledger entry, nothing else.
+                out.unknown_numbers += 1;
+                let mut d = EntryDraft::new(EventKind::UNKNOWN_PHONE_NUMBER, Actor::Meta)
+                    .outcome(Outcome::REJECTED);
+                if let Some(raw) = raw {
+                    d = d.reference(Reference::digest(
+                        RefKind::RECORD_DIGEST,
+                        *blake3::hash(raw.as_bytes()).as_bytes(),
+                    ));
+                }
+                w.draft(d);
+                continue;
+            };
+            let ctx = &tenants[&tenant];
+            match event {
+                InboundEvent::Message {
+                    phone_number_id,
+                    contact,
+                    message,
+                } => {
+                    let wamid = message.id.as_str();
+                    if known.contains_key(&(tenant, wamid.to_owned())) {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    let contact = contact_of(message, contact);
+                    let wa = contact
+                        .wa_id
+                        .as_deref()
+                        .map(|v| ctx.key.blind(BlindKind::WaId, v).to_vec());
+                    let bsuid = contact
+                        .bsuid
+                        .as_deref()
+                        .map(|v| ctx.key.blind(BlindKind::Bsuid, v).to_vec());
+                    let found = wa
+                        .as_ref()
+                        .and_then(|b| by_wa.get(&(tenant, b.clone())))
+                        .or_else(|| {
+                            bsuid
+                                .as_ref()
+                                .and_then(|b| by_bsuid.get(&(tenant, b.clone())))
+                        })
+                        .copied();
+                    let i = match found {
+                        Some(i) => {
+                            let s = &mut subjects[i];
+                            let links = (s.wa_blind.is_none() && wa.is_some())
+                                || (s.bsuid_blind.is_none() && bsuid.is_some());
+                            if links {
+                                // Meta revealed an identifier later (rare): linked now, so
+                                // the rest of the batch finds the subject by it.
+                                store
+                                    .link_subject(
+                                        &mut tx,
+                                        tenant,
+                                        &ctx.key,
+                                        s.id,
+                                        (s.wa_blind.clone(), s.bsuid_blind.clone()),
+                                        &contact,
+                                    )
+                                    .await?;
+                                if s.wa_blind.is_none() {
+                                    s.wa_blind.clone_from(&wa);
+                                }
+                                if s.bsuid_blind.is_none() {
+                                    s.bsuid_blind.clone_from(&bsuid);
+                                }
+                                if let Some(b) = &s.wa_blind {
+                                    by_wa.insert((tenant, b.clone()), i);
+                                }
+                                if let Some(b) = &s.bsuid_blind {
+                                    by_bsuid.insert((tenant, b.clone()), i);
+                                }
+                            }
+                            i
+                        }
+                        None => {
+                            let (id, key) = w.new_subject(tenant, &ctx.key, &contact)?;
+                            let i = subjects.len();
+                            if let Some(b) = &wa {
+                                by_wa.insert((tenant, b.clone()), i);
+                            }
+                            if let Some(b) = &bsuid {
+                                by_bsuid.insert((tenant, b.clone()), i);
+                            }
+                            subjects.push(SubjectCtx {
+                                id,
+                                wa_blind: wa,
+                                bsuid_blind: bsuid,
+                                wrapped_key: None,
+                                key: Some(key),
+                            });
+                            subject_tenant.push(tenant);
+                            i
+                        }
+                    };
+                    let s = &mut subjects[i];
+                    let skey = match (&s.key, &s.wrapped_key) {
+                        (Some(k), _) => k.clone(),
+                        (None, Some(wrapped)) => {
+                            let k = store.keys.open_subject_key(&ctx.key, wrapped)?;
+                            s.key = Some(k.clone());
+                            k
+                        }
+                        (None, None) => {
+                            return Err(CoreError::Shredded {
+                                what: "subject key",
+                            });
+                        }
+                    };
+                    let sid = s.id;
+                    let pnid = phone_number_id.as_str();
+                    let conv = match conversations.get(&(tenant, sid, pnid.to_owned())) {
+                        Some(c) => *c,
+                        None => {
+                            let c = w.new_conversation(tenant, sid, pnid);
+                            conversations.insert((tenant, sid, pnid.to_owned()), c);
+                            c
+                        }
+                    };
+                    let body = body_of(&message.kind);
+                    let kind_name = message.kind.type_name();
+                    let mid = w.inbound_message(
+                        &ctx.key,
+                        &skey,
+                        &Inbound {
+                            tenant,
+                            subject: sid,
+                            conversation: conv,
+                            kind: kind_name,
+                            wamid,
+                            body: body.as_deref(),
+                            at: micros(message.timestamp),
+                            policy_version: ctx.policy_version,
+                        },
+                    )?;
+                    known.insert(
+                        (tenant, wamid.to_owned()),
+                        KnownMessage {
+                            id: mid,
+                            direction: "in".into(),
+                            status: "received".into(),
+                        },
+                    );
+                    if body.is_some() && kind_name != "reaction" {
+                        for kind in ["reply", "lead"] {
+                            let mut job = NewJob::now(
+                                QUEUE,
+                                kind,
+                                serde_json::json!({ "message": mid.to_string() }),
+                            );
+                            job.tenant_id = Some(tenant.to_string());
+                            job.dedupe_key = Some(format!("{kind}:{mid}"));
+                            w.job(job);
+                        }
+                    }
+                    out.messages += 1;
+                }
+                InboundEvent::Status { status, .. } => {
+                    let Some(next) = status.kind else {
+                        out.stale_statuses += 1;
+                        continue;
+                    };
+                    let Some(m) = known.get_mut(&(tenant, status.id.as_str().to_owned())) else {
+                        out.stale_statuses += 1;
+                        continue;
+                    };
+                    let name = match next {
+                        StatusKind::Sent => "sent",
+                        StatusKind::Delivered => "delivered",
+                        StatusKind::Read => "read",
+                        StatusKind::Failed => "failed",
+                    };
+                    // The state only moves forward; `failed` is final.
+                    if m.status == "failed" || status_rank(name) <= status_rank(&m.status) {
+                        out.stale_statuses += 1;
+                        continue;
+                    }
+                    let code = status
+                        .errors
+                        .first()
+                        .and_then(|e| i32::try_from(e.code).ok());
+                    w.status(m.id, &m.status, name, code, micros(status.timestamp));
+                    m.status = name.to_owned();
+                    let mut d = EntryDraft::new(EventKind::MESSAGE_STATUS, Actor::Meta)
+                        .tenant(tenant.bytes())
+                        .reference(Reference::id(RefKind::MESSAGE, m.id.bytes()))
+                        .attr(
+                            AttrKey::MESSAGE_STATUS,
+                            AttrValue::Code(u32::from(status_rank(name))),
+                        );
+                    if next == StatusKind::Failed {
+                        d = d.outcome(Outcome::FAILURE);
+                        if let Some(c) = code {
+                            d = d.attr(
+                                AttrKey::REASON,
+                                AttrValue::Code(u32::try_from(c).unwrap_or(0)),
+                            );
+                        }
+                    }
+                    w.draft(d);
+                    out.statuses += 1;
+                }
+                InboundEvent::Other { field, .. } => {
+                    // Template status, quality and account updates: recorded, never a 500.
+                    w.draft(
+                        EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
+                            .tenant(tenant.bytes())
+                            .reference(Reference::digest(
+                                RefKind::RECORD_DIGEST,
+                                *blake3::hash(field.as_bytes()).as_bytes(),
+                            )),
+                    );
+                    out.other += 1;
+                }
+                InboundEvent::Error { .. } => {
+                    w.draft(
+                        EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
+                            .tenant(tenant.bytes())
+                            .outcome(Outcome::FAILURE),
+                    );
+                    out.other += 1;
+                }
+            }
+        }
+        outs.push(out);
+    }
+    store.write_batch(&mut tx, w).await?;
+    tx.commit().await?;
+    Ok(outs)
+}
+
+/// Records an account-level webhook change for one tenant: a template status update
+/// changes the stored template's status (ledgered); every change is ledgered as a
+/// webhook event.
+async fn account_event(
+    tx: &mut smartchat_core::db::Tx,
+    p: &Pipeline,
+    w: &mut BatchWrites,
+    tenant: TenantId,
+    field: &str,
+    value: &serde_json::Value,
+) -> Result<(), CoreError> {
+    if field == "message_template_status_update" {
+        let text = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        let (event, name, language) = (
+            text("event"),
+            text("message_template_name"),
+            text("message_template_language"),
+        );
+        if !event.is_empty() && !name.is_empty() && event.len() <= 32 {
+            p.store
+                .set_template_status_in(tx, tenant, name, language, event)
+                .await?;
+        }
+    }
+    w.draft(
+        EntryDraft::new(EventKind::WEBHOOK_EVENT, Actor::Meta)
+            .tenant(tenant.bytes())
+            .reference(Reference::digest(
+                RefKind::RECORD_DIGEST,
+                *blake3::hash(field.as_bytes()).as_bytes(),
+            )),
+    );
+    Ok(())
+}
+
+/// Most deliveries one batch takes: bounds a batch's transaction (and the latency of the
+/// first delivery in it) when many queue at once.
+pub const MAX_BATCH: usize = 128;
+
+type Waiting = (WebhookPayload, oneshot::Sender<Result<Ingested, CoreError>>);
+
+/// The webhook's group commit: one committer task per process stores queued deliveries a
+/// batch at a time (see the module docs).
+#[derive(Clone, Debug)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Waiting>,
+}
+
+impl GroupCommit {
+    /// Starts the committer task on the current runtime. It stops when the last handle is
+    /// dropped, after storing what was queued.
+    pub fn start(p: Pipeline) -> Self {
+        let (queue, rx) = mpsc::channel::<Waiting>(MAX_BATCH * 8);
+        tokio::spawn(commit_loop(p, rx));
+        Self { queue }
+    }
+
+    /// Stores one delivery with whatever else is queued; answers after the commit.
+    pub async fn ingest(&self, payload: WebhookPayload) -> Result<Ingested, CoreError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send((payload, done))
+            .await
+            .map_err(|_| CoreError::Internal("the webhook committer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| CoreError::Internal("the webhook committer stopped".into()))?
+    }
+}
+
+async fn commit_loop(p: Pipeline, mut rx: mpsc::Receiver<Waiting>) {
+    let mut batch: Vec<Waiting> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let payloads: Vec<&WebhookPayload> = batch.iter().map(|(pl, _)| pl).collect();
+        let result = ingest_batch(&p, &payloads).await;
+        match result {
+            Ok(outs) => {
+                for ((_, done), out) in batch.drain(..).zip(outs) {
+                    // The sender may have gone (client disconnected): stored all the same.
+                    let _ = done.send(Ok(out));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, done)) = batch.pop() {
+                    let _ = done.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(
+                    error = %e,
+                    deliveries = batch.len(),
+                    "a webhook batch failed; storing its deliveries one by one"
+                );
+                for (pl, done) in batch.drain(..) {
+                    let _ = done.send(ingest(&p, &pl).await);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,782 @@
+//! Set-based storage for a batch of webhook deliveries (the webhook's group commit).
+//!
+//! The pipeline reads what a batch needs with one query per table ([`Store::tenants_for_numbers`],
+//! [`Store::messages_by_wamids`], [`Store::subjects_by_blinds`], [`Store::conversations_of`]),
+//! decides every event in memory in delivery order, collects the rows in [`BatchWrites`] and
+//! writes each table with one statement ([`Store::write_batch`]), all in the caller's
+//! transaction. The rows are the ones the one-at-a-time repositories write (same sealing
+//! contexts, same ledger drafts), so a batch of one delivery stores exactly what the delivery
+//! alone would.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use smartchat_ledger::{Actor, EntryDraft, EventKind, Hash, RefKind, Reference};
+
+use crate::crypto::{SubjectKey, TenantKey};
+use crate::db::schema::{
+    conversations, jobs, ledger_pending, messages, phone_numbers, search_feed, subject_keys,
+    subjects,
+};
+use crate::db::{Conn, Raw, Tx, is_unique_violation, now_micros};
+use crate::db_run;
+use crate::error::CoreError;
+use crate::ids::{ConversationId, MessageId, SubjectId, TenantId};
+use crate::jobs::NewJob;
+use crate::store::{Store, SubjectContact, body_context, contact_context};
+
+/// A stored message a batch refers to by Meta's id.
+#[derive(Debug, Clone)]
+pub struct KnownMessage {
+    /// Our id.
+    pub id: MessageId,
+    /// `in` or `out`.
+    pub direction: String,
+    /// Current status.
+    pub status: String,
+}
+
+/// A stored subject found through a blind index.
+#[derive(Debug, Clone)]
+pub struct KnownSubject {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Id.
+    pub id: SubjectId,
+    /// `wa_id` blind index, if linked.
+    pub wa_blind: Option<Vec<u8>>,
+    /// BSUID blind index, if linked.
+    pub bsuid_blind: Option<Vec<u8>>,
+    /// The subject key wrapped to the tenant identity; `None` once shredded.
+    pub wrapped_key: Option<Vec<u8>>,
+}
+
+/// Subjects a batch looks up, per tenant: `wa_id` and BSUID blind indexes.
+#[derive(Debug, Default)]
+pub struct BlindLookup {
+    /// `wa_id` blind indexes.
+    pub wa: Vec<Vec<u8>>,
+    /// BSUID blind indexes.
+    pub bsuid: Vec<Vec<u8>>,
+}
+
+struct SubjectInsert {
+    id: String,
+    tenant: String,
+    wa_blind: Option<Vec<u8>>,
+    bsuid_blind: Option<Vec<u8>>,
+    phone_blind: Option<Vec<u8>>,
+    contact_ct: Vec<u8>,
+    wrapped_key: Vec<u8>,
+    at: i64,
+}
+
+struct ConversationInsert {
+    id: String,
+    tenant: String,
+    subject: String,
+    pnid: String,
+    at: i64,
+}
+
+struct MessageInsert {
+    id: String,
+    tenant: String,
+    conversation: String,
+    subject: String,
+    kind: String,
+    wamid: String,
+    body_ct: Option<Vec<u8>>,
+    at: i64,
+}
+
+/// A status change, guarded by the status it was decided on.
+struct StatusWrite {
+    id: String,
+    from: String,
+    to: String,
+    code: Option<i32>,
+    at: i64,
+}
+
+/// What one inbound message needs to be stored.
+#[derive(Debug)]
+pub struct Inbound<'a> {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Subject.
+    pub subject: SubjectId,
+    /// Conversation.
+    pub conversation: ConversationId,
+    /// Message type.
+    pub kind: &'a str,
+    /// Meta's message id.
+    pub wamid: &'a str,
+    /// Plain body, sealed here; `None` for a message without one.
+    pub body: Option<&'a str>,
+    /// Meta's timestamp, unix micros (moves the 24-hour window).
+    pub at: i64,
+    /// The tenant's policy version, for the ledger entry.
+    pub policy_version: Hash,
+}
+
+/// The rows a batch writes, collected in memory in delivery order.
+#[derive(Default)]
+pub struct BatchWrites {
+    subjects: Vec<SubjectInsert>,
+    conversations: Vec<ConversationInsert>,
+    messages: Vec<MessageInsert>,
+    /// Conversation → the newest inbound timestamp of the batch.
+    inbound_at: HashMap<String, i64>,
+    /// Message → the status change (the last forward move of the batch wins).
+    statuses: HashMap<String, StatusWrite>,
+    jobs: Vec<NewJob>,
+    feed: Vec<(String, String)>,
+    drafts: Vec<EntryDraft>,
+    last_micros: i64,
+}
+
+impl std::fmt::Debug for BatchWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchWrites")
+            .field("subjects", &self.subjects.len())
+            .field("conversations", &self.conversations.len())
+            .field("messages", &self.messages.len())
+            .field("statuses", &self.statuses.len())
+            .field("jobs", &self.jobs.len())
+            .field("drafts", &self.drafts.len())
+            .finish()
+    }
+}
+
+impl BatchWrites {
+    /// A strictly increasing clock within the batch, so messages stored together keep
+    /// their delivery order.
+    fn tick(&mut self) -> i64 {
+        let now = now_micros().max(self.last_micros + 1);
+        self.last_micros = now;
+        now
+    }
+
+    /// A new subject: its key generated and wrapped to the tenant identity, its contact
+    /// sealed under it, and a `key_created` entry. Returns the id and the key.
+    pub fn new_subject(
+        &mut self,
+        tenant: TenantId,
+        key: &TenantKey,
+        contact: &SubjectContact,
+    ) -> Result<(SubjectId, SubjectKey), CoreError> {
+        use crate::crypto::BlindKind;
+        if contact.wa_id.is_none() && contact.bsuid.is_none() {
+            return Err(CoreError::Invalid {
+                field: "contact",
+                reason: "Meta sent neither wa_id nor user_id".into(),
+            });
+        }
+        let tid = tenant.to_string();
+        let id = SubjectId::new();
+        let sid = id.to_string();
+        let skey = SubjectKey::generate();
+        let wrapped_key = key.wrap_subject_key(&skey)?;
+        let contact_ct = skey.seal(
+            &contact_context(&tid, &sid),
+            &serde_json::to_vec(contact).map_err(|e| CoreError::Internal(e.to_string()))?,
+        )?;
+        let at = self.tick();
+        self.subjects.push(SubjectInsert {
+            id: sid.clone(),
+            tenant: tid,
+            wa_blind: contact
+                .wa_id
+                .as_deref()
+                .map(|v| key.blind(BlindKind::WaId, v).to_vec()),
+            bsuid_blind: contact
+                .bsuid
+                .as_deref()
+                .map(|v| key.blind(BlindKind::Bsuid, v).to_vec()),
+            phone_blind: contact
+                .phone
+                .as_deref()
+                .or(contact.wa_id.as_deref())
+                .map(|v| key.blind(BlindKind::Phone, v).to_vec()),
+            contact_ct,
+            wrapped_key,
+            at,
+        });
+        self.drafts.push(
+            EntryDraft::new(EventKind::KEY_CREATED, Actor::System)
+                .tenant(tenant.bytes())
+                .subject(key.pseudonym(&sid)),
+        );
+        Ok((id, skey))
+    }
+
+    /// A new conversation of a subject on a number.
+    pub fn new_conversation(
+        &mut self,
+        tenant: TenantId,
+        subject: SubjectId,
+        pnid: &str,
+    ) -> ConversationId {
+        let id = ConversationId::new();
+        let at = self.tick();
+        self.conversations.push(ConversationInsert {
+            id: id.to_string(),
+            tenant: tenant.to_string(),
+            subject: subject.to_string(),
+            pnid: pnid.to_owned(),
+            at,
+        });
+        id
+    }
+
+    /// An inbound message: its body sealed under the subject key, the conversation's
+    /// window moved, a search feed row when it has a body, and its `message_received`
+    /// entry (pseudonym, policy version, id, digest of the sealed body).
+    pub fn inbound_message(
+        &mut self,
+        key: &TenantKey,
+        skey: &SubjectKey,
+        m: &Inbound<'_>,
+    ) -> Result<MessageId, CoreError> {
+        let tid = m.tenant.to_string();
+        let sid = m.subject.to_string();
+        let id = MessageId::new();
+        let mid = id.to_string();
+        let body_ct = match m.body {
+            Some(b) => Some(skey.seal(&body_context(&tid, &mid), b.as_bytes())?),
+            None => None,
+        };
+        let cid = m.conversation.to_string();
+        let placed = self.tick();
+        let newest = self.inbound_at.entry(cid.clone()).or_insert(m.at);
+        *newest = (*newest).max(m.at);
+        if m.body.is_some() {
+            self.feed.push((tid.clone(), mid.clone()));
+        }
+        let mut draft = EntryDraft::new(EventKind::MESSAGE_RECEIVED, Actor::DataSubject)
+            .tenant(m.tenant.bytes())
+            .subject(key.pseudonym(&sid))
+            .policy_version(m.policy_version)
+            .reference(Reference::id(RefKind::MESSAGE, id.bytes()));
+        if let Some(ct) = &body_ct {
+            draft = draft.reference(Reference::digest(
+                RefKind::RECORD_DIGEST,
+                *blake3::hash(ct).as_bytes(),
+            ));
+        }
+        self.drafts.push(draft);
+        self.messages.push(MessageInsert {
+            id: mid,
+            tenant: tid,
+            conversation: cid,
+            subject: sid,
+            kind: m.kind.to_owned(),
+            wamid: m.wamid.to_owned(),
+            body_ct,
+            at: placed,
+        });
+        Ok(id)
+    }
+
+    /// Moves a message's status from `from` to `to` (the caller decided it is a forward
+    /// move). Several moves of one message in a batch write once, the last one.
+    pub fn status(&mut self, message: MessageId, from: &str, to: &str, code: Option<i32>, at: i64) {
+        let id = message.to_string();
+        let first_from = self
+            .statuses
+            .get(&id)
+            .map_or_else(|| from.to_owned(), |s| s.from.clone());
+        self.statuses.insert(
+            id.clone(),
+            StatusWrite {
+                id,
+                from: first_from,
+                to: to.to_owned(),
+                code,
+                at,
+            },
+        );
+    }
+
+    /// A job to queue (skipped when its dedupe key exists).
+    pub fn job(&mut self, job: NewJob) {
+        self.jobs.push(job);
+    }
+
+    /// A ledger entry to queue, in order.
+    pub fn draft(&mut self, draft: EntryDraft) {
+        self.drafts.push(draft);
+    }
+
+    /// Whether nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.subjects.is_empty()
+            && self.conversations.is_empty()
+            && self.messages.is_empty()
+            && self.statuses.is_empty()
+            && self.jobs.is_empty()
+            && self.drafts.is_empty()
+    }
+}
+
+/// Rows per statement: far below both databases' limits on bound parameters (PostgreSQL
+/// 65,535; SQLite 32,766) for the widest row written here (9 columns).
+const CHUNK: usize = 500;
+
+/// Inserts rows: one multi-row statement on PostgreSQL; one statement per row on SQLite,
+/// where statements run in process and cost no round trip (and diesel-async's SQLite
+/// wrapper has no multi-row insert).
+macro_rules! insert_all {
+    ($tx:expr, $table:expr, $rows:expr) => {
+        match $tx.raw() {
+            Raw::Pg(c) => diesel::insert_into($table)
+                .values(&$rows)
+                .execute(c)
+                .await
+                .map(|_| ()),
+            Raw::Sqlite(c) => {
+                let mut res = Ok(());
+                for row in $rows {
+                    if let Err(e) = diesel::insert_into($table).values(row).execute(c).await {
+                        res = Err(e);
+                        break;
+                    }
+                }
+                res
+            }
+        }
+    };
+}
+
+impl Store {
+    /// The tenants owning several phone number ids, with one query; unknown ids are absent.
+    pub async fn tenants_for_numbers(
+        &self,
+        pnids: &[String],
+    ) -> Result<HashMap<String, TenantId>, CoreError> {
+        let mut out = HashMap::new();
+        if pnids.is_empty() {
+            return Ok(out);
+        }
+        let mut c = self.db.conn().await?;
+        for chunk in pnids.chunks(CHUNK) {
+            let rows: Vec<(String, String)> = db_run!(c, |c| phone_numbers::table
+                .filter(phone_numbers::phone_number_id.eq_any(chunk))
+                .select((phone_numbers::phone_number_id, phone_numbers::tenant_id))
+                .load(c)
+                .await)?;
+            for (pnid, tenant) in rows {
+                out.insert(pnid, tenant.parse()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Messages by Meta's id, per tenant, with one query per tenant group. With `lock` the
+    /// rows stay locked until the transaction ends (PostgreSQL `FOR UPDATE`; SQLite's one
+    /// writer holds the database already), so a status decided on them cannot be overtaken.
+    pub async fn messages_by_wamids(
+        &self,
+        c: &mut Conn,
+        wanted: &HashMap<TenantId, Vec<String>>,
+        lock: bool,
+    ) -> Result<HashMap<(TenantId, String), KnownMessage>, CoreError> {
+        let mut out = HashMap::new();
+        for (tenant, wamids) in wanted {
+            let tid = tenant.to_string();
+            for chunk in wamids.chunks(CHUNK) {
+                let rows: Vec<(String, Option<String>, String, String)> = match c.raw() {
+                    Raw::Pg(c) => {
+                        let q = messages::table
+                            .filter(messages::tenant_id.eq(&tid))
+                            .filter(messages::wamid.eq_any(chunk))
+                            .select((
+                                messages::id,
+                                messages::wamid,
+                                messages::direction,
+                                messages::status,
+                            ));
+                        if lock {
+                            q.for_update().load(c).await?
+                        } else {
+                            q.load(c).await?
+                        }
+                    }
+                    Raw::Sqlite(c) => {
+                        messages::table
+                            .filter(messages::tenant_id.eq(&tid))
+                            .filter(messages::wamid.eq_any(chunk))
+                            .select((
+                                messages::id,
+                                messages::wamid,
+                                messages::direction,
+                                messages::status,
+                            ))
+                            .load(c)
+                            .await?
+                    }
+                };
+                for (id, wamid, direction, status) in rows {
+                    let Some(wamid) = wamid else { continue };
+                    out.insert(
+                        (*tenant, wamid),
+                        KnownMessage {
+                            id: id.parse()?,
+                            direction,
+                            status,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Subjects by `wa_id` or BSUID blind index, per tenant, with their wrapped keys.
+    pub async fn subjects_by_blinds(
+        &self,
+        c: &mut Conn,
+        wanted: &HashMap<TenantId, BlindLookup>,
+    ) -> Result<Vec<KnownSubject>, CoreError> {
+        type Row = (String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let mut out = Vec::new();
+        for (tenant, want) in wanted {
+            let tid = tenant.to_string();
+            let mut rows: Vec<Row> = Vec::new();
+            for chunk in want.wa.chunks(CHUNK) {
+                let part: Vec<Row> = db_run!(c, |c| subjects::table
+                    .left_join(subject_keys::table)
+                    .filter(subjects::tenant_id.eq(&tid))
+                    .filter(subjects::wa_id_blind.eq_any(chunk))
+                    .select((
+                        subjects::id,
+                        subjects::wa_id_blind,
+                        subjects::bsuid_blind,
+                        subject_keys::wrapped_key.nullable(),
+                    ))
+                    .load(c)
+                    .await)?;
+                rows.extend(part);
+            }
+            for chunk in want.bsuid.chunks(CHUNK) {
+                let part: Vec<Row> = db_run!(c, |c| subjects::table
+                    .left_join(subject_keys::table)
+                    .filter(subjects::tenant_id.eq(&tid))
+                    .filter(subjects::bsuid_blind.eq_any(chunk))
+                    .select((
+                        subjects::id,
+                        subjects::wa_id_blind,
+                        subjects::bsuid_blind,
+                        subject_keys::wrapped_key.nullable(),
+                    ))
+                    .load(c)
+                    .await)?;
+                rows.extend(part);
+            }
+            for (id, wa_blind, bsuid_blind, wrapped_key) in rows {
+                out.push(KnownSubject {
+                    tenant: *tenant,
+                    id: id.parse()?,
+                    wa_blind,
+                    bsuid_blind,
+                    wrapped_key,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Conversations of subjects, per tenant: (tenant, subject, phone number id) → id.
+    pub async fn conversations_of(
+        &self,
+        c: &mut Conn,
+        wanted: &HashMap<TenantId, Vec<String>>,
+    ) -> Result<HashMap<(TenantId, SubjectId, String), ConversationId>, CoreError> {
+        let mut out = HashMap::new();
+        for (tenant, sids) in wanted {
+            let tid = tenant.to_string();
+            for chunk in sids.chunks(CHUNK) {
+                let rows: Vec<(String, String, String)> = db_run!(c, |c| conversations::table
+                    .filter(conversations::tenant_id.eq(&tid))
+                    .filter(conversations::subject_id.eq_any(chunk))
+                    .select((
+                        conversations::id,
+                        conversations::subject_id,
+                        conversations::phone_number_id,
+                    ))
+                    .load(c)
+                    .await)?;
+                for (id, sid, pnid) in rows {
+                    out.insert((*tenant, sid.parse()?, pnid), id.parse()?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a batch: one statement per table (per [`CHUNK`] rows), in the caller's
+    /// transaction. A message whose Meta id is already stored (a concurrent writer got it
+    /// first) is `Conflict`, and so is a status that moved since it was read: the caller
+    /// rolls back and stores the batch's deliveries one at a time.
+    pub async fn write_batch(&self, tx: &mut Tx, mut w: BatchWrites) -> Result<(), CoreError> {
+        for chunk in w.subjects.chunks(CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|s| {
+                    (
+                        subjects::id.eq(&s.id),
+                        subjects::tenant_id.eq(&s.tenant),
+                        subjects::wa_id_blind.eq(&s.wa_blind),
+                        subjects::bsuid_blind.eq(&s.bsuid_blind),
+                        subjects::phone_blind.eq(&s.phone_blind),
+                        subjects::contact_ct.eq(&s.contact_ct),
+                        subjects::created_at.eq(s.at),
+                    )
+                })
+                .collect();
+            let keys: Vec<_> = chunk
+                .iter()
+                .map(|s| {
+                    (
+                        subject_keys::subject_id.eq(&s.id),
+                        subject_keys::tenant_id.eq(&s.tenant),
+                        subject_keys::wrapped_key.eq(&s.wrapped_key),
+                        subject_keys::created_at.eq(s.at),
+                    )
+                })
+                .collect();
+            let res = insert_all!(tx, subjects::table, rows);
+            match res {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(CoreError::Conflict { what: "subject" });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            insert_all!(tx, subject_keys::table, keys)?;
+        }
+        for chunk in w.conversations.chunks(CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|v| {
+                    (
+                        conversations::id.eq(&v.id),
+                        conversations::tenant_id.eq(&v.tenant),
+                        conversations::subject_id.eq(&v.subject),
+                        conversations::phone_number_id.eq(&v.pnid),
+                        conversations::mode.eq("assistant"),
+                        conversations::created_at.eq(v.at),
+                        conversations::updated_at.eq(v.at),
+                    )
+                })
+                .collect();
+            insert_all!(tx, conversations::table, rows)?;
+        }
+        for chunk in w.messages.chunks(CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|m| {
+                    (
+                        messages::id.eq(&m.id),
+                        messages::tenant_id.eq(&m.tenant),
+                        messages::conversation_id.eq(&m.conversation),
+                        messages::subject_id.eq(&m.subject),
+                        messages::direction.eq("in"),
+                        messages::kind.eq(&m.kind),
+                        messages::status.eq("received"),
+                        messages::wamid.eq(Some(&m.wamid)),
+                        messages::body_ct.eq(&m.body_ct),
+                        messages::author.eq("customer"),
+                        messages::created_at.eq(m.at),
+                        messages::status_at.eq(m.at),
+                    )
+                })
+                .collect();
+            let res = insert_all!(tx, messages::table, rows);
+            match res {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(CoreError::Conflict { what: "message" });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !w.inbound_at.is_empty() {
+            let now = w.tick();
+            let mut bumps: Vec<(String, i64)> = w.inbound_at.drain().collect();
+            // A stable order, so two writers lock conversations in the same order.
+            bumps.sort();
+            update_windows(tx, &bumps, now).await?;
+        }
+        if !w.statuses.is_empty() {
+            let mut moves: Vec<StatusWrite> = w.statuses.drain().map(|(_, s)| s).collect();
+            moves.sort_by(|a, b| a.id.cmp(&b.id));
+            let changed = update_statuses(tx, &moves).await?;
+            if changed != moves.len() {
+                return Err(CoreError::Conflict {
+                    what: "message status",
+                });
+            }
+        }
+        let now = now_micros();
+        for chunk in w.jobs.chunks(CHUNK) {
+            let payloads: Vec<String> = chunk.iter().map(|j| j.payload.to_string()).collect();
+            let rows: Vec<_> = chunk
+                .iter()
+                .zip(&payloads)
+                .map(|(j, p)| {
+                    (
+                        jobs::queue.eq(j.queue),
+                        jobs::kind.eq(j.kind),
+                        jobs::tenant_id.eq(&j.tenant_id),
+                        jobs::payload.eq(p),
+                        jobs::status.eq("ready"),
+                        jobs::attempts.eq(0),
+                        jobs::max_attempts.eq(j.max_attempts),
+                        jobs::run_at.eq(j.run_at),
+                        jobs::dedupe_key.eq(&j.dedupe_key),
+                        jobs::created_at.eq(now),
+                    )
+                })
+                .collect();
+            match tx.raw() {
+                Raw::Pg(c) => {
+                    diesel::insert_into(jobs::table)
+                        .values(&rows)
+                        .on_conflict(jobs::dedupe_key)
+                        .do_nothing()
+                        .execute(c)
+                        .await?;
+                }
+                Raw::Sqlite(c) => {
+                    // SQLite statements run in process: one per row costs no round trip.
+                    for row in rows {
+                        diesel::insert_into(jobs::table)
+                            .values(row)
+                            .on_conflict(jobs::dedupe_key)
+                            .do_nothing()
+                            .execute(c)
+                            .await?;
+                    }
+                }
+            }
+        }
+        for chunk in w.feed.chunks(CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|(tenant, mid)| {
+                    (
+                        search_feed::tenant_id.eq(tenant),
+                        search_feed::op.eq("add"),
+                        search_feed::ref_id.eq(mid),
+                        search_feed::created_at.eq(now),
+                    )
+                })
+                .collect();
+            insert_all!(tx, search_feed::table, rows)?;
+        }
+        let encoded: Vec<Vec<u8>> = w
+            .drafts
+            .iter()
+            .map(|d| d.encode().map_err(|e| CoreError::Ledger(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        for chunk in encoded.chunks(CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|bytes| {
+                    (
+                        ledger_pending::draft.eq(bytes),
+                        ledger_pending::created_micros.eq(now),
+                    )
+                })
+                .collect();
+            insert_all!(tx, ledger_pending::table, rows)?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves each conversation's 24-hour window to its newest inbound message (never back:
+/// a late redelivery of an older message does not shorten it) and touches `updated_at`.
+async fn update_windows(tx: &mut Tx, bumps: &[(String, i64)], now: i64) -> Result<(), CoreError> {
+    match tx.raw() {
+        Raw::Pg(c) => {
+            use diesel::sql_types::{Array, BigInt, Text};
+            let ids: Vec<&str> = bumps.iter().map(|(id, _)| id.as_str()).collect();
+            let ats: Vec<i64> = bumps.iter().map(|(_, at)| *at).collect();
+            diesel::sql_query(
+                "UPDATE conversations AS c \
+                 SET last_inbound_at = GREATEST(c.last_inbound_at, v.at), updated_at = $3 \
+                 FROM unnest($1::text[], $2::bigint[]) AS v(id, at) WHERE c.id = v.id",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<BigInt>, _>(ats)
+            .bind::<BigInt, _>(now)
+            .execute(c)
+            .await?;
+        }
+        Raw::Sqlite(c) => {
+            for (id, at) in bumps {
+                let window = diesel::dsl::case_when(
+                    conversations::last_inbound_at
+                        .is_null()
+                        .or(conversations::last_inbound_at.lt(*at)),
+                    Some(*at).into_sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(),
+                )
+                .otherwise(conversations::last_inbound_at);
+                diesel::update(conversations::table.find(id))
+                    .set((
+                        conversations::last_inbound_at.eq(window),
+                        conversations::updated_at.eq(now),
+                    ))
+                    .execute(c)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies status moves, each guarded by the status it was decided on; returns how many
+/// rows moved.
+async fn update_statuses(tx: &mut Tx, moves: &[StatusWrite]) -> Result<usize, CoreError> {
+    match tx.raw() {
+        Raw::Pg(c) => {
+            use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+            let ids: Vec<&str> = moves.iter().map(|m| m.id.as_str()).collect();
+            let from: Vec<&str> = moves.iter().map(|m| m.from.as_str()).collect();
+            let to: Vec<&str> = moves.iter().map(|m| m.to.as_str()).collect();
+            let codes: Vec<Option<i32>> = moves.iter().map(|m| m.code).collect();
+            let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
+            Ok(diesel::sql_query(
+                "UPDATE messages AS m SET status = v.next, error_code = v.code, status_at = v.at \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bigint[]) \
+                 AS v(id, prev, next, code, at) WHERE m.id = v.id AND m.status = v.prev",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Text>, _>(from)
+            .bind::<Array<Text>, _>(to)
+            .bind::<Array<Nullable<Integer>>, _>(codes)
+            .bind::<Array<BigInt>, _>(ats)
+            .execute(c)
+            .await?)
+        }
+        Raw::Sqlite(c) => {
+            let mut n = 0;
+            for m in moves {
+                n += diesel::update(messages::table.find(&m.id))
+                    .filter(messages::status.eq(&m.from))
+                    .set((
+                        messages::status.eq(&m.to),
+                        messages::error_code.eq(m.code),
+                        messages::status_at.eq(m.at),
+                    ))
+                    .execute(c)
+                    .await?;
+            }
+            Ok(n)
+        }
+    }
+}
