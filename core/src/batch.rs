@@ -321,6 +321,46 @@ impl BatchWrites {
     }
 }
 
+#[derive(QueryableByName)]
+struct WamidRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tenant_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    wamid: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    direction: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+}
+
+#[derive(QueryableByName)]
+struct SubjectRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tenant_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    wa_id_blind: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    bsuid_blind: Option<Vec<u8>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
+    wrapped_key: Option<Vec<u8>>,
+}
+
+#[derive(QueryableByName)]
+struct ConversationRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tenant_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    subject_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    phone_number_id: String,
+}
+
 /// Rows per statement: far below both databases' limits on bound parameters (PostgreSQL
 /// 65,535; SQLite 32,766) for the widest row written here (9 columns).
 const CHUNK: usize = 500;
@@ -374,144 +414,222 @@ impl Store {
         Ok(out)
     }
 
-    /// Messages by Meta's id, per tenant, with one query per tenant group. With `lock` the
-    /// rows stay locked until the transaction ends (PostgreSQL `FOR UPDATE`; SQLite's one
-    /// writer holds the database already), so a status decided on them cannot be overtaken.
+    /// Messages by Meta's id, per tenant. PostgreSQL answers with one query (a join of the
+    /// `(tenant_id, wamid)` index with the wanted pairs); SQLite, in process, with one per
+    /// tenant. With `lock` the rows stay locked until the transaction ends (PostgreSQL
+    /// `FOR UPDATE`; SQLite's one writer holds the database already), so a status decided on
+    /// them cannot be overtaken.
     pub async fn messages_by_wamids(
         &self,
         c: &mut Conn,
         wanted: &HashMap<TenantId, Vec<String>>,
         lock: bool,
     ) -> Result<HashMap<(TenantId, String), KnownMessage>, CoreError> {
-        let mut out = HashMap::new();
-        for (tenant, wamids) in wanted {
-            let tid = tenant.to_string();
-            for chunk in wamids.chunks(CHUNK) {
-                let rows: Vec<(String, Option<String>, String, String)> = match c.raw() {
-                    Raw::Pg(c) => {
-                        let q = messages::table
-                            .filter(messages::tenant_id.eq(&tid))
-                            .filter(messages::wamid.eq_any(chunk))
-                            .select((
-                                messages::id,
-                                messages::wamid,
-                                messages::direction,
-                                messages::status,
-                            ));
-                        if lock {
-                            q.for_update().load(c).await?
-                        } else {
-                            q.load(c).await?
-                        }
+        let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
+        match c.raw() {
+            Raw::Pg(c) => {
+                use diesel::sql_types::{Array, Text};
+                let (tenants, wamids): (Vec<String>, Vec<&str>) = wanted
+                    .iter()
+                    .flat_map(|(t, ws)| ws.iter().map(move |w| (t.to_string(), w.as_str())))
+                    .unzip();
+                let sql = format!(
+                    "SELECT m.tenant_id, m.wamid, m.id, m.direction, m.status \
+                     FROM unnest($1::text[], $2::text[]) AS v(tenant_id, wamid) \
+                     JOIN messages AS m ON m.tenant_id = v.tenant_id AND m.wamid = v.wamid{}",
+                    if lock { " FOR UPDATE OF m" } else { "" }
+                );
+                let found: Vec<WamidRow> = diesel::sql_query(sql)
+                    .bind::<Array<Text>, _>(tenants)
+                    .bind::<Array<Text>, _>(wamids)
+                    .load(c)
+                    .await?;
+                rows.extend(
+                    found
+                        .into_iter()
+                        .map(|r| (r.tenant_id, r.wamid, r.id, r.direction, r.status)),
+                );
+            }
+            Raw::Sqlite(c) => {
+                for (tenant, wamids) in wanted {
+                    let tid = tenant.to_string();
+                    for chunk in wamids.chunks(CHUNK) {
+                        let found: Vec<(String, Option<String>, String, String)> =
+                            messages::table
+                                .filter(messages::tenant_id.eq(&tid))
+                                .filter(messages::wamid.eq_any(chunk))
+                                .select((
+                                    messages::id,
+                                    messages::wamid,
+                                    messages::direction,
+                                    messages::status,
+                                ))
+                                .load(c)
+                                .await?;
+                        rows.extend(found.into_iter().filter_map(|(id, w, d, s)| {
+                            w.map(|w| (tid.clone(), w, id, d, s))
+                        }));
                     }
-                    Raw::Sqlite(c) => {
-                        messages::table
-                            .filter(messages::tenant_id.eq(&tid))
-                            .filter(messages::wamid.eq_any(chunk))
-                            .select((
-                                messages::id,
-                                messages::wamid,
-                                messages::direction,
-                                messages::status,
-                            ))
-                            .load(c)
-                            .await?
-                    }
-                };
-                for (id, wamid, direction, status) in rows {
-                    let Some(wamid) = wamid else { continue };
-                    out.insert(
-                        (*tenant, wamid),
-                        KnownMessage {
-                            id: id.parse()?,
-                            direction,
-                            status,
-                        },
-                    );
                 }
             }
+        }
+        let mut out = HashMap::new();
+        for (tenant, wamid, id, direction, status) in rows {
+            out.insert(
+                (tenant.parse()?, wamid),
+                KnownMessage {
+                    id: id.parse()?,
+                    direction,
+                    status,
+                },
+            );
         }
         Ok(out)
     }
 
     /// Subjects by `wa_id` or BSUID blind index, per tenant, with their wrapped keys.
+    /// PostgreSQL answers with one query (each unique blind index joined with the wanted
+    /// pairs); SQLite with two per tenant.
     pub async fn subjects_by_blinds(
         &self,
         c: &mut Conn,
         wanted: &HashMap<TenantId, BlindLookup>,
     ) -> Result<Vec<KnownSubject>, CoreError> {
-        type Row = (String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let mut out = Vec::new();
-        for (tenant, want) in wanted {
-            let tid = tenant.to_string();
-            let mut rows: Vec<Row> = Vec::new();
-            for chunk in want.wa.chunks(CHUNK) {
-                let part: Vec<Row> = db_run!(c, |c| subjects::table
-                    .left_join(subject_keys::table)
-                    .filter(subjects::tenant_id.eq(&tid))
-                    .filter(subjects::wa_id_blind.eq_any(chunk))
-                    .select((
-                        subjects::id,
-                        subjects::wa_id_blind,
-                        subjects::bsuid_blind,
-                        subject_keys::wrapped_key.nullable(),
-                    ))
-                    .load(c)
-                    .await)?;
-                rows.extend(part);
+        type Row = (String, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let mut rows: Vec<Row> = Vec::new();
+        match c.raw() {
+            Raw::Pg(c) => {
+                use diesel::sql_types::{Array, Binary, Text};
+                let pairs = |pick: fn(&BlindLookup) -> &Vec<Vec<u8>>| {
+                    wanted
+                        .iter()
+                        .flat_map(|(t, want)| pick(want).iter().map(move |b| (t.to_string(), b)))
+                        .unzip::<_, _, Vec<String>, Vec<&Vec<u8>>>()
+                };
+                let (wa_tenants, wa) = pairs(|w| &w.wa);
+                let (bsuid_tenants, bsuid) = pairs(|w| &w.bsuid);
+                // Each half walks one unique index, (tenant_id, wa_id_blind) or
+                // (tenant_id, bsuid_blind); a subject found by both appears twice.
+                let found: Vec<SubjectRow> = diesel::sql_query(
+                    "SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, k.wrapped_key \
+                     FROM unnest($1::text[], $2::bytea[]) AS v(tenant_id, blind) \
+                     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.wa_id_blind = v.blind \
+                     LEFT JOIN subject_keys AS k ON k.subject_id = s.id \
+                     UNION ALL \
+                     SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, k.wrapped_key \
+                     FROM unnest($3::text[], $4::bytea[]) AS v(tenant_id, blind) \
+                     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.bsuid_blind = v.blind \
+                     LEFT JOIN subject_keys AS k ON k.subject_id = s.id",
+                )
+                .bind::<Array<Text>, _>(wa_tenants)
+                .bind::<Array<Binary>, _>(wa)
+                .bind::<Array<Text>, _>(bsuid_tenants)
+                .bind::<Array<Binary>, _>(bsuid)
+                .load(c)
+                .await?;
+                rows.extend(found.into_iter().map(|r| {
+                    (r.tenant_id, r.id, r.wa_id_blind, r.bsuid_blind, r.wrapped_key)
+                }));
             }
-            for chunk in want.bsuid.chunks(CHUNK) {
-                let part: Vec<Row> = db_run!(c, |c| subjects::table
-                    .left_join(subject_keys::table)
-                    .filter(subjects::tenant_id.eq(&tid))
-                    .filter(subjects::bsuid_blind.eq_any(chunk))
-                    .select((
-                        subjects::id,
-                        subjects::wa_id_blind,
-                        subjects::bsuid_blind,
-                        subject_keys::wrapped_key.nullable(),
-                    ))
-                    .load(c)
-                    .await)?;
-                rows.extend(part);
+            Raw::Sqlite(c) => {
+                for (tenant, want) in wanted {
+                    let tid = tenant.to_string();
+                    for (by_wa, list) in [(true, &want.wa), (false, &want.bsuid)] {
+                        for chunk in list.chunks(CHUNK) {
+                            let q = subjects::table
+                                .left_join(subject_keys::table)
+                                .filter(subjects::tenant_id.eq(&tid))
+                                .select((
+                                    subjects::id,
+                                    subjects::wa_id_blind,
+                                    subjects::bsuid_blind,
+                                    subject_keys::wrapped_key.nullable(),
+                                ))
+                                .into_boxed();
+                            let q = if by_wa {
+                                q.filter(subjects::wa_id_blind.eq_any(chunk))
+                            } else {
+                                q.filter(subjects::bsuid_blind.eq_any(chunk))
+                            };
+                            let part: Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> =
+                                q.load(c).await?;
+                            rows.extend(part.into_iter().map(|(id, wa, bs, k)| {
+                                (tid.clone(), id, wa, bs, k)
+                            }));
+                        }
+                    }
+                }
             }
-            for (id, wa_blind, bsuid_blind, wrapped_key) in rows {
-                out.push(KnownSubject {
-                    tenant: *tenant,
+        }
+        rows.into_iter()
+            .map(|(tenant, id, wa_blind, bsuid_blind, wrapped_key)| {
+                Ok(KnownSubject {
+                    tenant: tenant.parse()?,
                     id: id.parse()?,
                     wa_blind,
                     bsuid_blind,
                     wrapped_key,
-                });
-            }
-        }
-        Ok(out)
+                })
+            })
+            .collect()
     }
 
     /// Conversations of subjects, per tenant: (tenant, subject, phone number id) → id.
+    /// PostgreSQL answers with one query; SQLite with one per tenant.
     pub async fn conversations_of(
         &self,
         c: &mut Conn,
         wanted: &HashMap<TenantId, Vec<String>>,
     ) -> Result<HashMap<(TenantId, SubjectId, String), ConversationId>, CoreError> {
-        let mut out = HashMap::new();
-        for (tenant, sids) in wanted {
-            let tid = tenant.to_string();
-            for chunk in sids.chunks(CHUNK) {
-                let rows: Vec<(String, String, String)> = db_run!(c, |c| conversations::table
-                    .filter(conversations::tenant_id.eq(&tid))
-                    .filter(conversations::subject_id.eq_any(chunk))
-                    .select((
-                        conversations::id,
-                        conversations::subject_id,
-                        conversations::phone_number_id,
-                    ))
-                    .load(c)
-                    .await)?;
-                for (id, sid, pnid) in rows {
-                    out.insert((*tenant, sid.parse()?, pnid), id.parse()?);
+        let mut rows: Vec<(String, String, String, String)> = Vec::new();
+        match c.raw() {
+            Raw::Pg(c) => {
+                use diesel::sql_types::{Array, Text};
+                let (tenants, sids): (Vec<String>, Vec<&str>) = wanted
+                    .iter()
+                    .flat_map(|(t, ss)| ss.iter().map(move |s| (t.to_string(), s.as_str())))
+                    .unzip();
+                let found: Vec<ConversationRow> = diesel::sql_query(
+                    "SELECT c.tenant_id, c.id, c.subject_id, c.phone_number_id \
+                     FROM unnest($1::text[], $2::text[]) AS v(tenant_id, subject_id) \
+                     JOIN conversations AS c \
+                       ON c.subject_id = v.subject_id AND c.tenant_id = v.tenant_id",
+                )
+                .bind::<Array<Text>, _>(tenants)
+                .bind::<Array<Text>, _>(sids)
+                .load(c)
+                .await?;
+                rows.extend(
+                    found
+                        .into_iter()
+                        .map(|r| (r.tenant_id, r.id, r.subject_id, r.phone_number_id)),
+                );
+            }
+            Raw::Sqlite(c) => {
+                for (tenant, sids) in wanted {
+                    let tid = tenant.to_string();
+                    for chunk in sids.chunks(CHUNK) {
+                        let part: Vec<(String, String, String)> = conversations::table
+                            .filter(conversations::tenant_id.eq(&tid))
+                            .filter(conversations::subject_id.eq_any(chunk))
+                            .select((
+                                conversations::id,
+                                conversations::subject_id,
+                                conversations::phone_number_id,
+                            ))
+                            .load(c)
+                            .await?;
+                        rows.extend(
+                            part.into_iter()
+                                .map(|(id, sid, pnid)| (tid.clone(), id, sid, pnid)),
+                        );
+                    }
                 }
             }
+        }
+        let mut out = HashMap::new();
+        for (tenant, id, sid, pnid) in rows {
+            out.insert((tenant.parse()?, sid.parse()?, pnid), id.parse()?);
         }
         Ok(out)
     }
