@@ -7,9 +7,10 @@
 //! writes each table with one statement ([`smartchat_core::batch`]). [`ingest`] is a batch of
 //! one.
 //!
-//! [`GroupCommit`] is the webhook's way in: concurrent deliveries queue for one committer
-//! task, which stores whatever queued while the previous batch was committing, as one
-//! batch, and answers each delivery only after that commit. If a batch fails, its
+//! [`GroupCommit`] is the webhook's way in: concurrent deliveries queue for the committer
+//! tasks; a free committer takes whatever queued while the others were busy, stores it as
+//! one batch, and answers each delivery only after that commit. A batch that meets a row
+//! another writer created meanwhile (a unique key) is read and decided again, once. If a batch fails, its
 //! deliveries are stored again one by one, so a bad delivery fails alone and the others
 //! lose nothing.
 
@@ -563,19 +564,40 @@ pub const MAX_BATCH: usize = 128;
 
 type Waiting = (WebhookPayload, oneshot::Sender<Result<Ingested, CoreError>>);
 
-/// The webhook's group commit: one committer task per process stores queued deliveries a
-/// batch at a time (see the module docs).
+/// The webhook's group commit: committer tasks that store queued deliveries a batch at a
+/// time (see the module docs).
 #[derive(Clone, Debug)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Waiting>,
 }
 
+/// Committers per process: SQLite has one writer anyway; on PostgreSQL a second committer
+/// runs its batch while the first waits on its round trips and commit.
+pub fn committers_for(db: &smartchat_core::db::DbPool) -> usize {
+    match db {
+        smartchat_core::db::DbPool::Postgres(_) => POSTGRES_COMMITTERS,
+        smartchat_core::db::DbPool::Sqlite(..) => 1,
+    }
+}
+
+/// See [`committers_for`].
+const POSTGRES_COMMITTERS: usize = 2;
+
 impl GroupCommit {
-    /// Starts the committer task on the current runtime. It stops when the last handle is
-    /// dropped, after storing what was queued.
+    /// Starts the committer tasks on the current runtime ([`committers_for`] the pipeline's
+    /// database). They stop when the last handle is dropped, after storing what was queued.
     pub fn start(p: Pipeline) -> Self {
+        let n = committers_for(&p.store.db);
+        Self::with_committers(p, n)
+    }
+
+    /// Starts `n` committer tasks (at least one).
+    pub fn with_committers(p: Pipeline, n: usize) -> Self {
         let (queue, rx) = mpsc::channel::<Waiting>(MAX_BATCH * 8);
-        tokio::spawn(commit_loop(p, rx));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..n.max(1) {
+            tokio::spawn(commit_loop(p.clone(), rx.clone()));
+        }
         Self { queue }
     }
 
@@ -592,11 +614,21 @@ impl GroupCommit {
     }
 }
 
-async fn commit_loop(p: Pipeline, mut rx: mpsc::Receiver<Waiting>) {
+async fn commit_loop(p: Pipeline, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Waiting>>>) {
     let mut batch: Vec<Waiting> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        // One committer takes what is queued; the others wait for the next.
+        let got = rx.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        if got == 0 {
+            return;
+        }
         let payloads: Vec<&WebhookPayload> = batch.iter().map(|(pl, _)| pl).collect();
-        let result = ingest_batch(&p, &payloads).await;
+        let mut result = ingest_batch(&p, &payloads).await;
+        if let Err(CoreError::Conflict { .. }) = result {
+            // Another writer stored a row this batch also creates (the same new customer,
+            // or the same message, in two batches at once): read again and decide again.
+            result = ingest_batch(&p, &payloads).await;
+        }
         match result {
             Ok(outs) => {
                 for ((_, done), out) in batch.drain(..).zip(outs) {

@@ -3,9 +3,9 @@
 //! ([`smartchat_search`]), the rebuild (`smartchat search reindex`, and any index found
 //! missing or unreadable), and the owner's search endpoint.
 //!
-//! Freshness: the indexer polls the feed every 250 ms when idle and commits once per batch
-//! (at most [`BATCH`] rows), so a message is searchable well within 2 seconds of its
-//! webhook. The commit payload records the last feed sequence applied; feed rows are
+//! Freshness: the indexer polls the feed every 250 ms when idle, and under load starts a
+//! round at most once a second, committing each tenant it touched once per round (at most
+//! [`BATCH`] rows), so a message is searchable within about 2 seconds of its webhook. The commit payload records the last feed sequence applied; feed rows are
 //! deleted only after that commit, so after a crash the rows still present are applied
 //! again (idempotent: a message's document is replaced by id).
 
@@ -38,6 +38,11 @@ use crate::error::{Problem, QueryParams, problem, problem_with};
 
 /// Feed rows applied per round (one index commit per tenant per round).
 pub const BATCH: i64 = 2000;
+/// How often the indexer looks at an empty feed.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+/// The shortest time from one round's start to the next while the feed has rows: each
+/// tenant's index commits at most about once per round.
+const ROUND: Duration = Duration::from_millis(1000);
 /// Documents per commit during a rebuild.
 const REBUILD_BATCH: usize = 10_000;
 /// Messages read from the database per page during a rebuild.
@@ -330,25 +335,33 @@ impl Search {
         Err(SearchFailure::Index(SearchError::TenantNotOpen))
     }
 
-    /// Applies the feed until `shutdown` changes.
+    /// Applies the feed until `shutdown` changes. A round that found rows but not a full
+    /// batch is followed by the rest of [`ROUND`] before the next one: each round commits
+    /// every tenant it touched (a new segment: files created, merged later), so rounds back
+    /// to back under a steady trickle spent more on creating files than on indexing (28 % of
+    /// the machine at 320 deliveries/s over 50 tenants). A full batch is a backlog: the next
+    /// round starts at once.
     pub async fn worker(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let idle = match self.apply_pending().await {
-                Ok(n) => n == 0,
+            let started = tokio::time::Instant::now();
+            let pause = match self.apply_pending().await {
+                Ok(0) => IDLE_POLL,
+                Ok(n) if n >= usize::try_from(BATCH).unwrap_or(usize::MAX) => Duration::ZERO,
+                Ok(_) => ROUND.saturating_sub(started.elapsed()),
                 Err(e) => {
                     tracing::error!(error = %e, "search indexer");
-                    true
+                    IDLE_POLL
                 }
             };
-            if !idle {
+            if pause.is_zero() {
                 continue;
             }
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }

@@ -454,21 +454,22 @@ impl Store {
                 for (tenant, wamids) in wanted {
                     let tid = tenant.to_string();
                     for chunk in wamids.chunks(CHUNK) {
-                        let found: Vec<(String, Option<String>, String, String)> =
-                            messages::table
-                                .filter(messages::tenant_id.eq(&tid))
-                                .filter(messages::wamid.eq_any(chunk))
-                                .select((
-                                    messages::id,
-                                    messages::wamid,
-                                    messages::direction,
-                                    messages::status,
-                                ))
-                                .load(c)
-                                .await?;
-                        rows.extend(found.into_iter().filter_map(|(id, w, d, s)| {
-                            w.map(|w| (tid.clone(), w, id, d, s))
-                        }));
+                        let found: Vec<(String, Option<String>, String, String)> = messages::table
+                            .filter(messages::tenant_id.eq(&tid))
+                            .filter(messages::wamid.eq_any(chunk))
+                            .select((
+                                messages::id,
+                                messages::wamid,
+                                messages::direction,
+                                messages::status,
+                            ))
+                            .load(c)
+                            .await?;
+                        rows.extend(
+                            found
+                                .into_iter()
+                                .filter_map(|(id, w, d, s)| w.map(|w| (tid.clone(), w, id, d, s))),
+                        );
                     }
                 }
             }
@@ -495,7 +496,13 @@ impl Store {
         c: &mut Conn,
         wanted: &HashMap<TenantId, BlindLookup>,
     ) -> Result<Vec<KnownSubject>, CoreError> {
-        type Row = (String, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        type Row = (
+            String,
+            String,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        );
         let mut rows: Vec<Row> = Vec::new();
         match c.raw() {
             Raw::Pg(c) => {
@@ -528,7 +535,13 @@ impl Store {
                 .load(c)
                 .await?;
                 rows.extend(found.into_iter().map(|r| {
-                    (r.tenant_id, r.id, r.wa_id_blind, r.bsuid_blind, r.wrapped_key)
+                    (
+                        r.tenant_id,
+                        r.id,
+                        r.wa_id_blind,
+                        r.bsuid_blind,
+                        r.wrapped_key,
+                    )
                 }));
             }
             Raw::Sqlite(c) => {
@@ -551,11 +564,16 @@ impl Store {
                             } else {
                                 q.filter(subjects::bsuid_blind.eq_any(chunk))
                             };
-                            let part: Vec<(String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>)> =
-                                q.load(c).await?;
-                            rows.extend(part.into_iter().map(|(id, wa, bs, k)| {
-                                (tid.clone(), id, wa, bs, k)
-                            }));
+                            let part: Vec<(
+                                String,
+                                Option<Vec<u8>>,
+                                Option<Vec<u8>>,
+                                Option<Vec<u8>>,
+                            )> = q.load(c).await?;
+                            rows.extend(
+                                part.into_iter()
+                                    .map(|(id, wa, bs, k)| (tid.clone(), id, wa, bs, k)),
+                            );
                         }
                     }
                 }

@@ -220,12 +220,12 @@ impl Store {
         }
         let mut out = Vec::new();
         let mut c = self.db.conn().await?;
+        let sids: Vec<&str> = by_subject.keys().map(String::as_str).collect();
+        let mut skeys = self.subject_keys_in(&mut c, &tid, &sids, &key).await?;
         for (sid, rows) in by_subject {
-            let skey = match self.subject_key_in(&mut c, &tid, &sid, &key).await {
-                Ok(k) => k,
-                // Shredded: nothing of theirs is indexed again.
-                Err(CoreError::Shredded { .. } | CoreError::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
+            // No key: shredded (or gone), so nothing of theirs is indexed again.
+            let Some(skey) = skeys.remove(&sid) else {
+                continue;
             };
             let pseudonym = hex::encode(key.pseudonym(&sid));
             for m in open_messages(&skey, &tid, rows)? {

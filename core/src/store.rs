@@ -651,6 +651,31 @@ impl Store {
         }
     }
 
+    /// The data keys of several subjects of one tenant, with one query per 500; a subject
+    /// whose key is gone (shredded) or who never existed is absent from the answer.
+    pub async fn subject_keys_in(
+        &self,
+        c: &mut Conn,
+        tid: &str,
+        sids: &[&str],
+        key: &TenantKey,
+    ) -> Result<std::collections::HashMap<String, SubjectKey>, CoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in sids.chunks(500) {
+            let rows: Vec<(String, Vec<u8>)> = db_run!(c, |c| subject_keys::table
+                .filter(subject_keys::tenant_id.eq(tid))
+                .filter(subject_keys::subject_id.eq_any(chunk))
+                .select((subject_keys::subject_id, subject_keys::wrapped_key))
+                .load(c)
+                .await)?;
+            for (sid, wrapped) in rows {
+                let skey = self.keys.open_subject_key(key, &wrapped)?;
+                out.insert(sid, skey);
+            }
+        }
+        Ok(out)
+    }
+
     /// Opens (or creates) the subject's conversation on a number, in the caller's transaction.
     pub async fn conversation_for(
         &self,
