@@ -335,6 +335,9 @@ struct WamidRow {
     status: String,
 }
 
+/// A subject found on SQLite: id, blind indexes, wrapped key.
+type SqliteSubjectRow = (String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+
 #[derive(QueryableByName)]
 struct SubjectRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -564,12 +567,7 @@ impl Store {
                             } else {
                                 q.filter(subjects::bsuid_blind.eq_any(chunk))
                             };
-                            let part: Vec<(
-                                String,
-                                Option<Vec<u8>>,
-                                Option<Vec<u8>>,
-                                Option<Vec<u8>>,
-                            )> = q.load(c).await?;
+                            let part: Vec<SqliteSubjectRow> = q.load(c).await?;
                             rows.extend(
                                 part.into_iter()
                                     .map(|(id, wa, bs, k)| (tid.clone(), id, wa, bs, k)),
