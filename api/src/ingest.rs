@@ -137,11 +137,17 @@ pub async fn ingest_batch(
     numbers.sort();
     let owners = store.tenants_for_numbers(&numbers).await?;
     let mut tenants: HashMap<TenantId, TenantCtx> = HashMap::new();
+    let mut ids: Vec<String> = owners.values().map(ToString::to_string).collect();
+    ids.sort();
+    ids.dedup();
+    let mut keys = store.keys.tenant_keys(&ids).await?;
     for t in owners.values() {
         if tenants.contains_key(t) {
             continue;
         }
-        let key = store.tenant_key(*t).await?;
+        let key = keys
+            .remove(&t.to_string())
+            .ok_or(CoreError::NotFound { what: "tenant key" })??;
         let policy_version = store.policy.version_for(*t).await?.0;
         tenants.insert(
             *t,
@@ -569,6 +575,17 @@ type Waiting = (WebhookPayload, oneshot::Sender<Result<Ingested, CoreError>>);
 #[derive(Clone, Debug)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Waiting>,
+    /// Deliveries waiting for their commit (the pipeline's workers hold back meanwhile).
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a delivery as waiting until it is answered (or its request dropped).
+struct WaitingGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Committers per process: SQLite has one writer anyway; on PostgreSQL a second committer
@@ -595,14 +612,18 @@ impl GroupCommit {
     pub fn with_committers(p: Pipeline, n: usize) -> Self {
         let (queue, rx) = mpsc::channel::<Waiting>(MAX_BATCH * 8);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let waiting = p.webhook_waiting().clone();
         for _ in 0..n.max(1) {
             tokio::spawn(commit_loop(p.clone(), rx.clone()));
         }
-        Self { queue }
+        Self { queue, waiting }
     }
 
     /// Stores one delivery with whatever else is queued; answers after the commit.
     pub async fn ingest(&self, payload: WebhookPayload) -> Result<Ingested, CoreError> {
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _counted = WaitingGuard(&self.waiting);
         let (done, answer) = oneshot::channel();
         self.queue
             .send((payload, done))

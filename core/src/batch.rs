@@ -601,17 +601,16 @@ impl Store {
         match c.raw() {
             Raw::Pg(c) => {
                 use diesel::sql_types::{Array, Text};
-                let (tenants, sids): (Vec<String>, Vec<&str>) = wanted
-                    .iter()
-                    .flat_map(|(t, ss)| ss.iter().map(move |s| (t.to_string(), s.as_str())))
-                    .unzip();
+                // By subject id alone (unique across tenants), `= ANY` so the subject index
+                // is walked: with the tenant in a join condition the planner intersected the
+                // subject index with the tenant index (every conversation of the tenant read
+                // per subject), and joined with `unnest` it hashed the whole table. The row's
+                // own tenant is kept, so a row is only ever found under its tenant.
+                let sids: Vec<&str> = wanted.values().flatten().map(String::as_str).collect();
                 let found: Vec<ConversationRow> = diesel::sql_query(
                     "SELECT c.tenant_id, c.id, c.subject_id, c.phone_number_id \
-                     FROM unnest($1::text[], $2::text[]) AS v(tenant_id, subject_id) \
-                     JOIN conversations AS c \
-                       ON c.subject_id = v.subject_id AND c.tenant_id = v.tenant_id",
+                     FROM conversations AS c WHERE c.subject_id = ANY($1::text[])",
                 )
-                .bind::<Array<Text>, _>(tenants)
                 .bind::<Array<Text>, _>(sids)
                 .load(c)
                 .await?;
@@ -834,6 +833,8 @@ impl Store {
 
 /// Moves each conversation's 24-hour window to its newest inbound message (never back:
 /// a late redelivery of an older message does not shorten it) and touches `updated_at`.
+/// On PostgreSQL the ids are also given as `= ANY`, so the primary key is walked (joined
+/// with `unnest` alone, the planner may hash the whole table).
 async fn update_windows(tx: &mut Tx, bumps: &[(String, i64)], now: i64) -> Result<(), CoreError> {
     match tx.raw() {
         Raw::Pg(c) => {
@@ -843,7 +844,8 @@ async fn update_windows(tx: &mut Tx, bumps: &[(String, i64)], now: i64) -> Resul
             diesel::sql_query(
                 "UPDATE conversations AS c \
                  SET last_inbound_at = GREATEST(c.last_inbound_at, v.at), updated_at = $3 \
-                 FROM unnest($1::text[], $2::bigint[]) AS v(id, at) WHERE c.id = v.id",
+                 FROM unnest($1::text[], $2::bigint[]) AS v(id, at) \
+                 WHERE c.id = ANY($1::text[]) AND c.id = v.id",
             )
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<BigInt>, _>(ats)
@@ -887,7 +889,8 @@ async fn update_statuses(tx: &mut Tx, moves: &[StatusWrite]) -> Result<usize, Co
             Ok(diesel::sql_query(
                 "UPDATE messages AS m SET status = v.next, error_code = v.code, status_at = v.at \
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bigint[]) \
-                 AS v(id, prev, next, code, at) WHERE m.id = v.id AND m.status = v.prev",
+                 AS v(id, prev, next, code, at) \
+                 WHERE m.id = ANY($1::text[]) AND m.id = v.id AND m.status = v.prev",
             )
             .bind::<Array<Text>, _>(ids)
             .bind::<Array<Text>, _>(from)

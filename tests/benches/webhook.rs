@@ -503,6 +503,7 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
             .strip_prefix("closed x")
             .and_then(|c| c.parse().ok())
             .unwrap_or(1);
+        let replies_before = (Instant::now(), outbound_count(&env).await);
         let start = Instant::now() + Duration::from_millis(200);
         let ws = start + s.warmup;
         let we = ws + s.measure;
@@ -527,6 +528,9 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
             .await
             .unwrap_or(-1);
         let fresh = world.load.targets.available();
+        // The pipeline's pace meanwhile: replies stored per second over the whole step.
+        let replies_per_sec = (outbound_count(&env).await - replies_before.1) as f64
+            / replies_before.0.elapsed().as_secs_f64();
         let secs = s.measure.as_secs_f64();
         // Percent of all cores: the server, the generator, PostgreSQL, everything else.
         let all = secs * cores / 100.0;
@@ -535,7 +539,7 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         let pg_pct = pg_cpu / all;
         let other = (busy - proc_cpu - pg_cpu).max(0.0) / all;
         println!(
-            "  {:<18} {:>9} {:>9.0} {:>9} {:>9} {:>9} {:>8}  {:<22} {:<26} {ready} jobs queued, {fresh} unsent-status replies",
+            "  {:<18} {:>9} {:>9.0} {:>9} {:>9} {:>9} {:>8}  {:<22} {:<26} {ready} jobs queued, {fresh} unsent-status replies, {replies_per_sec:.0} replies/s",
             row.name,
             row.offered
                 .map(|o| format!("{o:.0}"))
@@ -862,6 +866,19 @@ async fn sanity(store: &Store, load: &Load) {
     );
 }
 
+/// Outbound messages stored so far (the pipeline's replies).
+async fn outbound_count(env: &TestEnv) -> i64 {
+    let Ok(mut c) = env.store.db.conn().await else {
+        return 0;
+    };
+    db_run!(c, |c| messages::table
+        .filter(messages::direction.eq("out"))
+        .count()
+        .get_result(c)
+        .await)
+    .unwrap_or(0)
+}
+
 // ---------------------------------------------------------------------------------------
 // Sent replies, read back for status deliveries
 
@@ -930,8 +947,10 @@ fn uuid7_millis(id: &str) -> Option<u64> {
 type OutRow = (String, String, String, Option<String>, String);
 type SubjectBlind = (String, Option<Vec<u8>>);
 
-/// Reads sent outbound replies (in id order, from a cursor before the oldest one not yet
-/// sent) and offers them to the generator's status deliveries.
+/// Reads sent outbound replies and offers them to the generator's status deliveries: new
+/// outbound rows after a cursor (the newest id read), and the replies still queued at the
+/// last look again by id (the oldest 2,000), so the poller's own queries stay small whatever
+/// the pipeline's backlog (it used to rescan from the oldest queued reply, 30 ms a time).
 async fn poll_sent_replies(
     store: Store,
     tenants: HashMap<String, usize>,
@@ -939,7 +958,7 @@ async fn poll_sent_replies(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut cursor = String::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut queued: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut subject_wa: HashMap<String, String> = HashMap::new();
     loop {
         tokio::select! {
@@ -950,7 +969,7 @@ async fn poll_sent_replies(
             continue;
         };
         let cur = cursor.clone();
-        let rows: Result<Vec<OutRow>, _> = db_run!(c, |c| messages::table
+        let new_rows: Result<Vec<OutRow>, _> = db_run!(c, |c| messages::table
             .filter(messages::id.gt(&cur))
             .filter(messages::direction.eq("out"))
             .order(messages::id)
@@ -964,7 +983,25 @@ async fn poll_sent_replies(
             ))
             .load(c)
             .await);
-        let Ok(rows) = rows else { continue };
+        let Ok(mut rows) = new_rows else { continue };
+        if let Some(last) = rows.last() {
+            cursor.clone_from(&last.0);
+        }
+        let again: Vec<String> = queued.iter().take(2000).cloned().collect();
+        if !again.is_empty() {
+            let old: Result<Vec<OutRow>, _> = db_run!(c, |c| messages::table
+                .filter(messages::id.eq_any(again.clone()))
+                .select((
+                    messages::id,
+                    messages::tenant_id,
+                    messages::subject_id,
+                    messages::wamid,
+                    messages::status
+                ))
+                .load(c)
+                .await);
+            rows.extend(old.unwrap_or_default());
+        }
         let missing: Vec<String> = rows
             .iter()
             .filter(|r| r.4 == "sent" && !subject_wa.contains_key(&r.2))
@@ -996,19 +1033,21 @@ async fn poll_sent_replies(
                 .as_millis(),
         )
         .unwrap_or(u64::MAX);
-        let mut settled = true;
         let mut fresh = Vec::new();
         for (id, tenant_id, subject_id, wamid, status) in rows {
-            // A reply still queued holds the cursor, unless it has been stuck for minutes.
-            let stuck = uuid7_millis(&id).is_some_and(|ms| now_ms.saturating_sub(ms) > 120_000);
-            if status != "queued" || stuck {
-                if settled {
-                    cursor.clone_from(&id);
+            if status == "queued" {
+                // Looked at again until sent, unless stuck for minutes.
+                let stuck = uuid7_millis(&id).is_some_and(|ms| now_ms.saturating_sub(ms) > 120_000);
+                if stuck {
+                    queued.remove(&id);
+                } else {
+                    queued.insert(id);
                 }
-            } else {
-                settled = false;
+                continue;
             }
-            if status != "sent" || seen.contains(&id) {
+            // Seen past `queued` once: offered at most once.
+            queued.remove(&id);
+            if status != "sent" {
                 continue;
             }
             let (Some(wamid), Some(&tenant), Some(wa)) =
@@ -1016,14 +1055,12 @@ async fn poll_sent_replies(
             else {
                 continue;
             };
-            seen.insert(id);
             fresh.push(Target {
                 tenant,
                 wa_id: wa.clone(),
                 wamid,
             });
         }
-        seen.retain(|id| *id > cursor);
         let mut t = lock(&targets.inner);
         t.found += fresh.len() as u64;
         t.fresh.extend(fresh);

@@ -615,6 +615,7 @@ both_backends!(
     a_crash_between_commit_and_reply_loses_nothing,
     a_batch_stores_what_its_deliveries_store_alone,
     a_failing_delivery_fails_alone,
+    waiting_deliveries_are_counted_until_answered,
 );
 
 async fn count(w: &World, table: &str) -> i64 {
@@ -928,4 +929,56 @@ async fn a_failing_delivery_fails_alone(env: TestEnv) {
         "the damaged subject's delivery alone fails"
     );
     assert_eq!(count(&w, "messages").await, before.0 + 3);
+}
+
+/// The count the workers hold back on is exact: every delivery is counted while it waits
+/// for its commit and uncounted when answered, or when its request is dropped mid-way (a
+/// client that hung up); the deliveries of dropped requests are stored all the same.
+async fn waiting_deliveries_are_counted_until_answered(env: TestEnv) {
+    let w = world(env).await;
+    let commit = pipeline::GroupCommit::start(w.pipeline.clone());
+    let mut answered = tokio::task::JoinSet::new();
+    let mut dropped = Vec::new();
+    for i in 0..40u32 {
+        let b = meta().entry(PNID, "+91").text(
+            &WebhookUser::wa_id(&format!("9198666{i:05}")),
+            &format!("wamid.W{i}"),
+            "counted",
+        );
+        let payload = smartchat_whatsapp::parse_payload(&b.signed(SECRET.as_bytes()).0).unwrap();
+        let c = commit.clone();
+        if i % 4 == 0 {
+            dropped.push(tokio::spawn(async move { c.ingest(payload).await }));
+        } else {
+            answered.spawn(async move { c.ingest(payload).await });
+        }
+    }
+    tokio::task::yield_now().await;
+    for d in &dropped {
+        d.abort();
+    }
+    let mut n = 0;
+    while let Some(r) = answered.join_next().await {
+        assert_eq!(r.unwrap().unwrap().messages, 1);
+        n += 1;
+    }
+    assert_eq!(n, 30);
+    for d in dropped {
+        let _ = d.await;
+    }
+    // A dropped request's delivery may still be in its batch: wait for the queue to empty.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w.pipeline.webhook_deliveries_waiting() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} deliveries still counted as waiting",
+            w.pipeline.webhook_deliveries_waiting()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stored = w.rows().await.len();
+    assert!(
+        (30..=40).contains(&stored),
+        "every answered delivery is stored ({stored})"
+    );
 }

@@ -433,6 +433,27 @@ async fn shredded_tenant_fails_closed(env: TestEnv) {
     let row = list.iter().find(|x| x.id == t).unwrap();
     assert_eq!(row.name, None, "a shredded tenant's name cannot be shown");
     assert!(s.tenant(other).await.is_ok());
+    // Several keys at once (the webhook's batches) answer as one at a time does.
+    let unknown = smartchat_core::ids::TenantId::new().to_string();
+    let mut many = s
+        .keys
+        .tenant_keys(&[t.to_string(), other.to_string(), unknown.clone()])
+        .await
+        .unwrap();
+    assert!(matches!(
+        many.remove(&t.to_string()),
+        Some(Err(CoreError::Shredded { what: "tenant key" }))
+    ));
+    assert!(matches!(
+        many.remove(&unknown),
+        Some(Err(CoreError::NotFound { what: "tenant key" }))
+    ));
+    let theirs = many.remove(&other.to_string()).unwrap().unwrap();
+    assert_eq!(
+        theirs.recipient(),
+        s.tenant_key(other).await.unwrap().recipient(),
+        "the same key as the one-at-a-time lookup"
+    );
     let recovered = smartchat_tests::recover_with_dump_and_master(&env).await;
     assert!(
         !recovered

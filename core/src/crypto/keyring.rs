@@ -199,6 +199,46 @@ impl Keyring {
         Ok(key)
     }
 
+    /// Several tenants' keys with one query: each `Shredded` once shredded, `NotFound` if
+    /// never made (as [`Keyring::tenant_key`] answers for one).
+    pub async fn tenant_keys(
+        &self,
+        tenant_ids: &[String],
+    ) -> Result<HashMap<String, Result<Arc<TenantKey>, CoreError>>, CoreError> {
+        let mut c = self.inner.store.conn().await?;
+        let mut rows: HashMap<String, Option<Vec<u8>>> = HashMap::new();
+        for chunk in tenant_ids.chunks(500) {
+            let found: Vec<(String, Option<Vec<u8>>)> = db_run!(c, |c| tenant_keys::table
+                .filter(tenant_keys::tenant_id.eq_any(chunk))
+                .select((tenant_keys::tenant_id, tenant_keys::wrapped_identity))
+                .load(c)
+                .await)?;
+            rows.extend(found);
+        }
+        let mut out = HashMap::new();
+        for id in tenant_ids {
+            let key = match rows.remove(id) {
+                None => Err(CoreError::NotFound { what: "tenant key" }),
+                Some(None) => Err(CoreError::Shredded { what: "tenant key" }),
+                Some(Some(wrapped)) => {
+                    let digest = blake3::hash(&wrapped);
+                    let cached = self.lock_tenants().get(&digest).cloned();
+                    match cached {
+                        Some(k) => Ok(k),
+                        None => {
+                            let secret = self.inner.master.unwrap(&wrapped)?;
+                            let key = Arc::new(TenantKey::parse(secret.expose())?);
+                            self.cache_tenant(digest, key.clone());
+                            Ok(key)
+                        }
+                    }
+                }
+            };
+            out.insert(id.clone(), key);
+        }
+        Ok(out)
+    }
+
     /// Crypto-shreds a tenant: the wrapped identity is destroyed, a tombstone remains so
     /// later reads say `Shredded`. Idempotent. O(1) in the tenant's data.
     pub async fn shred_tenant(&self, tenant_id: &str) -> Result<(), CoreError> {
