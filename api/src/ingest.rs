@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use smartchat_core::CoreError;
-use smartchat_core::batch::{BatchWrites, BlindLookup, Inbound, KnownMessage, KnownSubject};
+use smartchat_core::batch::{BatchWrites, BlindLookup, Inbound, KnownMessage};
 use smartchat_core::crypto::{BlindKind, SubjectKey, TenantKey};
 use smartchat_core::ids::{ConversationId, PhoneNumberId, SubjectId, TenantId};
 use smartchat_core::jobs::NewJob;
@@ -227,24 +227,15 @@ pub async fn ingest_batch(
     }
 
     let mut tx = store.db.begin().await?;
-    let mut known: HashMap<(TenantId, String), KnownMessage> = HashMap::new();
-    if !inbound_ids.is_empty() {
-        known.extend(
-            store
-                .messages_by_wamids(&mut tx, &inbound_ids, false)
-                .await?,
-        );
-    }
-    if !status_ids.is_empty() {
-        // Locked: the statuses are decided on what is read here.
-        known.extend(store.messages_by_wamids(&mut tx, &status_ids, true).await?);
-    }
+    // The statuses' messages are read locked: the statuses are decided on what is read.
+    let (mut known, found) = store
+        .prefetch(&mut tx, &inbound_ids, &status_ids, &blinds)
+        .await?;
     let mut subjects: Vec<SubjectCtx> = Vec::new();
     let mut by_wa: HashMap<(TenantId, Vec<u8>), usize> = HashMap::new();
     let mut by_bsuid: HashMap<(TenantId, Vec<u8>), usize> = HashMap::new();
     let mut subject_tenant: Vec<TenantId> = Vec::new();
-    if !blinds.is_empty() {
-        let found: Vec<KnownSubject> = store.subjects_by_blinds(&mut tx, &blinds).await?;
+    {
         let mut seen = HashSet::new();
         for s in found {
             if !seen.insert(s.id) {
@@ -575,17 +566,6 @@ type Waiting = (WebhookPayload, oneshot::Sender<Result<Ingested, CoreError>>);
 #[derive(Clone, Debug)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Waiting>,
-    /// Deliveries waiting for their commit (the pipeline's workers hold back meanwhile).
-    waiting: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-/// Counts a delivery as waiting until it is answered (or its request dropped).
-struct WaitingGuard<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl Drop for WaitingGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Committers per process: SQLite has one writer anyway; on PostgreSQL a second committer
@@ -612,18 +592,14 @@ impl GroupCommit {
     pub fn with_committers(p: Pipeline, n: usize) -> Self {
         let (queue, rx) = mpsc::channel::<Waiting>(MAX_BATCH * 8);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let waiting = p.webhook_waiting().clone();
         for _ in 0..n.max(1) {
             tokio::spawn(commit_loop(p.clone(), rx.clone()));
         }
-        Self { queue, waiting }
+        Self { queue }
     }
 
     /// Stores one delivery with whatever else is queued; answers after the commit.
     pub async fn ingest(&self, payload: WebhookPayload) -> Result<Ingested, CoreError> {
-        self.waiting
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _counted = WaitingGuard(&self.waiting);
         let (done, answer) = oneshot::channel();
         self.queue
             .send((payload, done))

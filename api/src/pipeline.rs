@@ -42,11 +42,6 @@ use time::OffsetDateTime;
 pub const QUEUE: &str = "pipeline";
 /// How long a worker holds a claimed job before another may take it over.
 pub const LEASE: Duration = Duration::from_secs(90);
-/// The longest a worker holds back before its next job while webhook deliveries wait for
-/// their commit. Acknowledging Meta comes first (an unanswered delivery is retried, which
-/// adds load, and nothing is durable before the commit); the replies it delays are durable
-/// jobs already. The bound keeps the pipeline going under a steady stream of deliveries.
-pub const YIELD_TO_WEBHOOK: Duration = Duration::from_millis(25);
 /// Messages of context given to the assistant.
 const HISTORY: i64 = 12;
 
@@ -68,9 +63,6 @@ pub struct Pipeline {
     public_url: Arc<str>,
     /// The anonymized analytics store, when this process writes it.
     analytics: Option<smartchat_core::analytics::Analytics>,
-    /// Webhook deliveries of this process waiting for their commit: while any wait, the
-    /// workers hold back (see [`worker`]).
-    webhook_waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -85,30 +77,6 @@ impl Pipeline {
     /// The Graph API client.
     pub fn graph(&self) -> &GraphClient {
         &self.graph
-    }
-
-    /// The count of webhook deliveries waiting for their commit in this process.
-    pub(crate) fn webhook_waiting(&self) -> &Arc<std::sync::atomic::AtomicUsize> {
-        &self.webhook_waiting
-    }
-
-    /// How many webhook deliveries wait for their commit in this process now.
-    pub fn webhook_deliveries_waiting(&self) -> usize {
-        self.webhook_waiting
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Waits while webhook deliveries wait for their commit, at most [`YIELD_TO_WEBHOOK`].
-    async fn yield_to_webhook(&self) {
-        let until = tokio::time::Instant::now() + YIELD_TO_WEBHOOK;
-        while self
-            .webhook_waiting
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-            && tokio::time::Instant::now() < until
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
     }
 
     /// Where customers reach this server (`SMARTCHAT_PUBLIC_URL`).
@@ -173,7 +141,6 @@ impl Pipeline {
             )),
             public_url: Arc::from(config.public_url.as_str()),
             analytics: None,
-            webhook_waiting: Arc::default(),
         })
     }
 
@@ -1064,7 +1031,6 @@ pub async fn worker(p: Pipeline, mut shutdown: tokio::sync::watch::Receiver<bool
         if *shutdown.borrow() {
             return;
         }
-        p.yield_to_webhook().await;
         match run_one(&p).await {
             Ok(true) => continue,
             Ok(false) => {}

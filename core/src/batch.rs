@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use diesel::insert_into;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use smartchat_ledger::{Actor, EntryDraft, EventKind, Hash, RefKind, Reference};
@@ -364,34 +365,130 @@ struct ConversationRow {
     phone_number_id: String,
 }
 
+/// Stored messages by (tenant, Meta id), on PostgreSQL: the wanted pairs unnested and
+/// joined with the `(tenant_id, wamid)` unique index.
+const WAMIDS_PG: &str = "SELECT m.tenant_id, m.wamid, m.id, m.direction, m.status \
+     FROM unnest($1::text[], $2::text[]) AS v(tenant_id, wamid) \
+     JOIN messages AS m ON m.tenant_id = v.tenant_id AND m.wamid = v.wamid";
+
+/// [`WAMIDS_PG`], the rows locked until the transaction ends.
+const WAMIDS_LOCKED_PG: &str = "SELECT m.tenant_id, m.wamid, m.id, m.direction, m.status \
+     FROM unnest($1::text[], $2::text[]) AS v(tenant_id, wamid) \
+     JOIN messages AS m ON m.tenant_id = v.tenant_id AND m.wamid = v.wamid FOR UPDATE OF m";
+
+/// Subjects by blind index, on PostgreSQL: each half walks one unique index,
+/// (tenant_id, wa_id_blind) or (tenant_id, bsuid_blind); a subject found by both appears
+/// twice.
+const SUBJECTS_PG: &str = "SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, k.wrapped_key \
+     FROM unnest($1::text[], $2::bytea[]) AS v(tenant_id, blind) \
+     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.wa_id_blind = v.blind \
+     LEFT JOIN subject_keys AS k ON k.subject_id = s.id \
+     UNION ALL \
+     SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, k.wrapped_key \
+     FROM unnest($3::text[], $4::bytea[]) AS v(tenant_id, blind) \
+     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.bsuid_blind = v.blind \
+     LEFT JOIN subject_keys AS k ON k.subject_id = s.id";
+
+/// The (tenant, Meta id) pairs of a lookup as two arrays.
+fn wamid_arrays(wanted: &HashMap<TenantId, Vec<String>>) -> (Vec<String>, Vec<&str>) {
+    wanted
+        .iter()
+        .flat_map(|(t, ws)| ws.iter().map(move |w| (t.to_string(), w.as_str())))
+        .unzip()
+}
+
+/// The (tenant, blind index) pairs of a lookup as arrays: `wa_id`, then BSUID.
+fn blind_arrays(
+    wanted: &HashMap<TenantId, BlindLookup>,
+) -> (Vec<String>, Vec<&Vec<u8>>, Vec<String>, Vec<&Vec<u8>>) {
+    let pairs = |pick: fn(&BlindLookup) -> &Vec<Vec<u8>>| {
+        wanted
+            .iter()
+            .flat_map(|(t, want)| pick(want).iter().map(move |b| (t.to_string(), b)))
+            .unzip::<_, _, Vec<String>, Vec<&Vec<u8>>>()
+    };
+    let (wa_tenants, wa) = pairs(|w| &w.wa);
+    let (bsuid_tenants, bsuid) = pairs(|w| &w.bsuid);
+    (wa_tenants, wa, bsuid_tenants, bsuid)
+}
+
+/// (tenant, Meta id, id, direction, status) rows as known messages.
+fn known_messages(
+    rows: impl Iterator<Item = (String, String, String, String, String)>,
+) -> Result<HashMap<(TenantId, String), KnownMessage>, CoreError> {
+    let mut out = HashMap::new();
+    for (tenant, wamid, id, direction, status) in rows {
+        out.insert(
+            (tenant.parse()?, wamid),
+            KnownMessage {
+                id: id.parse()?,
+                direction,
+                status,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// (tenant, id, blind indexes, wrapped key) rows as known subjects.
+fn known_subjects(
+    rows: impl Iterator<
+        Item = (
+            String,
+            String,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        ),
+    >,
+) -> Result<Vec<KnownSubject>, CoreError> {
+    rows.map(|(tenant, id, wa_blind, bsuid_blind, wrapped_key)| {
+        Ok(KnownSubject {
+            tenant: tenant.parse()?,
+            id: id.parse()?,
+            wa_blind,
+            bsuid_blind,
+            wrapped_key,
+        })
+    })
+    .collect()
+}
+
+impl WamidRow {
+    fn into_tuple(self) -> (String, String, String, String, String) {
+        (
+            self.tenant_id,
+            self.wamid,
+            self.id,
+            self.direction,
+            self.status,
+        )
+    }
+}
+
+impl SubjectRow {
+    fn into_tuple(
+        self,
+    ) -> (
+        String,
+        String,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    ) {
+        (
+            self.tenant_id,
+            self.id,
+            self.wa_id_blind,
+            self.bsuid_blind,
+            self.wrapped_key,
+        )
+    }
+}
+
 /// Rows per statement: far below both databases' limits on bound parameters (PostgreSQL
 /// 65,535; SQLite 32,766) for the widest row written here (9 columns).
 const CHUNK: usize = 500;
-
-/// Inserts rows: one multi-row statement on PostgreSQL; one statement per row on SQLite,
-/// where statements run in process and cost no round trip (and diesel-async's SQLite
-/// wrapper has no multi-row insert).
-macro_rules! insert_all {
-    ($tx:expr, $table:expr, $rows:expr) => {
-        match $tx.raw() {
-            Raw::Pg(c) => diesel::insert_into($table)
-                .values(&$rows)
-                .execute(c)
-                .await
-                .map(|_| ()),
-            Raw::Sqlite(c) => {
-                let mut res = Ok(());
-                for row in $rows {
-                    if let Err(e) = diesel::insert_into($table).values(row).execute(c).await {
-                        res = Err(e);
-                        break;
-                    }
-                }
-                res
-            }
-        }
-    };
-}
 
 impl Store {
     /// The tenants owning several phone number ids, with one query; unknown ids are absent.
@@ -432,26 +529,14 @@ impl Store {
         match c.raw() {
             Raw::Pg(c) => {
                 use diesel::sql_types::{Array, Text};
-                let (tenants, wamids): (Vec<String>, Vec<&str>) = wanted
-                    .iter()
-                    .flat_map(|(t, ws)| ws.iter().map(move |w| (t.to_string(), w.as_str())))
-                    .unzip();
-                let sql = format!(
-                    "SELECT m.tenant_id, m.wamid, m.id, m.direction, m.status \
-                     FROM unnest($1::text[], $2::text[]) AS v(tenant_id, wamid) \
-                     JOIN messages AS m ON m.tenant_id = v.tenant_id AND m.wamid = v.wamid{}",
-                    if lock { " FOR UPDATE OF m" } else { "" }
-                );
-                let found: Vec<WamidRow> = diesel::sql_query(sql)
-                    .bind::<Array<Text>, _>(tenants)
-                    .bind::<Array<Text>, _>(wamids)
-                    .load(c)
-                    .await?;
-                rows.extend(
-                    found
-                        .into_iter()
-                        .map(|r| (r.tenant_id, r.wamid, r.id, r.direction, r.status)),
-                );
+                let (tenants, wamids) = wamid_arrays(wanted);
+                let found: Vec<WamidRow> =
+                    diesel::sql_query(if lock { WAMIDS_LOCKED_PG } else { WAMIDS_PG })
+                        .bind::<Array<Text>, _>(tenants)
+                        .bind::<Array<Text>, _>(wamids)
+                        .load(c)
+                        .await?;
+                rows.extend(found.into_iter().map(WamidRow::into_tuple));
             }
             Raw::Sqlite(c) => {
                 for (tenant, wamids) in wanted {
@@ -477,18 +562,7 @@ impl Store {
                 }
             }
         }
-        let mut out = HashMap::new();
-        for (tenant, wamid, id, direction, status) in rows {
-            out.insert(
-                (tenant.parse()?, wamid),
-                KnownMessage {
-                    id: id.parse()?,
-                    direction,
-                    status,
-                },
-            );
-        }
-        Ok(out)
+        known_messages(rows.into_iter())
     }
 
     /// Subjects by `wa_id` or BSUID blind index, per tenant, with their wrapped keys.
@@ -510,42 +584,15 @@ impl Store {
         match c.raw() {
             Raw::Pg(c) => {
                 use diesel::sql_types::{Array, Binary, Text};
-                let pairs = |pick: fn(&BlindLookup) -> &Vec<Vec<u8>>| {
-                    wanted
-                        .iter()
-                        .flat_map(|(t, want)| pick(want).iter().map(move |b| (t.to_string(), b)))
-                        .unzip::<_, _, Vec<String>, Vec<&Vec<u8>>>()
-                };
-                let (wa_tenants, wa) = pairs(|w| &w.wa);
-                let (bsuid_tenants, bsuid) = pairs(|w| &w.bsuid);
-                // Each half walks one unique index, (tenant_id, wa_id_blind) or
-                // (tenant_id, bsuid_blind); a subject found by both appears twice.
-                let found: Vec<SubjectRow> = diesel::sql_query(
-                    "SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, k.wrapped_key \
-                     FROM unnest($1::text[], $2::bytea[]) AS v(tenant_id, blind) \
-                     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.wa_id_blind = v.blind \
-                     LEFT JOIN subject_keys AS k ON k.subject_id = s.id \
-                     UNION ALL \
-                     SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, k.wrapped_key \
-                     FROM unnest($3::text[], $4::bytea[]) AS v(tenant_id, blind) \
-                     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.bsuid_blind = v.blind \
-                     LEFT JOIN subject_keys AS k ON k.subject_id = s.id",
-                )
-                .bind::<Array<Text>, _>(wa_tenants)
-                .bind::<Array<Binary>, _>(wa)
-                .bind::<Array<Text>, _>(bsuid_tenants)
-                .bind::<Array<Binary>, _>(bsuid)
-                .load(c)
-                .await?;
-                rows.extend(found.into_iter().map(|r| {
-                    (
-                        r.tenant_id,
-                        r.id,
-                        r.wa_id_blind,
-                        r.bsuid_blind,
-                        r.wrapped_key,
-                    )
-                }));
+                let (wa_tenants, wa, bsuid_tenants, bsuid) = blind_arrays(wanted);
+                let found: Vec<SubjectRow> = diesel::sql_query(SUBJECTS_PG)
+                    .bind::<Array<Text>, _>(wa_tenants)
+                    .bind::<Array<Binary>, _>(wa)
+                    .bind::<Array<Text>, _>(bsuid_tenants)
+                    .bind::<Array<Binary>, _>(bsuid)
+                    .load(c)
+                    .await?;
+                rows.extend(found.into_iter().map(SubjectRow::into_tuple));
             }
             Raw::Sqlite(c) => {
                 for (tenant, want) in wanted {
@@ -577,17 +624,64 @@ impl Store {
                 }
             }
         }
-        rows.into_iter()
-            .map(|(tenant, id, wa_blind, bsuid_blind, wrapped_key)| {
-                Ok(KnownSubject {
-                    tenant: tenant.parse()?,
-                    id: id.parse()?,
-                    wa_blind,
-                    bsuid_blind,
-                    wrapped_key,
-                })
-            })
-            .collect()
+        known_subjects(rows.into_iter())
+    }
+
+    /// What a batch reads before it decides: the stored messages its new messages may
+    /// repeat, the stored messages its statuses refer to (locked, see
+    /// [`Store::messages_by_wamids`]) and its senders' subjects. On PostgreSQL the three
+    /// queries are pipelined, one round trip; on SQLite they run one after another, in
+    /// process.
+    pub async fn prefetch(
+        &self,
+        c: &mut Conn,
+        inbound: &HashMap<TenantId, Vec<String>>,
+        statuses: &HashMap<TenantId, Vec<String>>,
+        blinds: &HashMap<TenantId, BlindLookup>,
+    ) -> Result<(HashMap<(TenantId, String), KnownMessage>, Vec<KnownSubject>), CoreError> {
+        if let Raw::Pg(pg) = c.raw() {
+            use diesel::sql_types::{Array, Binary, Text};
+            let conn: &diesel_async::AsyncPgConnection = pg;
+            let (in_tenants, in_wamids) = wamid_arrays(inbound);
+            let (st_tenants, st_wamids) = wamid_arrays(statuses);
+            let (wa_tenants, wa, bsuid_tenants, bsuid) = blind_arrays(blinds);
+            let repeats = diesel::sql_query(WAMIDS_PG)
+                .bind::<Array<Text>, _>(in_tenants)
+                .bind::<Array<Text>, _>(in_wamids)
+                .load::<WamidRow>(&mut &*conn);
+            let referred = diesel::sql_query(WAMIDS_LOCKED_PG)
+                .bind::<Array<Text>, _>(st_tenants)
+                .bind::<Array<Text>, _>(st_wamids)
+                .load::<WamidRow>(&mut &*conn);
+            let senders = diesel::sql_query(SUBJECTS_PG)
+                .bind::<Array<Text>, _>(wa_tenants)
+                .bind::<Array<Binary>, _>(wa)
+                .bind::<Array<Text>, _>(bsuid_tenants)
+                .bind::<Array<Binary>, _>(bsuid)
+                .load::<SubjectRow>(&mut &*conn);
+            let (repeats, referred, senders) = futures::try_join!(repeats, referred, senders)?;
+            let known = known_messages(
+                repeats
+                    .into_iter()
+                    .chain(referred)
+                    .map(WamidRow::into_tuple),
+            )?;
+            let subjects = known_subjects(senders.into_iter().map(SubjectRow::into_tuple))?;
+            return Ok((known, subjects));
+        }
+        let mut known = HashMap::new();
+        if !inbound.is_empty() {
+            known.extend(self.messages_by_wamids(c, inbound, false).await?);
+        }
+        if !statuses.is_empty() {
+            known.extend(self.messages_by_wamids(c, statuses, true).await?);
+        }
+        let subjects = if blinds.is_empty() {
+            Vec::new()
+        } else {
+            self.subjects_by_blinds(c, blinds).await?
+        };
+        Ok((known, subjects))
     }
 
     /// Conversations of subjects, per tenant: (tenant, subject, phone number id) → id.
@@ -650,270 +744,356 @@ impl Store {
     }
 
     /// Writes a batch: one statement per table (per [`CHUNK`] rows), in the caller's
-    /// transaction. A message whose Meta id is already stored (a concurrent writer got it
-    /// first) is `Conflict`, and so is a status that moved since it was read: the caller
-    /// rolls back and stores the batch's deliveries one at a time.
+    /// transaction. On PostgreSQL the statements are pipelined: all sent at once, in order
+    /// (the server runs them one after another, so a message follows its conversation), one
+    /// round trip in all. A message whose Meta id is already stored (a concurrent writer got
+    /// it first) is `Conflict`, and so is a status that moved since it was read: the caller
+    /// rolls back and decides again.
     pub async fn write_batch(&self, tx: &mut Tx, mut w: BatchWrites) -> Result<(), CoreError> {
-        for chunk in w.subjects.chunks(CHUNK) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|s| {
-                    (
-                        subjects::id.eq(&s.id),
-                        subjects::tenant_id.eq(&s.tenant),
-                        subjects::wa_id_blind.eq(&s.wa_blind),
-                        subjects::bsuid_blind.eq(&s.bsuid_blind),
-                        subjects::phone_blind.eq(&s.phone_blind),
-                        subjects::contact_ct.eq(&s.contact_ct),
-                        subjects::created_at.eq(s.at),
-                    )
-                })
-                .collect();
-            let keys: Vec<_> = chunk
-                .iter()
-                .map(|s| {
-                    (
-                        subject_keys::subject_id.eq(&s.id),
-                        subject_keys::tenant_id.eq(&s.tenant),
-                        subject_keys::wrapped_key.eq(&s.wrapped_key),
-                        subject_keys::created_at.eq(s.at),
-                    )
-                })
-                .collect();
-            let res = insert_all!(tx, subjects::table, rows);
-            match res {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(CoreError::Conflict { what: "subject" });
-                }
-                Err(e) => return Err(e.into()),
-            }
-            insert_all!(tx, subject_keys::table, keys)?;
-        }
-        for chunk in w.conversations.chunks(CHUNK) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|v| {
-                    (
-                        conversations::id.eq(&v.id),
-                        conversations::tenant_id.eq(&v.tenant),
-                        conversations::subject_id.eq(&v.subject),
-                        conversations::phone_number_id.eq(&v.pnid),
-                        conversations::mode.eq("assistant"),
-                        conversations::created_at.eq(v.at),
-                        conversations::updated_at.eq(v.at),
-                    )
-                })
-                .collect();
-            insert_all!(tx, conversations::table, rows)?;
-        }
-        for chunk in w.messages.chunks(CHUNK) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|m| {
-                    (
-                        messages::id.eq(&m.id),
-                        messages::tenant_id.eq(&m.tenant),
-                        messages::conversation_id.eq(&m.conversation),
-                        messages::subject_id.eq(&m.subject),
-                        messages::direction.eq("in"),
-                        messages::kind.eq(&m.kind),
-                        messages::status.eq("received"),
-                        messages::wamid.eq(Some(&m.wamid)),
-                        messages::body_ct.eq(&m.body_ct),
-                        messages::author.eq("customer"),
-                        messages::created_at.eq(m.at),
-                        messages::status_at.eq(m.at),
-                    )
-                })
-                .collect();
-            let res = insert_all!(tx, messages::table, rows);
-            match res {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(CoreError::Conflict { what: "message" });
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if !w.inbound_at.is_empty() {
-            let now = w.tick();
-            let mut bumps: Vec<(String, i64)> = w.inbound_at.drain().collect();
-            // A stable order, so two writers lock conversations in the same order.
-            bumps.sort();
-            update_windows(tx, &bumps, now).await?;
-        }
-        if !w.statuses.is_empty() {
-            let mut moves: Vec<StatusWrite> = w.statuses.drain().map(|(_, s)| s).collect();
-            moves.sort_by(|a, b| a.id.cmp(&b.id));
-            let changed = update_statuses(tx, &moves).await?;
-            if changed != moves.len() {
-                return Err(CoreError::Conflict {
-                    what: "message status",
-                });
-            }
-        }
         let now = now_micros();
-        for chunk in w.jobs.chunks(CHUNK) {
-            let payloads: Vec<String> = chunk.iter().map(|j| j.payload.to_string()).collect();
-            let rows: Vec<_> = chunk
-                .iter()
-                .zip(&payloads)
-                .map(|(j, p)| {
-                    (
-                        jobs::queue.eq(j.queue),
-                        jobs::kind.eq(j.kind),
-                        jobs::tenant_id.eq(&j.tenant_id),
-                        jobs::payload.eq(p),
-                        jobs::status.eq("ready"),
-                        jobs::attempts.eq(0),
-                        jobs::max_attempts.eq(j.max_attempts),
-                        jobs::run_at.eq(j.run_at),
-                        jobs::dedupe_key.eq(&j.dedupe_key),
-                        jobs::created_at.eq(now),
-                    )
-                })
-                .collect();
-            match tx.raw() {
-                Raw::Pg(c) => {
-                    diesel::insert_into(jobs::table)
-                        .values(&rows)
-                        .on_conflict(jobs::dedupe_key)
-                        .do_nothing()
-                        .execute(c)
-                        .await?;
-                }
-                Raw::Sqlite(c) => {
-                    // SQLite statements run in process: one per row costs no round trip.
-                    for row in rows {
-                        diesel::insert_into(jobs::table)
-                            .values(row)
-                            .on_conflict(jobs::dedupe_key)
-                            .do_nothing()
-                            .execute(c)
-                            .await?;
-                    }
-                }
-            }
-        }
-        for chunk in w.feed.chunks(CHUNK) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|(tenant, mid)| {
-                    (
-                        search_feed::tenant_id.eq(tenant),
-                        search_feed::op.eq("add"),
-                        search_feed::ref_id.eq(mid),
-                        search_feed::created_at.eq(now),
-                    )
-                })
-                .collect();
-            insert_all!(tx, search_feed::table, rows)?;
-        }
+        let bump_at = w.tick();
+        let mut bumps: Vec<(String, i64)> = w.inbound_at.drain().collect();
+        // A stable order, so two writers lock rows in the same order.
+        bumps.sort();
+        let mut moves: Vec<StatusWrite> = w.statuses.drain().map(|(_, s)| s).collect();
+        moves.sort_by(|a, b| a.id.cmp(&b.id));
+        let payloads: Vec<String> = w.jobs.iter().map(|j| j.payload.to_string()).collect();
         let encoded: Vec<Vec<u8>> = w
             .drafts
             .iter()
             .map(|d| d.encode().map_err(|e| CoreError::Ledger(e.to_string())))
             .collect::<Result<_, _>>()?;
-        for chunk in encoded.chunks(CHUNK) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|bytes| {
-                    (
-                        ledger_pending::draft.eq(bytes),
-                        ledger_pending::created_micros.eq(now),
+
+        let subject_rows: Vec<_> = w
+            .subjects
+            .iter()
+            .map(|s| {
+                (
+                    subjects::id.eq(&s.id),
+                    subjects::tenant_id.eq(&s.tenant),
+                    subjects::wa_id_blind.eq(&s.wa_blind),
+                    subjects::bsuid_blind.eq(&s.bsuid_blind),
+                    subjects::phone_blind.eq(&s.phone_blind),
+                    subjects::contact_ct.eq(&s.contact_ct),
+                    subjects::created_at.eq(s.at),
+                )
+            })
+            .collect();
+        let key_rows: Vec<_> = w
+            .subjects
+            .iter()
+            .map(|s| {
+                (
+                    subject_keys::subject_id.eq(&s.id),
+                    subject_keys::tenant_id.eq(&s.tenant),
+                    subject_keys::wrapped_key.eq(&s.wrapped_key),
+                    subject_keys::created_at.eq(s.at),
+                )
+            })
+            .collect();
+        let conversation_rows: Vec<_> = w
+            .conversations
+            .iter()
+            .map(|v| {
+                (
+                    conversations::id.eq(&v.id),
+                    conversations::tenant_id.eq(&v.tenant),
+                    conversations::subject_id.eq(&v.subject),
+                    conversations::phone_number_id.eq(&v.pnid),
+                    conversations::mode.eq("assistant"),
+                    conversations::created_at.eq(v.at),
+                    conversations::updated_at.eq(v.at),
+                )
+            })
+            .collect();
+        let message_rows: Vec<_> = w
+            .messages
+            .iter()
+            .map(|m| {
+                (
+                    messages::id.eq(&m.id),
+                    messages::tenant_id.eq(&m.tenant),
+                    messages::conversation_id.eq(&m.conversation),
+                    messages::subject_id.eq(&m.subject),
+                    messages::direction.eq("in"),
+                    messages::kind.eq(&m.kind),
+                    messages::status.eq("received"),
+                    messages::wamid.eq(Some(&m.wamid)),
+                    messages::body_ct.eq(&m.body_ct),
+                    messages::author.eq("customer"),
+                    messages::created_at.eq(m.at),
+                    messages::status_at.eq(m.at),
+                )
+            })
+            .collect();
+        let job_rows: Vec<_> = w
+            .jobs
+            .iter()
+            .zip(&payloads)
+            .map(|(j, p)| {
+                (
+                    jobs::queue.eq(j.queue),
+                    jobs::kind.eq(j.kind),
+                    jobs::tenant_id.eq(&j.tenant_id),
+                    jobs::payload.eq(p),
+                    jobs::status.eq("ready"),
+                    jobs::attempts.eq(0),
+                    jobs::max_attempts.eq(j.max_attempts),
+                    jobs::run_at.eq(j.run_at),
+                    jobs::dedupe_key.eq(&j.dedupe_key),
+                    jobs::created_at.eq(now),
+                )
+            })
+            .collect();
+        let feed_rows: Vec<_> = w
+            .feed
+            .iter()
+            .map(|(tenant, mid)| {
+                (
+                    search_feed::tenant_id.eq(tenant),
+                    search_feed::op.eq("add"),
+                    search_feed::ref_id.eq(mid),
+                    search_feed::created_at.eq(now),
+                )
+            })
+            .collect();
+        let ledger_rows: Vec<_> = encoded
+            .iter()
+            .map(|bytes| {
+                (
+                    ledger_pending::draft.eq(bytes),
+                    ledger_pending::created_micros.eq(now),
+                )
+            })
+            .collect();
+
+        match tx.raw() {
+            Raw::Pg(c) => {
+                use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+                let conn: &diesel_async::AsyncPgConnection = c;
+                let mut steps: Vec<(Step, PgFuture<'_>)> = Vec::new();
+                for chunk in subject_rows.chunks(CHUNK) {
+                    steps.push((
+                        Step::Subjects,
+                        insert_into(subjects::table)
+                            .values(chunk)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                for chunk in key_rows.chunks(CHUNK) {
+                    steps.push((
+                        Step::Other,
+                        insert_into(subject_keys::table)
+                            .values(chunk)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                for chunk in conversation_rows.chunks(CHUNK) {
+                    steps.push((
+                        Step::Other,
+                        insert_into(conversations::table)
+                            .values(chunk)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                for chunk in message_rows.chunks(CHUNK) {
+                    steps.push((
+                        Step::Messages,
+                        insert_into(messages::table)
+                            .values(chunk)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                if !bumps.is_empty() {
+                    let ids: Vec<&str> = bumps.iter().map(|(id, _)| id.as_str()).collect();
+                    let ats: Vec<i64> = bumps.iter().map(|(_, at)| *at).collect();
+                    steps.push((
+                        Step::Other,
+                        diesel::sql_query(UPDATE_WINDOWS_PG)
+                            .bind::<Array<Text>, _>(ids)
+                            .bind::<Array<BigInt>, _>(ats)
+                            .bind::<BigInt, _>(bump_at)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                if !moves.is_empty() {
+                    let ids: Vec<&str> = moves.iter().map(|m| m.id.as_str()).collect();
+                    let from: Vec<&str> = moves.iter().map(|m| m.from.as_str()).collect();
+                    let to: Vec<&str> = moves.iter().map(|m| m.to.as_str()).collect();
+                    let codes: Vec<Option<i32>> = moves.iter().map(|m| m.code).collect();
+                    let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
+                    steps.push((
+                        Step::Statuses(moves.len()),
+                        diesel::sql_query(UPDATE_STATUSES_PG)
+                            .bind::<Array<Text>, _>(ids)
+                            .bind::<Array<Text>, _>(from)
+                            .bind::<Array<Text>, _>(to)
+                            .bind::<Array<Nullable<Integer>>, _>(codes)
+                            .bind::<Array<BigInt>, _>(ats)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                for chunk in job_rows.chunks(CHUNK) {
+                    steps.push((
+                        Step::Other,
+                        insert_into(jobs::table)
+                            .values(chunk)
+                            .on_conflict(jobs::dedupe_key)
+                            .do_nothing()
+                            .execute(&mut &*conn),
+                    ));
+                }
+                for chunk in feed_rows.chunks(CHUNK) {
+                    steps.push((
+                        Step::Other,
+                        insert_into(search_feed::table)
+                            .values(chunk)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                for chunk in ledger_rows.chunks(CHUNK) {
+                    steps.push((
+                        Step::Other,
+                        insert_into(ledger_pending::table)
+                            .values(chunk)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                let (kinds, futures): (Vec<Step>, Vec<PgFuture<'_>>) = steps.into_iter().unzip();
+                let results = futures::future::join_all(futures).await;
+                // The first failure is the cause; the statements after it only saw the
+                // transaction aborted.
+                for (kind, res) in kinds.into_iter().zip(results) {
+                    step_result(kind, res)?;
+                }
+            }
+            Raw::Sqlite(c) => {
+                // Statements run in process here: one per row costs no round trip (and
+                // diesel-async's SQLite wrapper has no multi-row insert).
+                for row in subject_rows {
+                    step_result(
+                        Step::Subjects,
+                        insert_into(subjects::table).values(row).execute(c).await,
+                    )?;
+                }
+                for row in key_rows {
+                    insert_into(subject_keys::table)
+                        .values(row)
+                        .execute(c)
+                        .await?;
+                }
+                for row in conversation_rows {
+                    insert_into(conversations::table)
+                        .values(row)
+                        .execute(c)
+                        .await?;
+                }
+                for row in message_rows {
+                    step_result(
+                        Step::Messages,
+                        insert_into(messages::table).values(row).execute(c).await,
+                    )?;
+                }
+                for (id, at) in &bumps {
+                    let window = diesel::dsl::case_when(
+                        conversations::last_inbound_at
+                            .is_null()
+                            .or(conversations::last_inbound_at.lt(*at)),
+                        Some(*at)
+                            .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(),
                     )
-                })
-                .collect();
-            insert_all!(tx, ledger_pending::table, rows)?;
+                    .otherwise(conversations::last_inbound_at);
+                    diesel::update(conversations::table.find(id))
+                        .set((
+                            conversations::last_inbound_at.eq(window),
+                            conversations::updated_at.eq(bump_at),
+                        ))
+                        .execute(c)
+                        .await?;
+                }
+                let mut moved = 0;
+                for m in &moves {
+                    moved += diesel::update(messages::table.find(&m.id))
+                        .filter(messages::status.eq(&m.from))
+                        .set((
+                            messages::status.eq(&m.to),
+                            messages::error_code.eq(m.code),
+                            messages::status_at.eq(m.at),
+                        ))
+                        .execute(c)
+                        .await?;
+                }
+                step_result(Step::Statuses(moves.len()), Ok(moved))?;
+                for row in job_rows {
+                    insert_into(jobs::table)
+                        .values(row)
+                        .on_conflict(jobs::dedupe_key)
+                        .do_nothing()
+                        .execute(c)
+                        .await?;
+                }
+                for row in feed_rows {
+                    insert_into(search_feed::table)
+                        .values(row)
+                        .execute(c)
+                        .await?;
+                }
+                for row in ledger_rows {
+                    insert_into(ledger_pending::table)
+                        .values(row)
+                        .execute(c)
+                        .await?;
+                }
+            }
         }
         Ok(())
     }
 }
 
-/// Moves each conversation's 24-hour window to its newest inbound message (never back:
-/// a late redelivery of an older message does not shorten it) and touches `updated_at`.
-/// On PostgreSQL the ids are also given as `= ANY`, so the primary key is walked (joined
-/// with `unnest` alone, the planner may hash the whole table).
-async fn update_windows(tx: &mut Tx, bumps: &[(String, i64)], now: i64) -> Result<(), CoreError> {
-    match tx.raw() {
-        Raw::Pg(c) => {
-            use diesel::sql_types::{Array, BigInt, Text};
-            let ids: Vec<&str> = bumps.iter().map(|(id, _)| id.as_str()).collect();
-            let ats: Vec<i64> = bumps.iter().map(|(_, at)| *at).collect();
-            diesel::sql_query(
-                "UPDATE conversations AS c \
-                 SET last_inbound_at = GREATEST(c.last_inbound_at, v.at), updated_at = $3 \
-                 FROM unnest($1::text[], $2::bigint[]) AS v(id, at) \
-                 WHERE c.id = ANY($1::text[]) AND c.id = v.id",
-            )
-            .bind::<Array<Text>, _>(ids)
-            .bind::<Array<BigInt>, _>(ats)
-            .bind::<BigInt, _>(now)
-            .execute(c)
-            .await?;
-        }
-        Raw::Sqlite(c) => {
-            for (id, at) in bumps {
-                let window = diesel::dsl::case_when(
-                    conversations::last_inbound_at
-                        .is_null()
-                        .or(conversations::last_inbound_at.lt(*at)),
-                    Some(*at).into_sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>(),
-                )
-                .otherwise(conversations::last_inbound_at);
-                diesel::update(conversations::table.find(id))
-                    .set((
-                        conversations::last_inbound_at.eq(window),
-                        conversations::updated_at.eq(now),
-                    ))
-                    .execute(c)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
+/// A pipelined statement on PostgreSQL.
+type PgFuture<'a> = futures::future::BoxFuture<'a, diesel::QueryResult<usize>>;
+
+/// What a statement of a batch writes, for its error.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// New subjects: a unique violation means another writer created one first.
+    Subjects,
+    /// New messages: a unique violation means another writer stored the Meta id first.
+    Messages,
+    /// Status moves, each guarded by the status it was decided on: how many must move.
+    Statuses(usize),
+    /// Anything else.
+    Other,
 }
 
-/// Applies status moves, each guarded by the status it was decided on; returns how many
-/// rows moved.
-async fn update_statuses(tx: &mut Tx, moves: &[StatusWrite]) -> Result<usize, CoreError> {
-    match tx.raw() {
-        Raw::Pg(c) => {
-            use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-            let ids: Vec<&str> = moves.iter().map(|m| m.id.as_str()).collect();
-            let from: Vec<&str> = moves.iter().map(|m| m.from.as_str()).collect();
-            let to: Vec<&str> = moves.iter().map(|m| m.to.as_str()).collect();
-            let codes: Vec<Option<i32>> = moves.iter().map(|m| m.code).collect();
-            let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
-            Ok(diesel::sql_query(
-                "UPDATE messages AS m SET status = v.next, error_code = v.code, status_at = v.at \
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bigint[]) \
-                 AS v(id, prev, next, code, at) \
-                 WHERE m.id = ANY($1::text[]) AND m.id = v.id AND m.status = v.prev",
-            )
-            .bind::<Array<Text>, _>(ids)
-            .bind::<Array<Text>, _>(from)
-            .bind::<Array<Text>, _>(to)
-            .bind::<Array<Nullable<Integer>>, _>(codes)
-            .bind::<Array<BigInt>, _>(ats)
-            .execute(c)
-            .await?)
+fn step_result(step: Step, res: diesel::QueryResult<usize>) -> Result<(), CoreError> {
+    match (step, res) {
+        (Step::Subjects, Err(e)) if is_unique_violation(&e) => {
+            Err(CoreError::Conflict { what: "subject" })
         }
-        Raw::Sqlite(c) => {
-            let mut n = 0;
-            for m in moves {
-                n += diesel::update(messages::table.find(&m.id))
-                    .filter(messages::status.eq(&m.from))
-                    .set((
-                        messages::status.eq(&m.to),
-                        messages::error_code.eq(m.code),
-                        messages::status_at.eq(m.at),
-                    ))
-                    .execute(c)
-                    .await?;
-            }
-            Ok(n)
+        (Step::Messages, Err(e)) if is_unique_violation(&e) => {
+            Err(CoreError::Conflict { what: "message" })
         }
+        (Step::Statuses(want), Ok(moved)) if moved != want => Err(CoreError::Conflict {
+            what: "message status",
+        }),
+        (_, Err(e)) => Err(e.into()),
+        (_, Ok(_)) => Ok(()),
     }
 }
+
+/// Moves each conversation's 24-hour window to its newest inbound message (never back:
+/// a late redelivery of an older message does not shorten it) and touches `updated_at`.
+/// The ids are also given as `= ANY`, so the primary key is walked (joined with `unnest`
+/// alone, the planner may hash the whole table).
+const UPDATE_WINDOWS_PG: &str = "UPDATE conversations AS c \
+     SET last_inbound_at = GREATEST(c.last_inbound_at, v.at), updated_at = $3 \
+     FROM unnest($1::text[], $2::bigint[]) AS v(id, at) \
+     WHERE c.id = ANY($1::text[]) AND c.id = v.id";
+
+/// Applies status moves, each guarded by the status it was decided on.
+const UPDATE_STATUSES_PG: &str = "UPDATE messages AS m \
+     SET status = v.next, error_code = v.code, status_at = v.at \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bigint[]) \
+     AS v(id, prev, next, code, at) \
+     WHERE m.id = ANY($1::text[]) AND m.id = v.id AND m.status = v.prev";

@@ -615,7 +615,7 @@ both_backends!(
     a_crash_between_commit_and_reply_loses_nothing,
     a_batch_stores_what_its_deliveries_store_alone,
     a_failing_delivery_fails_alone,
-    waiting_deliveries_are_counted_until_answered,
+    dropped_requests_leave_nothing_half_written,
 );
 
 async fn count(w: &World, table: &str) -> i64 {
@@ -931,21 +931,25 @@ async fn a_failing_delivery_fails_alone(env: TestEnv) {
     assert_eq!(count(&w, "messages").await, before.0 + 3);
 }
 
-/// The count the workers hold back on is exact: every delivery is counted while it waits
-/// for its commit and uncounted when answered, or when its request is dropped mid-way (a
-/// client that hung up); the deliveries of dropped requests are stored all the same.
-async fn waiting_deliveries_are_counted_until_answered(env: TestEnv) {
+/// Requests dropped while their delivery waits in the group commit (a client that hung
+/// up) leave nothing half-written: each such delivery is stored whole, with its jobs, or not
+/// at all, and the answered ones are all stored.
+async fn dropped_requests_leave_nothing_half_written(env: TestEnv) {
     let w = world(env).await;
-    let commit = pipeline::GroupCommit::start(w.pipeline.clone());
-    let mut answered = tokio::task::JoinSet::new();
-    let mut dropped = Vec::new();
-    for i in 0..40u32 {
+    // One committer: a delivery queued after the others is stored after them.
+    let commit = pipeline::GroupCommit::with_committers(w.pipeline.clone(), 1);
+    let payload_of = |i: u32| {
         let b = meta().entry(PNID, "+91").text(
             &WebhookUser::wa_id(&format!("9198666{i:05}")),
             &format!("wamid.W{i}"),
             "counted",
         );
-        let payload = smartchat_whatsapp::parse_payload(&b.signed(SECRET.as_bytes()).0).unwrap();
+        smartchat_whatsapp::parse_payload(&b.signed(SECRET.as_bytes()).0).unwrap()
+    };
+    let mut answered = tokio::task::JoinSet::new();
+    let mut dropped = Vec::new();
+    for i in 0..40u32 {
+        let payload = payload_of(i);
         let c = commit.clone();
         if i % 4 == 0 {
             dropped.push(tokio::spawn(async move { c.ingest(payload).await }));
@@ -966,19 +970,16 @@ async fn waiting_deliveries_are_counted_until_answered(env: TestEnv) {
     for d in dropped {
         let _ = d.await;
     }
-    // A dropped request's delivery may still be in its batch: wait for the queue to empty.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while w.pipeline.webhook_deliveries_waiting() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} deliveries still counted as waiting",
-            w.pipeline.webhook_deliveries_waiting()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let stored = w.rows().await.len();
+    // Queued last, stored last: everything queued before it is settled when it returns.
+    assert_eq!(commit.ingest(payload_of(99)).await.unwrap().messages, 1);
+    let stored = count(&w, "messages").await;
     assert!(
-        (30..=40).contains(&stored),
+        (31..=41).contains(&stored),
         "every answered delivery is stored ({stored})"
+    );
+    assert_eq!(
+        count(&w, "jobs").await,
+        2 * stored,
+        "each stored message has its reply and lead jobs"
     );
 }
