@@ -397,10 +397,20 @@ fn wamid_arrays(wanted: &HashMap<TenantId, Vec<String>>) -> (Vec<String>, Vec<&s
         .unzip()
 }
 
+/// Tenants and blind indexes of `wa_id` lookups, then of BSUID lookups.
+type BlindArrays<'a> = (Vec<String>, Vec<&'a Vec<u8>>, Vec<String>, Vec<&'a Vec<u8>>);
+
+/// A subject as read: tenant, id, `wa_id` and BSUID blind indexes, wrapped key.
+type SubjectTuple = (
+    String,
+    String,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+);
+
 /// The (tenant, blind index) pairs of a lookup as arrays: `wa_id`, then BSUID.
-fn blind_arrays(
-    wanted: &HashMap<TenantId, BlindLookup>,
-) -> (Vec<String>, Vec<&Vec<u8>>, Vec<String>, Vec<&Vec<u8>>) {
+fn blind_arrays(wanted: &HashMap<TenantId, BlindLookup>) -> BlindArrays<'_> {
     let pairs = |pick: fn(&BlindLookup) -> &Vec<Vec<u8>>| {
         wanted
             .iter()
@@ -432,15 +442,7 @@ fn known_messages(
 
 /// (tenant, id, blind indexes, wrapped key) rows as known subjects.
 fn known_subjects(
-    rows: impl Iterator<
-        Item = (
-            String,
-            String,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-        ),
-    >,
+    rows: impl Iterator<Item = SubjectTuple>,
 ) -> Result<Vec<KnownSubject>, CoreError> {
     rows.map(|(tenant, id, wa_blind, bsuid_blind, wrapped_key)| {
         Ok(KnownSubject {
@@ -467,15 +469,7 @@ impl WamidRow {
 }
 
 impl SubjectRow {
-    fn into_tuple(
-        self,
-    ) -> (
-        String,
-        String,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-    ) {
+    fn into_tuple(self) -> SubjectTuple {
         (
             self.tenant_id,
             self.id,
@@ -573,14 +567,7 @@ impl Store {
         c: &mut Conn,
         wanted: &HashMap<TenantId, BlindLookup>,
     ) -> Result<Vec<KnownSubject>, CoreError> {
-        type Row = (
-            String,
-            String,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-        );
-        let mut rows: Vec<Row> = Vec::new();
+        let mut rows: Vec<SubjectTuple> = Vec::new();
         match c.raw() {
             Raw::Pg(c) => {
                 use diesel::sql_types::{Array, Binary, Text};
