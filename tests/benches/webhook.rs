@@ -26,6 +26,8 @@
 //! senders back to back. Each step runs `BENCH_WARMUP` (2) seconds of warm-up, then
 //! `BENCH_SECONDS` (12) measured; requests still unanswered `BENCH_DRAIN` (60) seconds after
 //! the last slot are cancelled and counted as errors (their latency as a lower bound, `>`).
+//! After each step: the jobs still queued, and the replies the pipeline stored per second
+//! over the step (its pace while the webhook is under that load).
 //! `BENCH_MAX_INFLIGHT` and `BENCH_CONCURRENCY` take one count, several joined by `+` (closed
 //! loop: one step each), or counts per backend: `postgres:8+64,sqlite:4+64`.
 //!
