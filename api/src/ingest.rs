@@ -19,10 +19,10 @@ use std::sync::Arc;
 
 use smartchat_core::CoreError;
 use smartchat_core::batch::{BatchWrites, BlindLookup, Inbound, KnownMessage};
-use smartchat_core::crypto::{BlindKind, SubjectKey, TenantKey};
+use smartchat_core::crypto::{SubjectKey, TenantKey};
 use smartchat_core::ids::{ConversationId, PhoneNumberId, SubjectId, TenantId};
 use smartchat_core::jobs::NewJob;
-use smartchat_core::store::{SubjectContact, status_rank};
+use smartchat_core::store::{SubjectContact, identifier_blinds, status_rank};
 use smartchat_ledger::{
     Actor, AttrKey, AttrValue, EntryDraft, EventKind, Hash, Outcome, RefKind, Reference,
 };
@@ -195,15 +195,11 @@ pub async fn ingest_batch(
                         .entry(tenant)
                         .or_default()
                         .push(message.id.as_str().to_owned());
-                    let c = contact_of(message, contact);
-                    let key = &tenants[&tenant].key;
+                    let (wa, bsuid) =
+                        identifier_blinds(&tenants[&tenant].key, &contact_of(message, contact));
                     let want = blinds.entry(tenant).or_default();
-                    if let Some(w) = &c.wa_id {
-                        want.wa.push(key.blind(BlindKind::WaId, w).to_vec());
-                    }
-                    if let Some(b) = &c.bsuid {
-                        want.bsuid.push(key.blind(BlindKind::Bsuid, b).to_vec());
-                    }
+                    want.wa.extend(wa);
+                    want.bsuid.extend(bsuid);
                 }
                 InboundEvent::Status { status, .. } if status.kind.is_some() => {
                     status_ids
@@ -314,14 +310,7 @@ pub async fn ingest_batch(
                         continue;
                     }
                     let contact = contact_of(message, contact);
-                    let wa = contact
-                        .wa_id
-                        .as_deref()
-                        .map(|v| ctx.key.blind(BlindKind::WaId, v).to_vec());
-                    let bsuid = contact
-                        .bsuid
-                        .as_deref()
-                        .map(|v| ctx.key.blind(BlindKind::Bsuid, v).to_vec());
+                    let (wa, bsuid) = identifier_blinds(&ctx.key, &contact);
                     let found = wa
                         .as_ref()
                         .and_then(|b| by_wa.get(&(tenant, b.clone())))

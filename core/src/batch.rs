@@ -25,7 +25,7 @@ use crate::db_run;
 use crate::error::CoreError;
 use crate::ids::{ConversationId, MessageId, SubjectId, TenantId};
 use crate::jobs::NewJob;
-use crate::store::{Store, SubjectContact, body_context, contact_context};
+use crate::store::{Store, SubjectContact, body_context, contact_context, identifier_blinds};
 
 /// A stored message a batch refers to by Meta's id.
 #[derive(Debug, Clone)]
@@ -185,17 +185,12 @@ impl BatchWrites {
             &serde_json::to_vec(contact).map_err(|e| CoreError::Internal(e.to_string()))?,
         )?;
         let at = self.tick();
+        let (wa_blind, bsuid_blind) = identifier_blinds(key, contact);
         self.subjects.push(SubjectInsert {
             id: sid.clone(),
             tenant: tid,
-            wa_blind: contact
-                .wa_id
-                .as_deref()
-                .map(|v| key.blind(BlindKind::WaId, v).to_vec()),
-            bsuid_blind: contact
-                .bsuid
-                .as_deref()
-                .map(|v| key.blind(BlindKind::Bsuid, v).to_vec()),
+            wa_blind,
+            bsuid_blind,
             phone_blind: contact
                 .phone
                 .as_deref()

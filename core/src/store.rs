@@ -187,6 +187,23 @@ pub(crate) fn body_context(tenant: &str, message_id: &str) -> String {
     format!("messages.body_ct|{tenant}|{message_id}")
 }
 
+/// The `wa_id` and BSUID blind indexes of how Meta identified a customer, where known.
+pub fn identifier_blinds(
+    key: &TenantKey,
+    contact: &SubjectContact,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    (
+        contact
+            .wa_id
+            .as_deref()
+            .map(|v| key.blind(BlindKind::WaId, v).to_vec()),
+        contact
+            .bsuid
+            .as_deref()
+            .map(|v| key.blind(BlindKind::Bsuid, v).to_vec()),
+    )
+}
+
 pub(crate) fn contact_context(tenant: &str, subject_id: &str) -> String {
     format!("subjects.contact_ct|{tenant}|{subject_id}")
 }
@@ -450,14 +467,7 @@ impl Store {
             });
         }
         let tid = tenant.to_string();
-        let wa_blind = contact
-            .wa_id
-            .as_deref()
-            .map(|v| key.blind(BlindKind::WaId, v).to_vec());
-        let bsuid_blind = contact
-            .bsuid
-            .as_deref()
-            .map(|v| key.blind(BlindKind::Bsuid, v).to_vec());
+        let (wa_blind, bsuid_blind) = identifier_blinds(key, contact);
         let phone_blind = contact
             .phone
             .as_deref()
@@ -547,14 +557,7 @@ impl Store {
         contact: &SubjectContact,
     ) -> Result<(), CoreError> {
         let (have_wa, have_bsuid) = have;
-        let wa_blind = contact
-            .wa_id
-            .as_deref()
-            .map(|v| key.blind(BlindKind::WaId, v).to_vec());
-        let bsuid_blind = contact
-            .bsuid
-            .as_deref()
-            .map(|v| key.blind(BlindKind::Bsuid, v).to_vec());
+        let (wa_blind, bsuid_blind) = identifier_blinds(key, contact);
         if !((have_wa.is_none() && wa_blind.is_some())
             || (have_bsuid.is_none() && bsuid_blind.is_some()))
         {

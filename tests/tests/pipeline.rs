@@ -166,6 +166,23 @@ impl World {
     }
 }
 
+/// Checkpoints the ledger, exports it whole and verifies it as an auditor would (with the
+/// published key); returns the bundle.
+async fn verified_bundle(w: &World) -> Vec<u8> {
+    w.ledger.checkpoint().await.unwrap();
+    let (_, _, bundle) = w.ledger.export(0, None, Vec::new()).await.unwrap();
+    let report = verify_bundle(
+        &bundle[..],
+        &VerifyOptions {
+            trusted_key: Some(w.ledger.vkey()),
+            ..VerifyOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(report.first_failure.is_none(), "{:?}", report.first_failure);
+    bundle
+}
+
 fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -287,17 +304,7 @@ async fn a_message_is_answered_end_to_end(env: TestEnv) {
     );
     // The ledger verifies and holds the story without its text.
     w.ledger.sequence_all().await.unwrap();
-    w.ledger.checkpoint().await.unwrap();
-    let (_, _, bundle) = w.ledger.export(0, None, Vec::new()).await.unwrap();
-    let report = verify_bundle(
-        &bundle[..],
-        &VerifyOptions {
-            trusted_key: Some(w.ledger.vkey()),
-            ..VerifyOptions::default()
-        },
-    )
-    .unwrap();
-    assert!(report.first_failure.is_none(), "{:?}", report.first_failure);
+    let bundle = verified_bundle(&w).await;
     for needle in [question, CUSTOMER, "Asha", "We open at 9"] {
         assert!(
             !bundle.windows(needle.len()).any(|x| x == needle.as_bytes()),
@@ -824,17 +831,7 @@ async fn a_batch_stores_what_its_deliveries_store_alone(env: TestEnv) {
         messages_before - 1 + 4,
         "one per inbound message (the reply is not one)"
     );
-    w.ledger.checkpoint().await.unwrap();
-    let (_, _, bundle) = w.ledger.export(0, None, Vec::new()).await.unwrap();
-    let report = verify_bundle(
-        &bundle[..],
-        &VerifyOptions {
-            trusted_key: Some(w.ledger.vkey()),
-            ..VerifyOptions::default()
-        },
-    )
-    .unwrap();
-    assert!(report.first_failure.is_none(), "{:?}", report.first_failure);
+    verified_bundle(&w).await;
 }
 
 async fn tenant_of(w: &World) -> smartchat_core::ids::TenantId {
