@@ -81,6 +81,7 @@ struct TenantCtx {
 
 /// A subject known to the batch (stored before, or created by it).
 struct SubjectCtx {
+    tenant: TenantId,
     id: SubjectId,
     wa_blind: Option<Vec<u8>>,
     bsuid_blind: Option<Vec<u8>>,
@@ -230,7 +231,6 @@ pub async fn ingest_batch(
     let mut subjects: Vec<SubjectCtx> = Vec::new();
     let mut by_wa: HashMap<(TenantId, Vec<u8>), usize> = HashMap::new();
     let mut by_bsuid: HashMap<(TenantId, Vec<u8>), usize> = HashMap::new();
-    let mut subject_tenant: Vec<TenantId> = Vec::new();
     {
         let mut seen = HashSet::new();
         for s in found {
@@ -244,8 +244,8 @@ pub async fn ingest_batch(
             if let Some(b) = &s.bsuid_blind {
                 by_bsuid.insert((s.tenant, b.clone()), i);
             }
-            subject_tenant.push(s.tenant);
             subjects.push(SubjectCtx {
+                tenant: s.tenant,
                 id: s.id,
                 wa_blind: s.wa_blind,
                 bsuid_blind: s.bsuid_blind,
@@ -257,8 +257,8 @@ pub async fn ingest_batch(
     let mut conversations: HashMap<(TenantId, SubjectId, String), ConversationId> = HashMap::new();
     if !subjects.is_empty() {
         let mut wanted: HashMap<TenantId, Vec<String>> = HashMap::new();
-        for (s, t) in subjects.iter().zip(&subject_tenant) {
-            wanted.entry(*t).or_default().push(s.id.to_string());
+        for s in &subjects {
+            wanted.entry(s.tenant).or_default().push(s.id.to_string());
         }
         conversations = store.conversations_of(&mut tx, &wanted).await?;
     }
@@ -363,13 +363,13 @@ pub async fn ingest_batch(
                                 by_bsuid.insert((tenant, b.clone()), i);
                             }
                             subjects.push(SubjectCtx {
+                                tenant,
                                 id,
                                 wa_blind: wa,
                                 bsuid_blind: bsuid,
                                 wrapped_key: None,
                                 key: Some(key),
                             });
-                            subject_tenant.push(tenant);
                             i
                         }
                     };
@@ -417,7 +417,6 @@ pub async fn ingest_batch(
                         (tenant, wamid.to_owned()),
                         KnownMessage {
                             id: mid,
-                            direction: "in".into(),
                             status: "received".into(),
                         },
                     );

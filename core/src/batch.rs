@@ -20,7 +20,7 @@ use crate::db::schema::{
     conversations, jobs, ledger_pending, messages, phone_numbers, search_feed, subject_keys,
     subjects,
 };
-use crate::db::{Conn, Raw, Tx, is_unique_violation, now_micros};
+use crate::db::{Conn, Raw, SqliteConn, Tx, is_unique_violation, now_micros};
 use crate::db_run;
 use crate::error::CoreError;
 use crate::ids::{ConversationId, MessageId, SubjectId, TenantId};
@@ -32,8 +32,6 @@ use crate::store::{Store, SubjectContact, body_context, contact_context, identif
 pub struct KnownMessage {
     /// Our id.
     pub id: MessageId,
-    /// `in` or `out`.
-    pub direction: String,
     /// Current status.
     pub status: String,
 }
@@ -305,16 +303,6 @@ impl BatchWrites {
     pub fn draft(&mut self, draft: EntryDraft) {
         self.drafts.push(draft);
     }
-
-    /// Whether nothing was collected.
-    pub fn is_empty(&self) -> bool {
-        self.subjects.is_empty()
-            && self.conversations.is_empty()
-            && self.messages.is_empty()
-            && self.statuses.is_empty()
-            && self.jobs.is_empty()
-            && self.drafts.is_empty()
-    }
 }
 
 #[derive(QueryableByName)]
@@ -325,8 +313,6 @@ struct WamidRow {
     wamid: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
     id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    direction: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
     status: String,
 }
@@ -362,12 +348,12 @@ struct ConversationRow {
 
 /// Stored messages by (tenant, Meta id), on PostgreSQL: the wanted pairs unnested and
 /// joined with the `(tenant_id, wamid)` unique index.
-const WAMIDS_PG: &str = "SELECT m.tenant_id, m.wamid, m.id, m.direction, m.status \
+const WAMIDS_PG: &str = "SELECT m.tenant_id, m.wamid, m.id, m.status \
      FROM unnest($1::text[], $2::text[]) AS v(tenant_id, wamid) \
      JOIN messages AS m ON m.tenant_id = v.tenant_id AND m.wamid = v.wamid";
 
 /// [`WAMIDS_PG`], the rows locked until the transaction ends.
-const WAMIDS_LOCKED_PG: &str = "SELECT m.tenant_id, m.wamid, m.id, m.direction, m.status \
+const WAMIDS_LOCKED_PG: &str = "SELECT m.tenant_id, m.wamid, m.id, m.status \
      FROM unnest($1::text[], $2::text[]) AS v(tenant_id, wamid) \
      JOIN messages AS m ON m.tenant_id = v.tenant_id AND m.wamid = v.wamid FOR UPDATE OF m";
 
@@ -417,17 +403,16 @@ fn blind_arrays(wanted: &HashMap<TenantId, BlindLookup>) -> BlindArrays<'_> {
     (wa_tenants, wa, bsuid_tenants, bsuid)
 }
 
-/// (tenant, Meta id, id, direction, status) rows as known messages.
+/// (tenant, Meta id, id, status) rows as known messages.
 fn known_messages(
-    rows: impl Iterator<Item = (String, String, String, String, String)>,
+    rows: impl Iterator<Item = (String, String, String, String)>,
 ) -> Result<HashMap<(TenantId, String), KnownMessage>, CoreError> {
     let mut out = HashMap::new();
-    for (tenant, wamid, id, direction, status) in rows {
+    for (tenant, wamid, id, status) in rows {
         out.insert(
             (tenant.parse()?, wamid),
             KnownMessage {
                 id: id.parse()?,
-                direction,
                 status,
             },
         );
@@ -452,14 +437,8 @@ fn known_subjects(
 }
 
 impl WamidRow {
-    fn into_tuple(self) -> (String, String, String, String, String) {
-        (
-            self.tenant_id,
-            self.wamid,
-            self.id,
-            self.direction,
-            self.status,
-        )
+    fn into_tuple(self) -> (String, String, String, String) {
+        (self.tenant_id, self.wamid, self.id, self.status)
     }
 }
 
@@ -503,117 +482,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Messages by Meta's id, per tenant. PostgreSQL answers with one query (a join of the
-    /// `(tenant_id, wamid)` index with the wanted pairs); SQLite, in process, with one per
-    /// tenant. With `lock` the rows stay locked until the transaction ends (PostgreSQL
-    /// `FOR UPDATE`; SQLite's one writer holds the database already), so a status decided on
-    /// them cannot be overtaken.
-    pub async fn messages_by_wamids(
-        &self,
-        c: &mut Conn,
-        wanted: &HashMap<TenantId, Vec<String>>,
-        lock: bool,
-    ) -> Result<HashMap<(TenantId, String), KnownMessage>, CoreError> {
-        let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
-        match c.raw() {
-            Raw::Pg(c) => {
-                use diesel::sql_types::{Array, Text};
-                let (tenants, wamids) = wamid_arrays(wanted);
-                let found: Vec<WamidRow> =
-                    diesel::sql_query(if lock { WAMIDS_LOCKED_PG } else { WAMIDS_PG })
-                        .bind::<Array<Text>, _>(tenants)
-                        .bind::<Array<Text>, _>(wamids)
-                        .load(c)
-                        .await?;
-                rows.extend(found.into_iter().map(WamidRow::into_tuple));
-            }
-            Raw::Sqlite(c) => {
-                for (tenant, wamids) in wanted {
-                    let tid = tenant.to_string();
-                    for chunk in wamids.chunks(CHUNK) {
-                        let found: Vec<(String, Option<String>, String, String)> = messages::table
-                            .filter(messages::tenant_id.eq(&tid))
-                            .filter(messages::wamid.eq_any(chunk))
-                            .select((
-                                messages::id,
-                                messages::wamid,
-                                messages::direction,
-                                messages::status,
-                            ))
-                            .load(c)
-                            .await?;
-                        rows.extend(
-                            found
-                                .into_iter()
-                                .filter_map(|(id, w, d, s)| w.map(|w| (tid.clone(), w, id, d, s))),
-                        );
-                    }
-                }
-            }
-        }
-        known_messages(rows.into_iter())
-    }
-
-    /// Subjects by `wa_id` or BSUID blind index, per tenant, with their wrapped keys.
-    /// PostgreSQL answers with one query (each unique blind index joined with the wanted
-    /// pairs); SQLite with two per tenant.
-    pub async fn subjects_by_blinds(
-        &self,
-        c: &mut Conn,
-        wanted: &HashMap<TenantId, BlindLookup>,
-    ) -> Result<Vec<KnownSubject>, CoreError> {
-        let mut rows: Vec<SubjectTuple> = Vec::new();
-        match c.raw() {
-            Raw::Pg(c) => {
-                use diesel::sql_types::{Array, Binary, Text};
-                let (wa_tenants, wa, bsuid_tenants, bsuid) = blind_arrays(wanted);
-                let found: Vec<SubjectRow> = diesel::sql_query(SUBJECTS_PG)
-                    .bind::<Array<Text>, _>(wa_tenants)
-                    .bind::<Array<Binary>, _>(wa)
-                    .bind::<Array<Text>, _>(bsuid_tenants)
-                    .bind::<Array<Binary>, _>(bsuid)
-                    .load(c)
-                    .await?;
-                rows.extend(found.into_iter().map(SubjectRow::into_tuple));
-            }
-            Raw::Sqlite(c) => {
-                for (tenant, want) in wanted {
-                    let tid = tenant.to_string();
-                    for (by_wa, list) in [(true, &want.wa), (false, &want.bsuid)] {
-                        for chunk in list.chunks(CHUNK) {
-                            let q = subjects::table
-                                .left_join(subject_keys::table)
-                                .filter(subjects::tenant_id.eq(&tid))
-                                .select((
-                                    subjects::id,
-                                    subjects::wa_id_blind,
-                                    subjects::bsuid_blind,
-                                    subject_keys::wrapped_key.nullable(),
-                                ))
-                                .into_boxed();
-                            let q = if by_wa {
-                                q.filter(subjects::wa_id_blind.eq_any(chunk))
-                            } else {
-                                q.filter(subjects::bsuid_blind.eq_any(chunk))
-                            };
-                            let part: Vec<SqliteSubjectRow> = q.load(c).await?;
-                            rows.extend(
-                                part.into_iter()
-                                    .map(|(id, wa, bs, k)| (tid.clone(), id, wa, bs, k)),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        known_subjects(rows.into_iter())
-    }
-
     /// What a batch reads before it decides: the stored messages its new messages may
-    /// repeat, the stored messages its statuses refer to (locked, see
-    /// [`Store::messages_by_wamids`]) and its senders' subjects. On PostgreSQL the three
-    /// queries are pipelined, one round trip; on SQLite they run one after another, in
-    /// process.
+    /// repeat, the stored messages its statuses refer to, and its senders' subjects with
+    /// their wrapped keys. On PostgreSQL the three queries are pipelined, one round trip, and
+    /// the statuses' messages are locked (`FOR UPDATE`) until the transaction ends, so a
+    /// status decided on them cannot be overtaken; on SQLite, whose one writer holds the
+    /// database already, they run one after another in process, one query per tenant.
     pub async fn prefetch(
         &self,
         c: &mut Conn,
@@ -651,18 +525,13 @@ impl Store {
             let subjects = known_subjects(senders.into_iter().map(SubjectRow::into_tuple))?;
             return Ok((known, subjects));
         }
-        let mut known = HashMap::new();
-        if !inbound.is_empty() {
-            known.extend(self.messages_by_wamids(c, inbound, false).await?);
-        }
-        if !statuses.is_empty() {
-            known.extend(self.messages_by_wamids(c, statuses, true).await?);
-        }
-        let subjects = if blinds.is_empty() {
-            Vec::new()
-        } else {
-            self.subjects_by_blinds(c, blinds).await?
+        let Raw::Sqlite(c) = c.raw() else {
+            unreachable!("PostgreSQL returned above")
         };
+        let mut rows = sqlite_wamids(c, inbound).await?;
+        rows.extend(sqlite_wamids(c, statuses).await?);
+        let known = known_messages(rows.into_iter())?;
+        let subjects = known_subjects(sqlite_subjects(c, blinds).await?.into_iter())?;
         Ok((known, subjects))
     }
 
@@ -1030,6 +899,68 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Stored messages by (tenant, Meta id) on SQLite: one query per tenant (per [`CHUNK`]).
+async fn sqlite_wamids(
+    c: &mut SqliteConn,
+    wanted: &HashMap<TenantId, Vec<String>>,
+) -> Result<Vec<(String, String, String, String)>, CoreError> {
+    let mut rows = Vec::new();
+    for (tenant, wamids) in wanted {
+        let tid = tenant.to_string();
+        for chunk in wamids.chunks(CHUNK) {
+            let found: Vec<(String, Option<String>, String)> = messages::table
+                .filter(messages::tenant_id.eq(&tid))
+                .filter(messages::wamid.eq_any(chunk))
+                .select((messages::id, messages::wamid, messages::status))
+                .load(c)
+                .await?;
+            rows.extend(
+                found
+                    .into_iter()
+                    .filter_map(|(id, w, st)| w.map(|w| (tid.clone(), w, id, st))),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// Subjects by `wa_id` or BSUID blind index on SQLite, with their wrapped keys: two queries
+/// per tenant (per [`CHUNK`]).
+async fn sqlite_subjects(
+    c: &mut SqliteConn,
+    wanted: &HashMap<TenantId, BlindLookup>,
+) -> Result<Vec<SubjectTuple>, CoreError> {
+    let mut rows = Vec::new();
+    for (tenant, want) in wanted {
+        let tid = tenant.to_string();
+        for (by_wa, list) in [(true, &want.wa), (false, &want.bsuid)] {
+            for chunk in list.chunks(CHUNK) {
+                let q = subjects::table
+                    .left_join(subject_keys::table)
+                    .filter(subjects::tenant_id.eq(&tid))
+                    .select((
+                        subjects::id,
+                        subjects::wa_id_blind,
+                        subjects::bsuid_blind,
+                        subject_keys::wrapped_key.nullable(),
+                    ))
+                    .into_boxed();
+                let q = if by_wa {
+                    q.filter(subjects::wa_id_blind.eq_any(chunk))
+                } else {
+                    q.filter(subjects::bsuid_blind.eq_any(chunk))
+                };
+                let part: Vec<SqliteSubjectRow> = q.load(c).await?;
+                rows.extend(
+                    part.into_iter()
+                        .map(|(id, wa, bs, k)| (tid.clone(), id, wa, bs, k)),
+                );
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// A pipelined statement on PostgreSQL.
