@@ -2,7 +2,7 @@
 //!
 //! [`ingest_batch`] stores any number of deliveries in one transaction: it reads what they
 //! need with one query per table (numbers, known messages, subjects with their keys,
-//! conversations), decides every event in memory in delivery order (so a redelivery inside
+//! conversations; on PostgreSQL the reads in the transaction are one round trip), decides every event in memory in delivery order (so a redelivery inside
 //! the batch, or a second message of a new customer, sees what the batch itself stored), and
 //! writes each table with one statement ([`smartchat_core::batch`]). [`ingest`] is a batch of
 //! one.
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use smartchat_core::CoreError;
 use smartchat_core::batch::{BatchWrites, BlindLookup, Inbound, KnownMessage};
 use smartchat_core::crypto::{SubjectKey, TenantKey};
-use smartchat_core::ids::{ConversationId, PhoneNumberId, SubjectId, TenantId};
+use smartchat_core::ids::{PhoneNumberId, SubjectId, TenantId};
 use smartchat_core::jobs::NewJob;
 use smartchat_core::store::{SubjectContact, identifier_blinds, status_rank};
 use smartchat_ledger::{
@@ -81,7 +81,6 @@ struct TenantCtx {
 
 /// A subject known to the batch (stored before, or created by it).
 struct SubjectCtx {
-    tenant: TenantId,
     id: SubjectId,
     wa_blind: Option<Vec<u8>>,
     bsuid_blind: Option<Vec<u8>>,
@@ -225,9 +224,12 @@ pub async fn ingest_batch(
 
     let mut tx = store.db.begin().await?;
     // The statuses' messages are read locked: the statuses are decided on what is read.
-    let (mut known, found) = store
+    let fetched = store
         .prefetch(&mut tx, &inbound_ids, &status_ids, &blinds)
         .await?;
+    let mut known = fetched.known;
+    let found = fetched.subjects;
+    let mut conversations = fetched.conversations;
     let mut subjects: Vec<SubjectCtx> = Vec::new();
     let mut by_wa: HashMap<(TenantId, Vec<u8>), usize> = HashMap::new();
     let mut by_bsuid: HashMap<(TenantId, Vec<u8>), usize> = HashMap::new();
@@ -245,7 +247,6 @@ pub async fn ingest_batch(
                 by_bsuid.insert((s.tenant, b.clone()), i);
             }
             subjects.push(SubjectCtx {
-                tenant: s.tenant,
                 id: s.id,
                 wa_blind: s.wa_blind,
                 bsuid_blind: s.bsuid_blind,
@@ -253,14 +254,6 @@ pub async fn ingest_batch(
                 key: None,
             });
         }
-    }
-    let mut conversations: HashMap<(TenantId, SubjectId, String), ConversationId> = HashMap::new();
-    if !subjects.is_empty() {
-        let mut wanted: HashMap<TenantId, Vec<String>> = HashMap::new();
-        for s in &subjects {
-            wanted.entry(s.tenant).or_default().push(s.id.to_string());
-        }
-        conversations = store.conversations_of(&mut tx, &wanted).await?;
     }
 
     let mut w = BatchWrites::default();
@@ -363,7 +356,6 @@ pub async fn ingest_batch(
                                 by_bsuid.insert((tenant, b.clone()), i);
                             }
                             subjects.push(SubjectCtx {
-                                tenant,
                                 id,
                                 wa_blind: wa,
                                 bsuid_blind: bsuid,

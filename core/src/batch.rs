@@ -1,7 +1,7 @@
 //! Set-based storage for a batch of webhook deliveries (the webhook's group commit).
 //!
 //! The pipeline reads what a batch needs with one query per table ([`Store::tenants_for_numbers`],
-//! [`Store::messages_by_wamids`], [`Store::subjects_by_blinds`], [`Store::conversations_of`]),
+//! then [`Store::prefetch`]: known messages, the senders' subjects and their conversations),
 //! decides every event in memory in delivery order, collects the rows in [`BatchWrites`] and
 //! writes each table with one statement ([`Store::write_batch`]), all in the caller's
 //! transaction. The rows are the ones the one-at-a-time repositories write (same sealing
@@ -370,6 +370,43 @@ const SUBJECTS_PG: &str = "SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blin
      JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.bsuid_blind = v.blind \
      LEFT JOIN subject_keys AS k ON k.subject_id = s.id";
 
+/// The conversations of the subjects [`SUBJECTS_PG`] finds, on PostgreSQL: the same two
+/// unique-index lookups, gathered into an array first (`ARRAY(…)`, run once), so the subject
+/// index of `conversations` is walked with `= ANY` as in [`Store::conversations_of`]. It runs
+/// after [`SUBJECTS_PG`] in the same pipeline, so it sees at least the conversations of every
+/// subject that query found.
+const SUBJECT_CONVERSATIONS_PG: &str = "SELECT c.tenant_id, c.id, c.subject_id, c.phone_number_id \
+     FROM conversations AS c WHERE c.subject_id = ANY(ARRAY( \
+     SELECT s.id FROM unnest($1::text[], $2::bytea[]) AS v(tenant_id, blind) \
+     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.wa_id_blind = v.blind \
+     UNION ALL \
+     SELECT s.id FROM unnest($3::text[], $4::bytea[]) AS v(tenant_id, blind) \
+     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.bsuid_blind = v.blind))";
+
+/// What a batch refers to, read before it is decided ([`Store::prefetch`]).
+#[derive(Debug, Default)]
+pub struct Prefetched {
+    /// Stored messages by (tenant, Meta id): the ones new messages may repeat, and the ones
+    /// statuses refer to.
+    pub known: HashMap<(TenantId, String), KnownMessage>,
+    /// The senders' subjects, with their wrapped keys (a subject found by both of its
+    /// identifiers appears twice).
+    pub subjects: Vec<KnownSubject>,
+    /// Those subjects' conversations: (tenant, subject, phone number id) → id.
+    pub conversations: HashMap<(TenantId, SubjectId, String), ConversationId>,
+}
+
+/// (tenant, id, subject, phone number id) rows as the conversations map.
+fn conversation_map(
+    rows: impl Iterator<Item = (String, String, String, String)>,
+) -> Result<HashMap<(TenantId, SubjectId, String), ConversationId>, CoreError> {
+    let mut out = HashMap::new();
+    for (tenant, id, sid, pnid) in rows {
+        out.insert((tenant.parse()?, sid.parse()?, pnid), id.parse()?);
+    }
+    Ok(out)
+}
+
 /// The (tenant, Meta id) pairs of a lookup as two arrays.
 fn wamid_arrays(wanted: &HashMap<TenantId, Vec<String>>) -> (Vec<String>, Vec<&str>) {
     wanted
@@ -484,17 +521,18 @@ impl Store {
 
     /// What a batch reads before it decides: the stored messages its new messages may
     /// repeat, the stored messages its statuses refer to, and its senders' subjects with
-    /// their wrapped keys. On PostgreSQL the three queries are pipelined, one round trip, and
-    /// the statuses' messages are locked (`FOR UPDATE`) until the transaction ends, so a
-    /// status decided on them cannot be overtaken; on SQLite, whose one writer holds the
-    /// database already, they run one after another in process, one query per tenant.
+    /// their wrapped keys and conversations. On PostgreSQL the four queries are pipelined,
+    /// one round trip, and the statuses' messages are locked (`FOR UPDATE`) until the
+    /// transaction ends, so a status decided on them cannot be overtaken; on SQLite, whose
+    /// one writer holds the database already, they run one after another in process, one
+    /// query per tenant.
     pub async fn prefetch(
         &self,
         c: &mut Conn,
         inbound: &HashMap<TenantId, Vec<String>>,
         statuses: &HashMap<TenantId, Vec<String>>,
         blinds: &HashMap<TenantId, BlindLookup>,
-    ) -> Result<(HashMap<(TenantId, String), KnownMessage>, Vec<KnownSubject>), CoreError> {
+    ) -> Result<Prefetched, CoreError> {
         if let Raw::Pg(pg) = c.raw() {
             use diesel::sql_types::{Array, Binary, Text};
             let conn: &diesel_async::AsyncPgConnection = pg;
@@ -510,29 +548,55 @@ impl Store {
                 .bind::<Array<Text>, _>(st_wamids)
                 .load::<WamidRow>(&mut &*conn);
             let senders = diesel::sql_query(SUBJECTS_PG)
-                .bind::<Array<Text>, _>(wa_tenants)
-                .bind::<Array<Binary>, _>(wa)
-                .bind::<Array<Text>, _>(bsuid_tenants)
-                .bind::<Array<Binary>, _>(bsuid)
+                .bind::<Array<Text>, _>(&wa_tenants)
+                .bind::<Array<Binary>, _>(&wa)
+                .bind::<Array<Text>, _>(&bsuid_tenants)
+                .bind::<Array<Binary>, _>(&bsuid)
                 .load::<SubjectRow>(&mut &*conn);
-            let (repeats, referred, senders) = futures::try_join!(repeats, referred, senders)?;
-            let known = known_messages(
-                repeats
-                    .into_iter()
-                    .chain(referred)
-                    .map(WamidRow::into_tuple),
-            )?;
-            let subjects = known_subjects(senders.into_iter().map(SubjectRow::into_tuple))?;
-            return Ok((known, subjects));
+            let threads = diesel::sql_query(SUBJECT_CONVERSATIONS_PG)
+                .bind::<Array<Text>, _>(&wa_tenants)
+                .bind::<Array<Binary>, _>(&wa)
+                .bind::<Array<Text>, _>(&bsuid_tenants)
+                .bind::<Array<Binary>, _>(&bsuid)
+                .load::<ConversationRow>(&mut &*conn);
+            let (repeats, referred, senders, threads) =
+                futures::try_join!(repeats, referred, senders, threads)?;
+            return Ok(Prefetched {
+                known: known_messages(
+                    repeats
+                        .into_iter()
+                        .chain(referred)
+                        .map(WamidRow::into_tuple),
+                )?,
+                subjects: known_subjects(senders.into_iter().map(SubjectRow::into_tuple))?,
+                conversations: conversation_map(
+                    threads
+                        .into_iter()
+                        .map(|r| (r.tenant_id, r.id, r.subject_id, r.phone_number_id)),
+                )?,
+            });
         }
-        let Raw::Sqlite(c) = c.raw() else {
+        let Raw::Sqlite(raw) = c.raw() else {
             unreachable!("PostgreSQL returned above")
         };
-        let mut rows = sqlite_wamids(c, inbound).await?;
-        rows.extend(sqlite_wamids(c, statuses).await?);
+        let mut rows = sqlite_wamids(raw, inbound).await?;
+        rows.extend(sqlite_wamids(raw, statuses).await?);
         let known = known_messages(rows.into_iter())?;
-        let subjects = known_subjects(sqlite_subjects(c, blinds).await?.into_iter())?;
-        Ok((known, subjects))
+        let subjects = known_subjects(sqlite_subjects(raw, blinds).await?.into_iter())?;
+        let mut wanted: HashMap<TenantId, Vec<String>> = HashMap::new();
+        for s in &subjects {
+            wanted.entry(s.tenant).or_default().push(s.id.to_string());
+        }
+        let conversations = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            self.conversations_of(c, &wanted).await?
+        };
+        Ok(Prefetched {
+            known,
+            subjects,
+            conversations,
+        })
     }
 
     /// Conversations of subjects, per tenant: (tenant, subject, phone number id) → id.
@@ -587,11 +651,7 @@ impl Store {
                 }
             }
         }
-        let mut out = HashMap::new();
-        for (tenant, id, sid, pnid) in rows {
-            out.insert((tenant.parse()?, sid.parse()?, pnid), id.parse()?);
-        }
-        Ok(out)
+        conversation_map(rows.into_iter())
     }
 
     /// Writes a batch: one statement per table (per [`CHUNK`] rows), in the caller's
