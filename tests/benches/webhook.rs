@@ -828,7 +828,7 @@ async fn wait_for_pipeline(store: &Store, max: Duration) -> i64 {
         }
         if left == 0 || Instant::now() >= deadline {
             // Let the poller see the last sends.
-            tokio::time::sleep(Duration::from_millis(2100)).await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
             return left;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -941,6 +941,19 @@ impl Targets {
 }
 
 /// The unix milliseconds of a UUIDv7 text id.
+/// How old a row's id must be before the poller's cursor passes it.
+const SETTLE_MS: u64 = 3_000;
+
+fn now_millis() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
 fn uuid7_millis(id: &str) -> Option<u64> {
     let hex: String = id.chars().filter(|c| *c != '-').take(12).collect();
     u64::from_str_radix(&hex, 16).ok()
@@ -952,8 +965,8 @@ type PolledRow = (String, String, String, String, Option<String>, String);
 type SubjectBlind = (String, Option<Vec<u8>>);
 
 /// Reads sent outbound replies and offers them to the generator's status deliveries, once a
-/// second: the rows stored after a cursor (the newest id read, whatever its direction, so
-/// no row is read twice), and the replies still queued at an earlier look again by id (the
+/// second: the rows stored after a cursor (the newest id read at least [`SETTLE_MS`] old,
+/// whatever its direction), and the replies still queued at an earlier look again by id (the
 /// oldest 300, every other round), so the poller's own queries stay small whatever the
 /// pipeline's backlog. (It used to rescan from the oldest queued reply, 30 ms a time, and
 /// later to rescan every inbound message after the newest reply: 12 ms every 300 ms, the
@@ -968,6 +981,7 @@ async fn poll_sent_replies(
     let mut queued: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut subject_wa: HashMap<String, String> = HashMap::new();
     let mut round = 0u64;
+    let mut offered: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -992,12 +1006,20 @@ async fn poll_sent_replies(
             .load(c)
             .await);
         let Ok(all) = new_rows else { continue };
-        if let Some(last) = all.last() {
+        // A row becomes visible when its transaction commits, which may be after rows with
+        // later ids: the cursor only passes rows created `SETTLE` ago, and the newer ones
+        // are read again next time (an outbound row is offered once, by `offered`).
+        let settled = now_millis().saturating_sub(SETTLE_MS);
+        if let Some(last) = all
+            .iter()
+            .rev()
+            .find(|r| uuid7_millis(&r.0).is_some_and(|ms| ms <= settled))
+        {
             cursor.clone_from(&last.0);
         }
         let mut rows: Vec<OutRow> = all
             .into_iter()
-            .filter(|r| r.1 == "out")
+            .filter(|r| r.1 == "out" && !offered.contains(&r.0))
             .map(|(id, _, tenant, subject, wamid, status)| (id, tenant, subject, wamid, status))
             .collect();
         // The oldest queued replies are sent first (the queue runs in order): rechecking
@@ -1047,13 +1069,7 @@ async fn poll_sent_replies(
             }
         }
         drop(c);
-        let now_ms = u64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
+        let now_ms = now_millis();
         let mut fresh = Vec::new();
         for (id, tenant_id, subject_id, wamid, status) in rows {
             if status == "queued" {
@@ -1068,7 +1084,7 @@ async fn poll_sent_replies(
             }
             // Seen past `queued` once: offered at most once.
             queued.remove(&id);
-            if status != "sent" {
+            if !offered.insert(id.clone()) || status != "sent" {
                 continue;
             }
             let (Some(wamid), Some(&tenant), Some(wa)) =
