@@ -372,8 +372,11 @@ const SUBJECTS_PG: &str = "SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blin
 
 /// The conversations of the subjects [`SUBJECTS_PG`] finds, on PostgreSQL: the same two
 /// unique-index lookups, gathered into an array first (`ARRAY(…)`, run once), so the subject
-/// index of `conversations` is walked with `= ANY` as in [`Store::conversations_of`]. It runs
-/// after [`SUBJECTS_PG`] in the same pipeline, so it sees at least the conversations of every
+/// index of `conversations` is walked with `= ANY`: with the tenant in a join condition the
+/// planner intersected the subject index with the tenant index (every conversation of the
+/// tenant read per subject), and joined with `unnest` it hashed the whole table. Subject ids
+/// are unique across tenants and each row keeps its own tenant. It runs after
+/// [`SUBJECTS_PG`] in the same pipeline, so it sees at least the conversations of every
 /// subject that query found.
 const SUBJECT_CONVERSATIONS_PG: &str = "SELECT c.tenant_id, c.id, c.subject_id, c.phone_number_id \
      FROM conversations AS c WHERE c.subject_id = ANY(ARRAY( \
@@ -587,71 +590,13 @@ impl Store {
         for s in &subjects {
             wanted.entry(s.tenant).or_default().push(s.id.to_string());
         }
-        let conversations = if wanted.is_empty() {
-            HashMap::new()
-        } else {
-            self.conversations_of(c, &wanted).await?
-        };
+        let conversations =
+            conversation_map(sqlite_conversations(raw, &wanted).await?.into_iter())?;
         Ok(Prefetched {
             known,
             subjects,
             conversations,
         })
-    }
-
-    /// Conversations of subjects, per tenant: (tenant, subject, phone number id) → id.
-    /// PostgreSQL answers with one query; SQLite with one per tenant.
-    pub async fn conversations_of(
-        &self,
-        c: &mut Conn,
-        wanted: &HashMap<TenantId, Vec<String>>,
-    ) -> Result<HashMap<(TenantId, SubjectId, String), ConversationId>, CoreError> {
-        let mut rows: Vec<(String, String, String, String)> = Vec::new();
-        match c.raw() {
-            Raw::Pg(c) => {
-                use diesel::sql_types::{Array, Text};
-                // By subject id alone (unique across tenants), `= ANY` so the subject index
-                // is walked: with the tenant in a join condition the planner intersected the
-                // subject index with the tenant index (every conversation of the tenant read
-                // per subject), and joined with `unnest` it hashed the whole table. The row's
-                // own tenant is kept, so a row is only ever found under its tenant.
-                let sids: Vec<&str> = wanted.values().flatten().map(String::as_str).collect();
-                let found: Vec<ConversationRow> = diesel::sql_query(
-                    "SELECT c.tenant_id, c.id, c.subject_id, c.phone_number_id \
-                     FROM conversations AS c WHERE c.subject_id = ANY($1::text[])",
-                )
-                .bind::<Array<Text>, _>(sids)
-                .load(c)
-                .await?;
-                rows.extend(
-                    found
-                        .into_iter()
-                        .map(|r| (r.tenant_id, r.id, r.subject_id, r.phone_number_id)),
-                );
-            }
-            Raw::Sqlite(c) => {
-                for (tenant, sids) in wanted {
-                    let tid = tenant.to_string();
-                    for chunk in sids.chunks(CHUNK) {
-                        let part: Vec<(String, String, String)> = conversations::table
-                            .filter(conversations::tenant_id.eq(&tid))
-                            .filter(conversations::subject_id.eq_any(chunk))
-                            .select((
-                                conversations::id,
-                                conversations::subject_id,
-                                conversations::phone_number_id,
-                            ))
-                            .load(c)
-                            .await?;
-                        rows.extend(
-                            part.into_iter()
-                                .map(|(id, sid, pnid)| (tid.clone(), id, sid, pnid)),
-                        );
-                    }
-                }
-            }
-        }
-        conversation_map(rows.into_iter())
     }
 
     /// Writes a batch: one statement per table (per [`CHUNK`] rows), in the caller's
@@ -980,6 +925,35 @@ async fn sqlite_wamids(
                 found
                     .into_iter()
                     .filter_map(|(id, w, st)| w.map(|w| (tid.clone(), w, id, st))),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// Conversations of subjects on SQLite, one query per tenant (per [`CHUNK`] subjects):
+/// (tenant, id, subject, phone number id).
+async fn sqlite_conversations(
+    c: &mut SqliteConn,
+    wanted: &HashMap<TenantId, Vec<String>>,
+) -> Result<Vec<(String, String, String, String)>, CoreError> {
+    let mut rows = Vec::new();
+    for (tenant, sids) in wanted {
+        let tid = tenant.to_string();
+        for chunk in sids.chunks(CHUNK) {
+            let part: Vec<(String, String, String)> = conversations::table
+                .filter(conversations::tenant_id.eq(&tid))
+                .filter(conversations::subject_id.eq_any(chunk))
+                .select((
+                    conversations::id,
+                    conversations::subject_id,
+                    conversations::phone_number_id,
+                ))
+                .load(c)
+                .await?;
+            rows.extend(
+                part.into_iter()
+                    .map(|(id, sid, pnid)| (tid.clone(), id, sid, pnid)),
             );
         }
     }
