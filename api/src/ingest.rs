@@ -222,7 +222,7 @@ pub async fn ingest_batch(
         want.bsuid.dedup();
     }
 
-    let mut tx = store.db.begin().await?;
+    let mut tx = store.db.begin_planned().await?;
     // The statuses' messages are read locked: the statuses are decided on what is read.
     let fetched = store
         .prefetch(&mut tx, &inbound_ids, &status_ids, &blinds)

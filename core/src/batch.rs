@@ -16,6 +16,7 @@ use diesel_async::RunQueryDsl;
 use smartchat_ledger::{Actor, EntryDraft, EventKind, Hash, RefKind, Reference};
 
 use crate::crypto::{SubjectKey, TenantKey};
+use crate::db::prepared::stmt;
 use crate::db::schema::{
     conversations, jobs, ledger_pending, messages, phone_numbers, search_feed, subject_keys,
     subjects,
@@ -542,21 +543,21 @@ impl Store {
             let (in_tenants, in_wamids) = wamid_arrays(inbound);
             let (st_tenants, st_wamids) = wamid_arrays(statuses);
             let (wa_tenants, wa, bsuid_tenants, bsuid) = blind_arrays(blinds);
-            let repeats = diesel::sql_query(WAMIDS_PG)
+            let repeats = stmt(WAMIDS_PG)
                 .bind::<Array<Text>, _>(in_tenants)
                 .bind::<Array<Text>, _>(in_wamids)
                 .load::<WamidRow>(&mut &*conn);
-            let referred = diesel::sql_query(WAMIDS_LOCKED_PG)
+            let referred = stmt(WAMIDS_LOCKED_PG)
                 .bind::<Array<Text>, _>(st_tenants)
                 .bind::<Array<Text>, _>(st_wamids)
                 .load::<WamidRow>(&mut &*conn);
-            let senders = diesel::sql_query(SUBJECTS_PG)
+            let senders = stmt(SUBJECTS_PG)
                 .bind::<Array<Text>, _>(&wa_tenants)
                 .bind::<Array<Binary>, _>(&wa)
                 .bind::<Array<Text>, _>(&bsuid_tenants)
                 .bind::<Array<Binary>, _>(&bsuid)
                 .load::<SubjectRow>(&mut &*conn);
-            let threads = diesel::sql_query(SUBJECT_CONVERSATIONS_PG)
+            let threads = stmt(SUBJECT_CONVERSATIONS_PG)
                 .bind::<Array<Text>, _>(&wa_tenants)
                 .bind::<Array<Binary>, _>(&wa)
                 .bind::<Array<Text>, _>(&bsuid_tenants)
@@ -599,8 +600,9 @@ impl Store {
         })
     }
 
-    /// Writes a batch: one statement per table (per [`CHUNK`] rows), in the caller's
-    /// transaction. On PostgreSQL the statements are pipelined: all sent at once, in order
+    /// Writes a batch in the caller's transaction. On PostgreSQL: one statement per table
+    /// (subjects and their keys share one), each a prepared [`stmt`] over `unnest`ed column
+    /// arrays, pipelined: all sent at once, in order
     /// (the server runs them one after another, so a message follows its conversation), one
     /// round trip in all. A message whose Meta id is already stored (a concurrent writer got
     /// it first) is `Conflict`, and so is a status that moved since it was read: the caller
@@ -620,143 +622,73 @@ impl Store {
             .map(|d| d.encode().map_err(|e| CoreError::Ledger(e.to_string())))
             .collect::<Result<_, _>>()?;
 
-        let subject_rows: Vec<_> = w
-            .subjects
-            .iter()
-            .map(|s| {
-                (
-                    subjects::id.eq(&s.id),
-                    subjects::tenant_id.eq(&s.tenant),
-                    subjects::wa_id_blind.eq(&s.wa_blind),
-                    subjects::bsuid_blind.eq(&s.bsuid_blind),
-                    subjects::phone_blind.eq(&s.phone_blind),
-                    subjects::contact_ct.eq(&s.contact_ct),
-                    subjects::created_at.eq(s.at),
-                )
-            })
-            .collect();
-        let key_rows: Vec<_> = w
-            .subjects
-            .iter()
-            .map(|s| {
-                (
-                    subject_keys::subject_id.eq(&s.id),
-                    subject_keys::tenant_id.eq(&s.tenant),
-                    subject_keys::wrapped_key.eq(&s.wrapped_key),
-                    subject_keys::created_at.eq(s.at),
-                )
-            })
-            .collect();
-        let conversation_rows: Vec<_> = w
-            .conversations
-            .iter()
-            .map(|v| {
-                (
-                    conversations::id.eq(&v.id),
-                    conversations::tenant_id.eq(&v.tenant),
-                    conversations::subject_id.eq(&v.subject),
-                    conversations::phone_number_id.eq(&v.pnid),
-                    conversations::mode.eq("assistant"),
-                    conversations::created_at.eq(v.at),
-                    conversations::updated_at.eq(v.at),
-                )
-            })
-            .collect();
-        let message_rows: Vec<_> = w
-            .messages
-            .iter()
-            .map(|m| {
-                (
-                    messages::id.eq(&m.id),
-                    messages::tenant_id.eq(&m.tenant),
-                    messages::conversation_id.eq(&m.conversation),
-                    messages::subject_id.eq(&m.subject),
-                    messages::direction.eq("in"),
-                    messages::kind.eq(&m.kind),
-                    messages::status.eq("received"),
-                    messages::wamid.eq(Some(&m.wamid)),
-                    messages::body_ct.eq(&m.body_ct),
-                    messages::author.eq("customer"),
-                    messages::created_at.eq(m.at),
-                    messages::status_at.eq(m.at),
-                )
-            })
-            .collect();
-        let job_rows: Vec<_> = w
-            .jobs
-            .iter()
-            .zip(&payloads)
-            .map(|(j, p)| {
-                (
-                    jobs::queue.eq(j.queue),
-                    jobs::kind.eq(j.kind),
-                    jobs::tenant_id.eq(&j.tenant_id),
-                    jobs::payload.eq(p),
-                    jobs::status.eq("ready"),
-                    jobs::attempts.eq(0),
-                    jobs::max_attempts.eq(j.max_attempts),
-                    jobs::run_at.eq(j.run_at),
-                    jobs::dedupe_key.eq(&j.dedupe_key),
-                    jobs::created_at.eq(now),
-                )
-            })
-            .collect();
-        let feed_rows: Vec<_> = w
-            .feed
-            .iter()
-            .map(|(tenant, mid)| {
-                (
-                    search_feed::tenant_id.eq(tenant),
-                    search_feed::op.eq("add"),
-                    search_feed::ref_id.eq(mid),
-                    search_feed::created_at.eq(now),
-                )
-            })
-            .collect();
-        let ledger_rows: Vec<_> = encoded
-            .iter()
-            .map(|bytes| {
-                (
-                    ledger_pending::draft.eq(bytes),
-                    ledger_pending::created_micros.eq(now),
-                )
-            })
-            .collect();
-
         match tx.raw() {
             Raw::Pg(c) => {
-                use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+                use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
                 let conn: &diesel_async::AsyncPgConnection = c;
                 let mut steps: Vec<(Step, PgFuture<'_>)> = Vec::new();
-                for chunk in subject_rows.chunks(CHUNK) {
+                // One statement per table whatever the row count (`unnest` of one array
+                // per column), each a prepared statement kept on the connection.
+                if !w.subjects.is_empty() {
+                    let s = &w.subjects;
                     steps.push((
                         Step::Subjects,
-                        insert_into(subjects::table)
-                            .values(chunk)
+                        stmt(INSERT_SUBJECTS_PG)
+                            .bind::<Array<Text>, _>(s.iter().map(|r| &r.id).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(s.iter().map(|r| &r.tenant).collect::<Vec<_>>())
+                            .bind::<Array<Nullable<Binary>>, _>(
+                                s.iter().map(|r| &r.wa_blind).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Nullable<Binary>>, _>(
+                                s.iter().map(|r| &r.bsuid_blind).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Nullable<Binary>>, _>(
+                                s.iter().map(|r| &r.phone_blind).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Binary>, _>(
+                                s.iter().map(|r| &r.contact_ct).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Binary>, _>(
+                                s.iter().map(|r| &r.wrapped_key).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<BigInt>, _>(s.iter().map(|r| r.at).collect::<Vec<_>>())
                             .execute(&mut &*conn),
                     ));
                 }
-                for chunk in key_rows.chunks(CHUNK) {
+                if !w.conversations.is_empty() {
+                    let v = &w.conversations;
                     steps.push((
                         Step::Other,
-                        insert_into(subject_keys::table)
-                            .values(chunk)
+                        stmt(INSERT_CONVERSATIONS_PG)
+                            .bind::<Array<Text>, _>(v.iter().map(|r| &r.id).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(v.iter().map(|r| &r.tenant).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(
+                                v.iter().map(|r| &r.subject).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Text>, _>(v.iter().map(|r| &r.pnid).collect::<Vec<_>>())
+                            .bind::<Array<BigInt>, _>(v.iter().map(|r| r.at).collect::<Vec<_>>())
                             .execute(&mut &*conn),
                     ));
                 }
-                for chunk in conversation_rows.chunks(CHUNK) {
-                    steps.push((
-                        Step::Other,
-                        insert_into(conversations::table)
-                            .values(chunk)
-                            .execute(&mut &*conn),
-                    ));
-                }
-                for chunk in message_rows.chunks(CHUNK) {
+                if !w.messages.is_empty() {
+                    let m = &w.messages;
                     steps.push((
                         Step::Messages,
-                        insert_into(messages::table)
-                            .values(chunk)
+                        stmt(INSERT_MESSAGES_PG)
+                            .bind::<Array<Text>, _>(m.iter().map(|r| &r.id).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(m.iter().map(|r| &r.tenant).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(
+                                m.iter().map(|r| &r.conversation).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Text>, _>(
+                                m.iter().map(|r| &r.subject).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Text>, _>(m.iter().map(|r| &r.kind).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(m.iter().map(|r| &r.wamid).collect::<Vec<_>>())
+                            .bind::<Array<Nullable<Binary>>, _>(
+                                m.iter().map(|r| &r.body_ct).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<BigInt>, _>(m.iter().map(|r| r.at).collect::<Vec<_>>())
                             .execute(&mut &*conn),
                     ));
                 }
@@ -765,10 +697,10 @@ impl Store {
                     let ats: Vec<i64> = bumps.iter().map(|(_, at)| *at).collect();
                     steps.push((
                         Step::Other,
-                        diesel::sql_query(UPDATE_WINDOWS_PG)
+                        stmt(UPDATE_WINDOWS_PG)
+                            .bind::<BigInt, _>(bump_at)
                             .bind::<Array<Text>, _>(ids)
                             .bind::<Array<BigInt>, _>(ats)
-                            .bind::<BigInt, _>(bump_at)
                             .execute(&mut &*conn),
                     ));
                 }
@@ -780,7 +712,7 @@ impl Store {
                     let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
                     steps.push((
                         Step::Statuses(moves.len()),
-                        diesel::sql_query(UPDATE_STATUSES_PG)
+                        stmt(UPDATE_STATUSES_PG)
                             .bind::<Array<Text>, _>(ids)
                             .bind::<Array<Text>, _>(from)
                             .bind::<Array<Text>, _>(to)
@@ -789,29 +721,47 @@ impl Store {
                             .execute(&mut &*conn),
                     ));
                 }
-                for chunk in job_rows.chunks(CHUNK) {
+                if !w.jobs.is_empty() {
+                    let j = &w.jobs;
                     steps.push((
                         Step::Other,
-                        insert_into(jobs::table)
-                            .values(chunk)
-                            .on_conflict(jobs::dedupe_key)
-                            .do_nothing()
+                        stmt(INSERT_JOBS_PG)
+                            .bind::<BigInt, _>(now)
+                            .bind::<Array<Text>, _>(j.iter().map(|r| r.queue).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(j.iter().map(|r| r.kind).collect::<Vec<_>>())
+                            .bind::<Array<Nullable<Text>>, _>(
+                                j.iter().map(|r| &r.tenant_id).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Text>, _>(&payloads)
+                            .bind::<Array<Integer>, _>(
+                                j.iter().map(|r| r.max_attempts).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<BigInt>, _>(
+                                j.iter().map(|r| r.run_at).collect::<Vec<_>>(),
+                            )
+                            .bind::<Array<Nullable<Text>>, _>(
+                                j.iter().map(|r| &r.dedupe_key).collect::<Vec<_>>(),
+                            )
                             .execute(&mut &*conn),
                     ));
                 }
-                for chunk in feed_rows.chunks(CHUNK) {
+                if !w.feed.is_empty() {
+                    let f = &w.feed;
                     steps.push((
                         Step::Other,
-                        insert_into(search_feed::table)
-                            .values(chunk)
+                        stmt(INSERT_FEED_PG)
+                            .bind::<BigInt, _>(now)
+                            .bind::<Array<Text>, _>(f.iter().map(|(t, _)| t).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(f.iter().map(|(_, m)| m).collect::<Vec<_>>())
                             .execute(&mut &*conn),
                     ));
                 }
-                for chunk in ledger_rows.chunks(CHUNK) {
+                if !encoded.is_empty() {
                     steps.push((
                         Step::Other,
-                        insert_into(ledger_pending::table)
-                            .values(chunk)
+                        stmt(INSERT_LEDGER_PENDING_PG)
+                            .bind::<BigInt, _>(now)
+                            .bind::<Array<Binary>, _>(&encoded)
                             .execute(&mut &*conn),
                     ));
                 }
@@ -826,6 +776,109 @@ impl Store {
             Raw::Sqlite(c) => {
                 // Statements run in process here: one per row costs no round trip (and
                 // diesel-async's SQLite wrapper has no multi-row insert).
+                let subject_rows: Vec<_> = w
+                    .subjects
+                    .iter()
+                    .map(|s| {
+                        (
+                            subjects::id.eq(&s.id),
+                            subjects::tenant_id.eq(&s.tenant),
+                            subjects::wa_id_blind.eq(&s.wa_blind),
+                            subjects::bsuid_blind.eq(&s.bsuid_blind),
+                            subjects::phone_blind.eq(&s.phone_blind),
+                            subjects::contact_ct.eq(&s.contact_ct),
+                            subjects::created_at.eq(s.at),
+                        )
+                    })
+                    .collect();
+                let key_rows: Vec<_> = w
+                    .subjects
+                    .iter()
+                    .map(|s| {
+                        (
+                            subject_keys::subject_id.eq(&s.id),
+                            subject_keys::tenant_id.eq(&s.tenant),
+                            subject_keys::wrapped_key.eq(&s.wrapped_key),
+                            subject_keys::created_at.eq(s.at),
+                        )
+                    })
+                    .collect();
+                let conversation_rows: Vec<_> = w
+                    .conversations
+                    .iter()
+                    .map(|v| {
+                        (
+                            conversations::id.eq(&v.id),
+                            conversations::tenant_id.eq(&v.tenant),
+                            conversations::subject_id.eq(&v.subject),
+                            conversations::phone_number_id.eq(&v.pnid),
+                            conversations::mode.eq("assistant"),
+                            conversations::created_at.eq(v.at),
+                            conversations::updated_at.eq(v.at),
+                        )
+                    })
+                    .collect();
+                let message_rows: Vec<_> = w
+                    .messages
+                    .iter()
+                    .map(|m| {
+                        (
+                            messages::id.eq(&m.id),
+                            messages::tenant_id.eq(&m.tenant),
+                            messages::conversation_id.eq(&m.conversation),
+                            messages::subject_id.eq(&m.subject),
+                            messages::direction.eq("in"),
+                            messages::kind.eq(&m.kind),
+                            messages::status.eq("received"),
+                            messages::wamid.eq(Some(&m.wamid)),
+                            messages::body_ct.eq(&m.body_ct),
+                            messages::author.eq("customer"),
+                            messages::created_at.eq(m.at),
+                            messages::status_at.eq(m.at),
+                        )
+                    })
+                    .collect();
+                let job_rows: Vec<_> = w
+                    .jobs
+                    .iter()
+                    .zip(&payloads)
+                    .map(|(j, p)| {
+                        (
+                            jobs::queue.eq(j.queue),
+                            jobs::kind.eq(j.kind),
+                            jobs::tenant_id.eq(&j.tenant_id),
+                            jobs::payload.eq(p),
+                            jobs::status.eq("ready"),
+                            jobs::attempts.eq(0),
+                            jobs::max_attempts.eq(j.max_attempts),
+                            jobs::run_at.eq(j.run_at),
+                            jobs::dedupe_key.eq(&j.dedupe_key),
+                            jobs::created_at.eq(now),
+                        )
+                    })
+                    .collect();
+                let feed_rows: Vec<_> = w
+                    .feed
+                    .iter()
+                    .map(|(tenant, mid)| {
+                        (
+                            search_feed::tenant_id.eq(tenant),
+                            search_feed::op.eq("add"),
+                            search_feed::ref_id.eq(mid),
+                            search_feed::created_at.eq(now),
+                        )
+                    })
+                    .collect();
+                let ledger_rows: Vec<_> = encoded
+                    .iter()
+                    .map(|bytes| {
+                        (
+                            ledger_pending::draft.eq(bytes),
+                            ledger_pending::created_micros.eq(now),
+                        )
+                    })
+                    .collect();
+
                 for row in subject_rows {
                     step_result(
                         Step::Subjects,
@@ -1034,9 +1087,9 @@ fn step_result(step: Step, res: diesel::QueryResult<usize>) -> Result<(), CoreEr
 /// The ids are also given as `= ANY`, so the primary key is walked (joined with `unnest`
 /// alone, the planner may hash the whole table).
 const UPDATE_WINDOWS_PG: &str = "UPDATE conversations AS c \
-     SET last_inbound_at = GREATEST(c.last_inbound_at, v.at), updated_at = $3 \
-     FROM unnest($1::text[], $2::bigint[]) AS v(id, at) \
-     WHERE c.id = ANY($1::text[]) AND c.id = v.id";
+     SET last_inbound_at = GREATEST(c.last_inbound_at, v.at), updated_at = $1 \
+     FROM unnest($2::text[], $3::bigint[]) AS v(id, at) \
+     WHERE c.id = ANY($2::text[]) AND c.id = v.id";
 
 /// Applies status moves, each guarded by the status it was decided on.
 const UPDATE_STATUSES_PG: &str = "UPDATE messages AS m \
@@ -1044,3 +1097,47 @@ const UPDATE_STATUSES_PG: &str = "UPDATE messages AS m \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bigint[]) \
      AS v(id, prev, next, code, at) \
      WHERE m.id = ANY($1::text[]) AND m.id = v.id AND m.status = v.prev";
+
+/// New subjects with their wrapped keys: one row per element of the arrays (the key row
+/// in the same statement, after its subject).
+const INSERT_SUBJECTS_PG: &str = "WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], \
+     $3::bytea[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bigint[]) \
+     AS v(id, tenant_id, wa, bsuid, phone, contact, wrapped, at)), \
+     s AS (INSERT INTO subjects (id, tenant_id, wa_id_blind, bsuid_blind, phone_blind, \
+     contact_ct, created_at) SELECT id, tenant_id, wa, bsuid, phone, contact, at FROM v \
+     RETURNING id) \
+     INSERT INTO subject_keys (subject_id, tenant_id, wrapped_key, created_at) \
+     SELECT v.id, v.tenant_id, v.wrapped, v.at FROM v JOIN s ON s.id = v.id";
+
+/// New conversations, in the assistant's hands.
+const INSERT_CONVERSATIONS_PG: &str = "INSERT INTO conversations \
+     (id, tenant_id, subject_id, phone_number_id, mode, created_at, updated_at) \
+     SELECT id, tenant_id, subject_id, pnid, 'assistant', at, at \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+     AS v(id, tenant_id, subject_id, pnid, at)";
+
+/// New inbound messages, `received`.
+const INSERT_MESSAGES_PG: &str = "INSERT INTO messages (id, tenant_id, conversation_id, \
+     subject_id, direction, kind, status, wamid, body_ct, author, created_at, status_at) \
+     SELECT id, tenant_id, conversation_id, subject_id, 'in', kind, 'received', wamid, \
+     body_ct, 'customer', at, at \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::bytea[], $8::bigint[]) \
+     AS v(id, tenant_id, conversation_id, subject_id, kind, wamid, body_ct, at)";
+
+/// New ready jobs; one whose dedupe key is taken is skipped.
+const INSERT_JOBS_PG: &str = "INSERT INTO jobs (queue, kind, tenant_id, payload, status, \
+     attempts, max_attempts, run_at, dedupe_key, created_at) \
+     SELECT queue, kind, tenant_id, payload, 'ready', 0, max_attempts, run_at, dedupe_key, $1 \
+     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::bigint[], \
+     $8::text[]) AS v(queue, kind, tenant_id, payload, max_attempts, run_at, dedupe_key) \
+     ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// New messages for the search indexer.
+const INSERT_FEED_PG: &str = "INSERT INTO search_feed (tenant_id, op, ref_id, created_at) \
+     SELECT tenant_id, 'add', ref_id, $1 FROM unnest($2::text[], $3::text[]) \
+     AS v(tenant_id, ref_id)";
+
+/// Ledger drafts for the sequencer, in order.
+const INSERT_LEDGER_PENDING_PG: &str = "INSERT INTO ledger_pending (draft, created_micros) \
+     SELECT draft, $1 FROM unnest($2::bytea[]) WITH ORDINALITY AS v(draft, n) ORDER BY n";

@@ -145,7 +145,7 @@ pub async fn claim(db: &DbPool, queue: &str, lease: Duration) -> Result<Option<J
     loop {
         let now = now_micros();
         let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let mut tx = db.begin().await?;
+        let mut tx = db.begin_planned().await?;
         let mut job: Option<Job> = None;
         for (pg_sql, sqlite_sql) in [
             (CLAIM_READY_PG, CLAIM_READY_SQLITE),
@@ -154,7 +154,7 @@ pub async fn claim(db: &DbPool, queue: &str, lease: Duration) -> Result<Option<J
             job = db_run!(
                 tx,
                 pg | c
-                    | diesel::sql_query(pg_sql)
+                    | crate::db::prepared::stmt(pg_sql)
                         .bind::<BigInt, _>(until)
                         .bind::<Text, _>(queue)
                         .bind::<BigInt, _>(now)

@@ -60,6 +60,16 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Sequenced entries, one row per element of the arrays.
+const INSERT_ENTRIES_PG: &str = "INSERT INTO ledger_entries \
+     (seq, tenant_id, kind, time_micros, entry, hash) \
+     SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::int4[], $4::bigint[], $5::bytea[], \
+     $6::bytea[])";
+
+/// Merkle tree nodes.
+const INSERT_TREE_PG: &str =
+    "INSERT INTO ledger_tree (id, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])";
+
 impl LedgerStore for SqlLedger<'_> {
     type Error = CoreError;
 
@@ -122,9 +132,20 @@ impl LedgerStore for SqlLedger<'_> {
         db_run!(
             self.conn,
             pg | c | {
-                for chunk in rows.chunks(1000) {
-                    diesel::insert_into(ledger_entries::table)
-                        .values(chunk)
+                // One prepared statement whatever the entry count.
+                use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable};
+                if !rows.is_empty() {
+                    crate::db::prepared::stmt(INSERT_ENTRIES_PG)
+                        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+                        .bind::<Array<Nullable<Binary>>, _>(
+                            rows.iter().map(|r| &r.tenant_id).collect::<Vec<_>>(),
+                        )
+                        .bind::<Array<Integer>, _>(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+                        .bind::<Array<BigInt>, _>(
+                            rows.iter().map(|r| r.time_micros).collect::<Vec<_>>(),
+                        )
+                        .bind::<Array<Binary>, _>(rows.iter().map(|r| &r.entry).collect::<Vec<_>>())
+                        .bind::<Array<Binary>, _>(rows.iter().map(|r| &r.hash).collect::<Vec<_>>())
                         .execute(c)
                         .await?;
                 }
@@ -148,9 +169,11 @@ impl LedgerStore for SqlLedger<'_> {
         db_run!(
             self.conn,
             pg | c | {
-                for chunk in trows.chunks(2000) {
-                    diesel::insert_into(ledger_tree::table)
-                        .values(chunk)
+                use diesel::sql_types::{Array, BigInt, Binary};
+                if !trows.is_empty() {
+                    crate::db::prepared::stmt(INSERT_TREE_PG)
+                        .bind::<Array<BigInt>, _>(trows.iter().map(|r| r.id).collect::<Vec<_>>())
+                        .bind::<Array<Binary>, _>(trows.iter().map(|r| &r.hash).collect::<Vec<_>>())
                         .execute(c)
                         .await?;
                 }

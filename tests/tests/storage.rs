@@ -623,3 +623,130 @@ async fn an_interrupted_master_rotation_is_finished_at_start(env: TestEnv) {
 }
 
 both_backends!(an_interrupted_master_rotation_is_finished_at_start);
+
+#[derive(QueryableByName)]
+struct Value {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    v: i32,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+const PREPARED_PROBE: &str =
+    "SELECT v FROM unnest($1::int4[]) AS u(v) WHERE v > $2 OR v = $2 ORDER BY v";
+
+/// A raw statement of the webhook's batch ([`stmt`]) stays prepared on its PostgreSQL
+/// connection after the first run (diesel's `sql_query` text is parsed anew each time), a
+/// placeholder may be used again, a statement whose values do not match its placeholders is
+/// an error before anything runs, and `begin_planned` plans a transaction's statements for
+/// their values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_statements_stay_prepared_on_postgres() {
+    use diesel::sql_types::{Array, Integer, Text};
+    use smartchat_core::db::prepared::stmt;
+    let env = TestEnv::new(smartchat_tests::Backend::Postgres).await;
+    let mut conn = env.store.db.conn().await.unwrap();
+    let smartchat_core::db::Raw::Pg(c) = conn.raw() else {
+        panic!("a PostgreSQL connection")
+    };
+    let prepared = async |c: &mut diesel_async::AsyncPgConnection| {
+        diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1")
+            .bind::<Text, _>(PREPARED_PROBE)
+            .get_result::<Count>(c)
+            .await
+            .unwrap()
+            .n
+    };
+    assert_eq!(prepared(c).await, 0);
+    for (threshold, want) in [(2, vec![2, 3, 5]), (4, vec![5])] {
+        let got: Vec<i32> = stmt(PREPARED_PROBE)
+            .bind::<Array<Integer>, _>(vec![1, 5, 3, 2])
+            .bind::<Integer, _>(threshold)
+            .load::<Value>(c)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.v)
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(prepared(c).await, 1, "kept prepared, once");
+    }
+    // The same text through `sql_query` is prepared for its run and closed after it.
+    let rows = diesel::sql_query(PREPARED_PROBE.replace("ORDER BY v", "ORDER BY v DESC"))
+        .bind::<Array<Integer>, _>(vec![1, 5])
+        .bind::<Integer, _>(1)
+        .load::<Value>(c)
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.v).collect::<Vec<_>>(), vec![5, 1]);
+    let uncached: i64 = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE '%v DESC'",
+    )
+    .get_result::<Count>(c)
+    .await
+    .unwrap()
+    .n;
+    assert_eq!(uncached, 0);
+
+    // Values and placeholders that do not match: an error, never a panic or a wrong query.
+    let too_few = stmt(PREPARED_PROBE)
+        .bind::<Array<Integer>, _>(vec![1])
+        .load::<Value>(c)
+        .await;
+    assert!(
+        matches!(&too_few, Err(diesel::result::Error::QueryBuilderError(e)) if e.to_string().contains("more placeholders")),
+        "{:?}",
+        too_few.err()
+    );
+    let too_many = stmt("SELECT $1::int4 AS v")
+        .bind::<Integer, _>(1)
+        .bind::<Integer, _>(2)
+        .load::<Value>(c)
+        .await;
+    assert!(
+        matches!(&too_many, Err(diesel::result::Error::QueryBuilderError(e)) if e.to_string().contains("no such placeholder")),
+        "{:?}",
+        too_many.err()
+    );
+    let out_of_order = stmt("SELECT $2::int4 AS v, $1::int4")
+        .bind::<Integer, _>(1)
+        .bind::<Integer, _>(2)
+        .load::<Value>(c)
+        .await;
+    assert!(
+        matches!(&out_of_order, Err(diesel::result::Error::QueryBuilderError(e)) if e.to_string().contains("$2 found where $1")),
+        "{:?}",
+        out_of_order.err()
+    );
+    // The connection is still usable after those errors.
+    assert_eq!(prepared(c).await, 1);
+    drop(conn);
+
+    // Transactions that run such statements plan them for their values; others keep
+    // PostgreSQL's default, and the setting ends with the transaction.
+    #[derive(QueryableByName)]
+    struct Mode {
+        #[diesel(sql_type = Text)]
+        plan_cache_mode: String,
+    }
+    let mode = async |tx: &mut smartchat_core::db::Tx| {
+        let smartchat_core::db::Raw::Pg(c) = tx.raw() else {
+            panic!("a PostgreSQL connection")
+        };
+        diesel::sql_query("SHOW plan_cache_mode")
+            .get_result::<Mode>(c)
+            .await
+            .unwrap()
+            .plan_cache_mode
+    };
+    let mut tx = env.store.db.begin_planned().await.unwrap();
+    assert_eq!(mode(&mut tx).await, "force_custom_plan");
+    tx.commit().await.unwrap();
+    let mut tx = env.store.db.begin().await.unwrap();
+    assert_eq!(mode(&mut tx).await, "auto");
+    tx.commit().await.unwrap();
+}

@@ -11,6 +11,7 @@
 //! `commit()` (an error, a panic, a cancelled request) takes its connection out of the pool
 //! and closes it, which rolls the transaction back: nothing half-written.
 
+pub mod prepared;
 pub mod schema;
 pub mod schema_auth;
 
@@ -398,13 +399,30 @@ impl DbPool {
 
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx, CoreError> {
+        self.begin_with("BEGIN").await
+    }
+
+    /// Begins a write transaction whose statements are planned for the values they run
+    /// with: on PostgreSQL `plan_cache_mode = force_custom_plan` for this transaction only
+    /// (the `SET LOCAL` travels with the `BEGIN`, no extra round trip). For the set-based
+    /// statements over `unnest` arrays ([`prepared::stmt`]) and the job claims: their best
+    /// plan depends on the arrays' lengths and the tables' current sizes, and a generic plan
+    /// that a long-lived connection settled on while the tables were small keeps reading
+    /// whole tables once they have grown (the webhook benchmark measured 10 ms per read of
+    /// a few rows). The text stays prepared, so only planning is repeated.
+    pub async fn begin_planned(&self) -> Result<Tx, CoreError> {
+        self.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
+            .await
+    }
+
+    async fn begin_with(&self, pg_begin: &str) -> Result<Tx, CoreError> {
         let turn = match self {
             Self::Sqlite(_, gate) => Some(gate.clone().lock_owned().await),
             Self::Postgres(_) => None,
         };
         let mut conn = self.conn().await?;
         let begin = match conn {
-            Conn::Pg(_) => "BEGIN",
+            Conn::Pg(_) => pg_begin,
             Conn::Sqlite(_) => "BEGIN IMMEDIATE",
         };
         let res = db_run!(conn, |c| c.batch_execute(begin).await);
