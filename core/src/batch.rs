@@ -495,8 +495,9 @@ impl SubjectRow {
     }
 }
 
-/// Rows per statement: far below both databases' limits on bound parameters (PostgreSQL
-/// 65,535; SQLite 32,766) for the widest row written here (9 columns).
+/// Values per lookup statement (an `IN` list on SQLite, where each is a bound parameter):
+/// far below SQLite's limit of 32,766. PostgreSQL's writes bind one array per column, so
+/// they need no chunks.
 const CHUNK: usize = 500;
 
 impl Store {
