@@ -18,8 +18,7 @@ use smartchat_ledger::{Actor, EntryDraft, EventKind, Hash, RefKind, Reference};
 use crate::crypto::{SubjectKey, TenantKey};
 use crate::db::prepared::stmt;
 use crate::db::schema::{
-    conversations, jobs, ledger_pending, messages, phone_numbers, search_feed, subject_keys,
-    subjects,
+    conversations, ledger_pending, messages, phone_numbers, search_feed, subject_keys, subjects,
 };
 use crate::db::{Conn, Raw, SqliteConn, Tx, is_unique_violation, now_micros};
 use crate::db_run;
@@ -616,7 +615,6 @@ impl Store {
         bumps.sort();
         let mut moves: Vec<StatusWrite> = w.statuses.drain().map(|(_, s)| s).collect();
         moves.sort_by(|a, b| a.id.cmp(&b.id));
-        let payloads: Vec<String> = w.jobs.iter().map(|j| j.payload.to_string()).collect();
         let encoded: Vec<Vec<u8>> = w
             .drafts
             .iter()
@@ -627,6 +625,7 @@ impl Store {
             Raw::Pg(c) => {
                 use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
                 let conn: &diesel_async::AsyncPgConnection = c;
+                let payloads: Vec<String> = w.jobs.iter().map(|j| j.payload.to_string()).collect();
                 let mut steps: Vec<(Step, PgFuture<'_>)> = Vec::new();
                 // One statement per table whatever the row count (`unnest` of one array
                 // per column), each a prepared statement kept on the connection.
@@ -839,25 +838,6 @@ impl Store {
                         )
                     })
                     .collect();
-                let job_rows: Vec<_> = w
-                    .jobs
-                    .iter()
-                    .zip(&payloads)
-                    .map(|(j, p)| {
-                        (
-                            jobs::queue.eq(j.queue),
-                            jobs::kind.eq(j.kind),
-                            jobs::tenant_id.eq(&j.tenant_id),
-                            jobs::payload.eq(p),
-                            jobs::status.eq("ready"),
-                            jobs::attempts.eq(0),
-                            jobs::max_attempts.eq(j.max_attempts),
-                            jobs::run_at.eq(j.run_at),
-                            jobs::dedupe_key.eq(&j.dedupe_key),
-                            jobs::created_at.eq(now),
-                        )
-                    })
-                    .collect();
                 let feed_rows: Vec<_> = w
                     .feed
                     .iter()
@@ -934,14 +914,6 @@ impl Store {
                         .await?;
                 }
                 step_result(Step::Statuses(moves.len()), Ok(moved))?;
-                for row in job_rows {
-                    insert_into(jobs::table)
-                        .values(row)
-                        .on_conflict(jobs::dedupe_key)
-                        .do_nothing()
-                        .execute(c)
-                        .await?;
-                }
                 for row in feed_rows {
                     insert_into(search_feed::table)
                         .values(row)
@@ -954,6 +926,12 @@ impl Store {
                         .execute(c)
                         .await?;
                 }
+            }
+        }
+        if !tx.is_postgres() {
+            // SQLite: the jobs as `jobs::enqueue` queues one, one statement each.
+            for job in &w.jobs {
+                crate::jobs::enqueue(tx, job).await?;
             }
         }
         Ok(())
