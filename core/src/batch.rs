@@ -16,7 +16,7 @@ use diesel_async::RunQueryDsl;
 use smartchat_ledger::{Actor, EntryDraft, EventKind, Hash, RefKind, Reference};
 
 use crate::crypto::{SubjectKey, TenantKey};
-use crate::db::prepared::stmt;
+use crate::db::prepared::{column, stmt};
 use crate::db::schema::{
     conversations, ledger_pending, messages, phone_numbers, search_feed, subject_keys, subjects,
 };
@@ -634,24 +634,14 @@ impl Store {
                     steps.push((
                         Step::Subjects,
                         stmt(INSERT_SUBJECTS_PG)
-                            .bind::<Array<Text>, _>(s.iter().map(|r| &r.id).collect::<Vec<_>>())
-                            .bind::<Array<Text>, _>(s.iter().map(|r| &r.tenant).collect::<Vec<_>>())
-                            .bind::<Array<Nullable<Binary>>, _>(
-                                s.iter().map(|r| &r.wa_blind).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<Nullable<Binary>>, _>(
-                                s.iter().map(|r| &r.bsuid_blind).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<Nullable<Binary>>, _>(
-                                s.iter().map(|r| &r.phone_blind).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<Binary>, _>(
-                                s.iter().map(|r| &r.contact_ct).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<Binary>, _>(
-                                s.iter().map(|r| &r.wrapped_key).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<BigInt>, _>(s.iter().map(|r| r.at).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(column(s, |r| &r.id))
+                            .bind::<Array<Text>, _>(column(s, |r| &r.tenant))
+                            .bind::<Array<Nullable<Binary>>, _>(column(s, |r| &r.wa_blind))
+                            .bind::<Array<Nullable<Binary>>, _>(column(s, |r| &r.bsuid_blind))
+                            .bind::<Array<Nullable<Binary>>, _>(column(s, |r| &r.phone_blind))
+                            .bind::<Array<Binary>, _>(column(s, |r| &r.contact_ct))
+                            .bind::<Array<Binary>, _>(column(s, |r| &r.wrapped_key))
+                            .bind::<Array<BigInt>, _>(column(s, |r| r.at))
                             .execute(&mut &*conn),
                     ));
                 }
@@ -660,13 +650,11 @@ impl Store {
                     steps.push((
                         Step::Other,
                         stmt(INSERT_CONVERSATIONS_PG)
-                            .bind::<Array<Text>, _>(v.iter().map(|r| &r.id).collect::<Vec<_>>())
-                            .bind::<Array<Text>, _>(v.iter().map(|r| &r.tenant).collect::<Vec<_>>())
-                            .bind::<Array<Text>, _>(
-                                v.iter().map(|r| &r.subject).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<Text>, _>(v.iter().map(|r| &r.pnid).collect::<Vec<_>>())
-                            .bind::<Array<BigInt>, _>(v.iter().map(|r| r.at).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(column(v, |r| &r.id))
+                            .bind::<Array<Text>, _>(column(v, |r| &r.tenant))
+                            .bind::<Array<Text>, _>(column(v, |r| &r.subject))
+                            .bind::<Array<Text>, _>(column(v, |r| &r.pnid))
+                            .bind::<Array<BigInt>, _>(column(v, |r| r.at))
                             .execute(&mut &*conn),
                     ));
                 }
@@ -675,20 +663,14 @@ impl Store {
                     steps.push((
                         Step::Messages,
                         stmt(INSERT_MESSAGES_PG)
-                            .bind::<Array<Text>, _>(m.iter().map(|r| &r.id).collect::<Vec<_>>())
-                            .bind::<Array<Text>, _>(m.iter().map(|r| &r.tenant).collect::<Vec<_>>())
-                            .bind::<Array<Text>, _>(
-                                m.iter().map(|r| &r.conversation).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<Text>, _>(
-                                m.iter().map(|r| &r.subject).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<Text>, _>(m.iter().map(|r| &r.kind).collect::<Vec<_>>())
-                            .bind::<Array<Text>, _>(m.iter().map(|r| &r.wamid).collect::<Vec<_>>())
-                            .bind::<Array<Nullable<Binary>>, _>(
-                                m.iter().map(|r| &r.body_ct).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<BigInt>, _>(m.iter().map(|r| r.at).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(column(m, |r| &r.id))
+                            .bind::<Array<Text>, _>(column(m, |r| &r.tenant))
+                            .bind::<Array<Text>, _>(column(m, |r| &r.conversation))
+                            .bind::<Array<Text>, _>(column(m, |r| &r.subject))
+                            .bind::<Array<Text>, _>(column(m, |r| &r.kind))
+                            .bind::<Array<Text>, _>(column(m, |r| &r.wamid))
+                            .bind::<Array<Nullable<Binary>>, _>(column(m, |r| &r.body_ct))
+                            .bind::<Array<BigInt>, _>(column(m, |r| r.at))
                             .execute(&mut &*conn),
                     ));
                 }
@@ -727,21 +709,13 @@ impl Store {
                         Step::Other,
                         stmt(INSERT_JOBS_PG)
                             .bind::<BigInt, _>(now)
-                            .bind::<Array<Text>, _>(j.iter().map(|r| r.queue).collect::<Vec<_>>())
-                            .bind::<Array<Text>, _>(j.iter().map(|r| r.kind).collect::<Vec<_>>())
-                            .bind::<Array<Nullable<Text>>, _>(
-                                j.iter().map(|r| &r.tenant_id).collect::<Vec<_>>(),
-                            )
+                            .bind::<Array<Text>, _>(column(j, |r| r.queue))
+                            .bind::<Array<Text>, _>(column(j, |r| r.kind))
+                            .bind::<Array<Nullable<Text>>, _>(column(j, |r| &r.tenant_id))
                             .bind::<Array<Text>, _>(&payloads)
-                            .bind::<Array<Integer>, _>(
-                                j.iter().map(|r| r.max_attempts).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<BigInt>, _>(
-                                j.iter().map(|r| r.run_at).collect::<Vec<_>>(),
-                            )
-                            .bind::<Array<Nullable<Text>>, _>(
-                                j.iter().map(|r| &r.dedupe_key).collect::<Vec<_>>(),
-                            )
+                            .bind::<Array<Integer>, _>(column(j, |r| r.max_attempts))
+                            .bind::<Array<BigInt>, _>(column(j, |r| r.run_at))
+                            .bind::<Array<Nullable<Text>>, _>(column(j, |r| &r.dedupe_key))
                             .execute(&mut &*conn),
                     ));
                 }
@@ -751,8 +725,8 @@ impl Store {
                         Step::Other,
                         stmt(INSERT_FEED_PG)
                             .bind::<BigInt, _>(now)
-                            .bind::<Array<Text>, _>(f.iter().map(|(t, _)| t).collect::<Vec<_>>())
-                            .bind::<Array<Text>, _>(f.iter().map(|(_, m)| m).collect::<Vec<_>>())
+                            .bind::<Array<Text>, _>(column(f, |(t, _)| t))
+                            .bind::<Array<Text>, _>(column(f, |(_, m)| m))
                             .execute(&mut &*conn),
                     ));
                 }

@@ -22,6 +22,7 @@ use smartchat_ledger::{
 };
 
 use crate::crypto::keyring::Keyring;
+use crate::db::prepared::{column, stmt};
 use crate::db::schema::{
     ledger_checkpoints, ledger_entries, ledger_head, ledger_pending, ledger_tree,
 };
@@ -135,17 +136,13 @@ impl LedgerStore for SqlLedger<'_> {
                 // One prepared statement whatever the entry count.
                 use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable};
                 if !rows.is_empty() {
-                    crate::db::prepared::stmt(INSERT_ENTRIES_PG)
-                        .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-                        .bind::<Array<Nullable<Binary>>, _>(
-                            rows.iter().map(|r| &r.tenant_id).collect::<Vec<_>>(),
-                        )
-                        .bind::<Array<Integer>, _>(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
-                        .bind::<Array<BigInt>, _>(
-                            rows.iter().map(|r| r.time_micros).collect::<Vec<_>>(),
-                        )
-                        .bind::<Array<Binary>, _>(rows.iter().map(|r| &r.entry).collect::<Vec<_>>())
-                        .bind::<Array<Binary>, _>(rows.iter().map(|r| &r.hash).collect::<Vec<_>>())
+                    stmt(INSERT_ENTRIES_PG)
+                        .bind::<Array<BigInt>, _>(column(&rows, |r| r.seq))
+                        .bind::<Array<Nullable<Binary>>, _>(column(&rows, |r| &r.tenant_id))
+                        .bind::<Array<Integer>, _>(column(&rows, |r| r.kind))
+                        .bind::<Array<BigInt>, _>(column(&rows, |r| r.time_micros))
+                        .bind::<Array<Binary>, _>(column(&rows, |r| &r.entry))
+                        .bind::<Array<Binary>, _>(column(&rows, |r| &r.hash))
                         .execute(c)
                         .await?;
                 }
@@ -171,9 +168,9 @@ impl LedgerStore for SqlLedger<'_> {
             pg | c | {
                 use diesel::sql_types::{Array, BigInt, Binary};
                 if !trows.is_empty() {
-                    crate::db::prepared::stmt(INSERT_TREE_PG)
-                        .bind::<Array<BigInt>, _>(trows.iter().map(|r| r.id).collect::<Vec<_>>())
-                        .bind::<Array<Binary>, _>(trows.iter().map(|r| &r.hash).collect::<Vec<_>>())
+                    stmt(INSERT_TREE_PG)
+                        .bind::<Array<BigInt>, _>(column(&trows, |r| r.id))
+                        .bind::<Array<Binary>, _>(column(&trows, |r| &r.hash))
                         .execute(c)
                         .await?;
                 }

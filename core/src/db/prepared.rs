@@ -31,16 +31,11 @@ use diesel::sql_types::{HasSqlType, Untyped};
 pub struct Stmt<B = ()> {
     sql: &'static str,
     binds: B,
-    count: usize,
 }
 
 /// The text of a statement with no parameters bound yet.
 pub fn stmt(sql: &'static str) -> Stmt<()> {
-    Stmt {
-        sql,
-        binds: (),
-        count: 0,
-    }
+    Stmt { sql, binds: () }
 }
 
 /// One more bound value after `P`'s.
@@ -60,7 +55,6 @@ impl<B> Stmt<B> {
                 value,
                 _st: PhantomData,
             },
-            count: self.count + 1,
         }
     }
 }
@@ -151,6 +145,11 @@ impl Segments {
     }
 }
 
+/// One column of `rows`, as the array a statement binds (`unnest($1::text[], …)`).
+pub fn column<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
 fn misuse(msg: String) -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(msg.into())
 }
@@ -162,10 +161,10 @@ impl<B: BindList> QueryFragment<Pg> for Stmt<B> {
             seen: 0,
         };
         self.binds.push(&mut segments, &mut out)?;
-        if next_new_placeholder(segments.rest, self.count).is_some() {
+        if next_new_placeholder(segments.rest, segments.seen).is_some() {
             return Err(misuse(format!(
                 "the text has more placeholders than the {} values bound",
-                self.count
+                segments.seen
             )));
         }
         out.push_sql(segments.rest);
