@@ -410,6 +410,15 @@ impl DbPool {
     /// that a long-lived connection settled on while the tables were small keeps reading
     /// whole tables once they have grown (the webhook benchmark measured 10 ms per read of
     /// a few rows). The text stays prepared, so only planning is repeated.
+    ///
+    /// Planning every run costs about a third of PostgreSQL's CPU at 320 webhook
+    /// deliveries/s (perf; batches of about three deliveries). Generic plans made with
+    /// sequential scans, hash joins and merge joins disabled (`force_generic_plan` plus
+    /// `enable_* = off`) were tried instead and measured worse in the webhook benchmark
+    /// (saturation 579/s against 1,319/s on the same machine the same day; the pipeline
+    /// workers answered 3 replies/s for the first half minute); they also leave the choice
+    /// between indexes to a plan made while a table may be empty (the read by Meta id then
+    /// walked `(tenant_id, created_at)` instead of the unique `(tenant_id, wamid)`).
     pub async fn begin_planned(&self) -> Result<Tx, CoreError> {
         self.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan")
             .await
