@@ -17,9 +17,7 @@ use smartchat_ledger::{Actor, EntryDraft, EventKind, Hash, RefKind, Reference};
 
 use crate::crypto::{SubjectKey, TenantKey};
 use crate::db::prepared::{column, stmt};
-use crate::db::schema::{
-    conversations, ledger_pending, messages, phone_numbers, search_feed, subject_keys, subjects,
-};
+use crate::db::schema::{conversations, messages, phone_numbers, subject_keys, subjects};
 use crate::db::{Conn, Raw, SqliteConn, Tx, is_unique_violation, now_micros};
 use crate::db_run;
 use crate::error::CoreError;
@@ -615,17 +613,16 @@ impl Store {
         bumps.sort();
         let mut moves: Vec<StatusWrite> = w.statuses.drain().map(|(_, s)| s).collect();
         moves.sort_by(|a, b| a.id.cmp(&b.id));
-        let encoded: Vec<Vec<u8>> = w
-            .drafts
-            .iter()
-            .map(|d| d.encode().map_err(|e| CoreError::Ledger(e.to_string())))
-            .collect::<Result<_, _>>()?;
-
         match tx.raw() {
             Raw::Pg(c) => {
                 use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
                 let conn: &diesel_async::AsyncPgConnection = c;
                 let payloads: Vec<String> = w.jobs.iter().map(|j| j.payload.to_string()).collect();
+                let encoded: Vec<Vec<u8>> = w
+                    .drafts
+                    .iter()
+                    .map(|d| d.encode().map_err(|e| CoreError::Ledger(e.to_string())))
+                    .collect::<Result<_, _>>()?;
                 let mut steps: Vec<(Step, PgFuture<'_>)> = Vec::new();
                 // One statement per table whatever the row count (`unnest` of one array
                 // per column), each a prepared statement kept on the connection.
@@ -812,28 +809,6 @@ impl Store {
                         )
                     })
                     .collect();
-                let feed_rows: Vec<_> = w
-                    .feed
-                    .iter()
-                    .map(|(tenant, mid)| {
-                        (
-                            search_feed::tenant_id.eq(tenant),
-                            search_feed::op.eq("add"),
-                            search_feed::ref_id.eq(mid),
-                            search_feed::created_at.eq(now),
-                        )
-                    })
-                    .collect();
-                let ledger_rows: Vec<_> = encoded
-                    .iter()
-                    .map(|bytes| {
-                        (
-                            ledger_pending::draft.eq(bytes),
-                            ledger_pending::created_micros.eq(now),
-                        )
-                    })
-                    .collect();
-
                 for row in subject_rows {
                     step_result(
                         Step::Subjects,
@@ -888,24 +863,22 @@ impl Store {
                         .await?;
                 }
                 step_result(Step::Statuses(moves.len()), Ok(moved))?;
-                for row in feed_rows {
-                    insert_into(search_feed::table)
-                        .values(row)
-                        .execute(c)
-                        .await?;
-                }
-                for row in ledger_rows {
-                    insert_into(ledger_pending::table)
-                        .values(row)
-                        .execute(c)
-                        .await?;
-                }
             }
         }
         if !tx.is_postgres() {
-            // SQLite: the jobs as `jobs::enqueue` queues one, one statement each.
+            // SQLite: jobs, feed rows and ledger drafts as their own modules queue one,
+            // one statement each (the drafts in order).
             for job in &w.jobs {
                 crate::jobs::enqueue(tx, job).await?;
+            }
+            for (tenant, mid) in &w.feed {
+                let op = crate::search_feed::FeedOp::Add {
+                    message_id: mid.clone(),
+                };
+                crate::search_feed::enqueue(tx, tenant, &op).await?;
+            }
+            for draft in &w.drafts {
+                crate::audit::enqueue(tx, draft).await?;
             }
         }
         Ok(())
