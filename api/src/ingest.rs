@@ -552,7 +552,7 @@ pub struct GroupCommit {
 /// runs its batch while the first waits on its round trips and commit.
 pub fn committers_for(db: &smartchat_core::db::DbPool) -> usize {
     match db {
-        smartchat_core::db::DbPool::Postgres(_) => POSTGRES_COMMITTERS,
+        smartchat_core::db::DbPool::Postgres(..) => POSTGRES_COMMITTERS,
         smartchat_core::db::DbPool::Sqlite(..) => 1,
     }
 }

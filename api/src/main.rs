@@ -321,10 +321,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  data dir:  {}", config.data_dir.display());
     println!("  ledger key: {}", services.ledger.vkey());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(smartchat_api::background::ledger_worker(
-        services.ledger.clone(),
-        stop_rx.clone(),
-    ));
     let analytics = smartchat_core::analytics::Analytics::open(
         &config.analytics_url,
         &smartchat_core::db::OpenOptions {
@@ -335,32 +331,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .await?;
     let pipeline = smartchat_api::pipeline::Pipeline::new(services.store.clone(), &config)?
         .with_analytics(analytics);
-    let job_workers: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(smartchat_api::pipeline::worker(
-                pipeline.clone(),
-                stop_rx.clone(),
-            ))
-        })
-        .collect();
     let search = if config.search_indexer {
-        let search = smartchat_api::search::Search::new(
+        let search = smartchat_api::search::Search::with_priority(
             services.store.clone(),
             config.data_dir.join("search"),
+            config.background_priority,
         )?;
         Some(search)
     } else {
         None
     };
-    let follow_up_scheduler = tokio::spawn(smartchat_api::follow_ups::scheduler(
-        pipeline.clone(),
-        std::time::Duration::from_secs(config.follow_up_interval_secs),
-        stop_rx.clone(),
-    ));
-    let retention = tokio::spawn(smartchat_api::account::retention_loop(
-        pipeline.clone(),
-        stop_rx.clone(),
-    ));
+    // Pipeline workers, ledger sequencer, indexer, follow-ups and retention: below the
+    // webhook's priority, on pools of their own.
+    let background = smartchat_api::background::Background::start(
+        smartchat_api::background::BackgroundWork {
+            pipeline: pipeline.clone(),
+            ledger: services.ledger.clone(),
+            search: search.clone(),
+            workers: smartchat_api::background::PIPELINE_WORKERS,
+            follow_ups: Some(std::time::Duration::from_secs(
+                config.follow_up_interval_secs,
+            )),
+            retention: true,
+            priority: config.background_priority,
+        },
+        &stop_rx,
+    )?;
     let auth = match &config.oidc {
         Some(o) => {
             let cfg = smartchat_api::auth::AuthConfig::new(
@@ -401,9 +397,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         })
     };
-    let indexer = search
-        .as_ref()
-        .map(|s| tokio::spawn(s.clone().worker(stop_rx.clone())));
     let mut state = smartchat_api::app::AppState::new(services, pipeline, auth, &config);
     if let Some(search) = search {
         state = state.with_search(search);
@@ -418,16 +411,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     })
     .await?;
     let _ = stop_tx.send(true);
-    for w in job_workers {
-        w.await?;
-    }
     purge.await?;
-    follow_up_scheduler.await?;
-    retention.await?;
-    if let Some(i) = indexer {
-        i.await?;
-    }
-    worker.await?;
+    background.join().await?;
     Ok(())
 }
 

@@ -144,6 +144,23 @@ impl Pipeline {
         })
     }
 
+    /// The same pipeline (providers, clients, rate limits) on pools of its own
+    /// ([`Store::twin`], [`smartchat_core::analytics::Analytics::twin`]): what the
+    /// background runtime's workers use.
+    pub fn twin(
+        &self,
+        priority: smartchat_core::priority::BackgroundPriority,
+    ) -> Result<Self, CoreError> {
+        let mut p = self.clone();
+        p.store = self.store.twin(priority)?;
+        p.analytics = self
+            .analytics
+            .as_ref()
+            .map(|a| a.twin(priority))
+            .transpose()?;
+        Ok(p)
+    }
+
     /// Writes anonymized analytics as events happen.
     pub fn with_analytics(mut self, analytics: smartchat_core::analytics::Analytics) -> Self {
         self.analytics = Some(analytics);

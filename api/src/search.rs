@@ -23,6 +23,7 @@ use serde_json::json;
 use smartchat_core::CoreError;
 use smartchat_core::ids::TenantId;
 use smartchat_core::members::Role;
+use smartchat_core::priority::BackgroundPriority;
 use smartchat_core::search_feed::{self, FeedOp, IndexMessage};
 use smartchat_core::store::Store;
 use smartchat_ledger::{Actor, AttrKey, AttrValue, EntryDraft, EventKind, Purpose};
@@ -97,11 +98,51 @@ fn is_damage(e: &SearchError) -> bool {
 impl Search {
     /// Index folders under `root` (`<data_dir>/search`).
     pub fn new(store: Store, root: PathBuf) -> Result<Self, SearchFailure> {
+        Self::with_priority(store, root, BackgroundPriority::Normal)
+    }
+
+    /// Indexes whose writers' threads run at `priority` (the background's,
+    /// `SMARTCHAT_BACKGROUND_PRIORITY`), whichever thread first needs a writer: a search
+    /// request may open a tenant's index before the indexer does.
+    pub fn with_priority(
+        store: Store,
+        root: PathBuf,
+        priority: BackgroundPriority,
+    ) -> Result<Self, SearchFailure> {
+        fn lower(p: BackgroundPriority) {
+            if let Err(reason) = smartchat_core::priority::lower_current_thread(p) {
+                tracing::warn!(%reason, "an index writer keeps the normal priority");
+            }
+        }
+        fn idle() {
+            lower(BackgroundPriority::Idle);
+        }
+        fn low() {
+            lower(BackgroundPriority::Low);
+        }
+        let config = ManagerConfig {
+            writer_setup: match priority {
+                BackgroundPriority::Idle => Some(idle),
+                BackgroundPriority::Low => Some(low),
+                BackgroundPriority::Normal => None,
+            },
+            ..ManagerConfig::default()
+        };
         Ok(Self {
-            manager: Arc::new(IndexManager::new(root, ManagerConfig::default())?),
+            manager: Arc::new(IndexManager::new(root, config)?),
             store,
             open: Arc::new(tokio::sync::Mutex::new(HashSet::new())),
         })
+    }
+
+    /// The same indexes (writers, open set) with storage read through `store`: the
+    /// background runtime's indexer uses its own pools ([`Store::twin`]).
+    pub fn on_store(&self, store: Store) -> Self {
+        Self {
+            manager: self.manager.clone(),
+            store,
+            open: self.open.clone(),
+        }
     }
 
     /// The manager (tests inspect disk usage and files).

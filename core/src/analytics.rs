@@ -154,6 +154,14 @@ impl Analytics {
         &self.db
     }
 
+    /// The same store through a pool of its own ([`DbPool::twin`]), for the background
+    /// runtime.
+    pub fn twin(&self, priority: crate::priority::BackgroundPriority) -> Result<Self, CoreError> {
+        Ok(Self {
+            db: self.db.twin(priority)?,
+        })
+    }
+
     /// Counts an event in its hour cell and its day cell.
     pub async fn record(&self, ev: &Event<'_>) -> Result<(), CoreError> {
         let tid = ev.tenant.to_string();

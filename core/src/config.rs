@@ -98,6 +98,11 @@ pub struct Config {
     /// Seconds between two runs of the follow-up evaluator (`SMARTCHAT_FOLLOW_UP_INTERVAL_SECS`,
     /// default 60, 1 to 3600).
     pub follow_up_interval_secs: u64,
+    /// How the background work (pipeline workers, ledger sequencer, search indexer,
+    /// follow-ups, retention) is scheduled against the webhook and the API
+    /// (`SMARTCHAT_BACKGROUND_PRIORITY`: `idle`, the default, `low` or `normal`; see
+    /// [`crate::priority`]).
+    pub background_priority: crate::priority::BackgroundPriority,
     /// The address customers reach this server at (`SMARTCHAT_PUBLIC_URL`, default
     /// `http://<bind>`): tracked booking links point at `<public_url>/b/<token>`.
     pub public_url: String,
@@ -150,6 +155,7 @@ struct FileConfig {
     search_indexer: Option<bool>,
     public_url: Option<String>,
     follow_up_interval_secs: Option<u64>,
+    background_priority: Option<String>,
 }
 
 /// Every environment variable the server reads, for `--help` and the README.
@@ -181,6 +187,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_SEARCH_INDEXER",
     "SMARTCHAT_PUBLIC_URL",
     "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS",
+    "SMARTCHAT_BACKGROUND_PRIORITY",
 ];
 
 impl Config {
@@ -366,8 +373,19 @@ impl Config {
                 reason: "1 to 3600 seconds".into(),
             });
         }
+        let background_priority =
+            match get("SMARTCHAT_BACKGROUND_PRIORITY").or(fc.background_priority) {
+                None => crate::priority::BackgroundPriority::default(),
+                Some(v) => crate::priority::BackgroundPriority::parse(&v).ok_or_else(|| {
+                    CoreError::Config {
+                        key: "SMARTCHAT_BACKGROUND_PRIORITY".into(),
+                        reason: format!("expected idle, low or normal, got {v:?}"),
+                    }
+                })?,
+            };
         Ok(Self {
             follow_up_interval_secs,
+            background_priority,
             analytics_url,
             oidc,
             search_indexer,
@@ -464,6 +482,10 @@ mod tests {
         );
         assert_eq!(c.master_key_file, PathBuf::from("./data/master.key"));
         assert_eq!(c.sqlite_sync, SqliteSync::Normal);
+        assert_eq!(
+            c.background_priority,
+            crate::priority::BackgroundPriority::Idle
+        );
     }
 
     #[test]
@@ -474,6 +496,21 @@ mod tests {
         let c = Config::load_from(Some(&p), &env(&[("SMARTCHAT_BIND", "127.0.0.1:9100")])).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:9100");
         assert_eq!(c.data_dir, PathBuf::from("/srv/x"));
+        std::fs::write(&p, "background_priority = \"low\"\n").unwrap();
+        let c = Config::load_from(Some(&p), &env(&[])).unwrap();
+        assert_eq!(
+            c.background_priority,
+            crate::priority::BackgroundPriority::Low
+        );
+        let c = Config::load_from(
+            Some(&p),
+            &env(&[("SMARTCHAT_BACKGROUND_PRIORITY", "normal")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.background_priority,
+            crate::priority::BackgroundPriority::Normal
+        );
     }
 
     #[test]
@@ -485,6 +522,13 @@ mod tests {
         assert!(e.to_string().contains("SMARTCHAT_DATABASE_URL"), "{e}");
         let e = Config::load_from(None, &env(&[("SMARTCHAT_SQLITE_SYNC", "off")])).unwrap_err();
         assert!(e.to_string().contains("normal or full"), "{e}");
+        let e = Config::load_from(None, &env(&[("SMARTCHAT_BACKGROUND_PRIORITY", "high")]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("SMARTCHAT_BACKGROUND_PRIORITY"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("idle, low or normal"), "{e}");
         let e = Config::load_from(
             None,
             &env(&[

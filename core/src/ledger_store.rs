@@ -351,6 +351,15 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
+    /// The same ledger (signing key) on another pool of the same database, for the
+    /// background runtime's sequencer ([`crate::store::Store::twin`]).
+    pub fn on_pool(&self, db: DbPool) -> Self {
+        Self {
+            db,
+            signer: self.signer.clone(),
+        }
+    }
+
     /// Opens the ledger with its checkpoint signing key from the key store (created on
     /// first use, wrapped by the master key).
     pub async fn open(db: DbPool, keys: &Keyring, origin: &str) -> Result<Self, CoreError> {

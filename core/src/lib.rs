@@ -21,6 +21,7 @@ pub mod leads;
 pub mod ledger_store;
 pub mod members;
 pub mod policy_store;
+pub mod priority;
 pub mod rights;
 pub mod rights_export;
 pub mod search_feed;

@@ -90,6 +90,16 @@ impl PolicyService {
         }
     }
 
+    /// The same service (and cache, so a change made through either is seen by both)
+    /// reading through another pool ([`crate::store::Store::twin`]).
+    pub fn on_pool(&self, db: DbPool) -> Self {
+        Self {
+            db,
+            platform: self.platform.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+
     /// The platform policy (the floor every tenant stands on).
     pub fn platform(&self) -> &Policy {
         &self.platform

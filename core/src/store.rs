@@ -218,6 +218,18 @@ impl Store {
         }
     }
 
+    /// The same store (keys, policy caches) through pools of its own ([`DbPool::twin`]):
+    /// what the background runtime works with, so that its connections, and the tasks
+    /// that drive them, live on its lower-priority threads and never on the webhook's.
+    pub fn twin(&self, priority: crate::priority::BackgroundPriority) -> Result<Self, CoreError> {
+        let db = self.db.twin(priority)?;
+        Ok(Self {
+            policy: self.policy.on_pool(db.clone()),
+            keys: self.keys.on_pool(self.keys.store().twin(priority)?),
+            db,
+        })
+    }
+
     /// Creates a tenant: its key in the key store, then the tenant row, its phone number
     /// and ledger entries in one transaction of the main database.
     pub async fn create_tenant(&self, new: NewTenant) -> Result<TenantId, CoreError> {

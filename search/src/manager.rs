@@ -36,6 +36,10 @@ pub struct ManagerConfig {
     pub search_time_budget: Duration,
     /// Characters per snippet.
     pub snippet_chars: usize,
+    /// Run first on a thread of its own that then creates each writer, so that the threads
+    /// tantivy starts for it inherit what it set (the server lowers them below the webhook,
+    /// whichever thread first needs the writer). `None`: created on the calling thread.
+    pub writer_setup: Option<fn()>,
 }
 
 impl Default for ManagerConfig {
@@ -45,6 +49,7 @@ impl Default for ManagerConfig {
             writer_threads: 1,
             search_time_budget: Duration::from_millis(250),
             snippet_chars: 160,
+            writer_setup: None,
         }
     }
 }
@@ -79,6 +84,7 @@ struct TenantIndex {
     fields: Fields,
     dir: EncryptedDirectory,
     path: PathBuf,
+    writer_setup: Option<fn()>,
 }
 
 /// Owns the per-tenant indexes under one root folder.
@@ -292,10 +298,12 @@ impl IndexManager {
             if let Some(w) = guard.take() {
                 w.wait_merging_threads()?;
             }
-            *guard = Some(ti.index.writer_with_num_threads(
+            *guard = Some(new_writer(
+                &ti.index,
                 config.writer_threads.max(1),
                 config.writer_memory_bytes,
-            )?);
+                config.writer_setup,
+            )??);
             drop(guard);
             ti.reload()
         })
@@ -457,6 +465,29 @@ fn classify(dir: &EncryptedDirectory, before: u64, error: tantivy::TantivyError)
     }
 }
 
+/// A writer for `index`, created on a thread of its own after `setup` when there is one
+/// ([`ManagerConfig::writer_setup`]). The outer error: that thread could not run.
+fn new_writer(
+    index: &Index,
+    threads: usize,
+    memory: usize,
+    setup: Option<fn()>,
+) -> Result<tantivy::Result<IndexWriter>, SearchError> {
+    let Some(setup) = setup else {
+        return Ok(index.writer_with_num_threads(threads, memory));
+    };
+    let index = index.clone();
+    std::thread::Builder::new()
+        .name("smartchat-ixw".into())
+        .spawn(move || {
+            setup();
+            index.writer_with_num_threads(threads, memory)
+        })
+        .map_err(|_| SearchError::Task)?
+        .join()
+        .map_err(|_| SearchError::Task)
+}
+
 fn open_index(
     path: &Path,
     key: &SearchKey,
@@ -488,9 +519,13 @@ fn open_index(
         .reload_policy(ReloadPolicy::Manual)
         .try_into()
         .map_err(|e| classify(&dir, before, e))?;
-    let writer = index
-        .writer_with_num_threads(config.writer_threads.max(1), config.writer_memory_bytes)
-        .map_err(|e| classify(&dir, before, e))?;
+    let writer = new_writer(
+        &index,
+        config.writer_threads.max(1),
+        config.writer_memory_bytes,
+        config.writer_setup,
+    )?
+    .map_err(|e| classify(&dir, before, e))?;
     let outcome = if existed {
         OpenOutcome::Opened {
             last_applied_seq: read_payload(&index).map_err(|_| SearchError::Crypto)?,
@@ -506,6 +541,7 @@ fn open_index(
             fields,
             dir,
             path: path.to_path_buf(),
+            writer_setup: config.writer_setup,
         },
         outcome,
     ))
@@ -559,7 +595,7 @@ impl TenantIndex {
     ) -> Result<T, SearchError> {
         let mut guard = self.writer.lock().map_err(|_| SearchError::Task)?;
         if guard.is_none() {
-            *guard = Some(self.index.writer_with_num_threads(1, 64_000_000)?);
+            *guard = Some(new_writer(&self.index, 1, 64_000_000, self.writer_setup)??);
         }
         match guard.as_mut() {
             Some(w) => f(w, self.fields),
@@ -609,9 +645,12 @@ impl TenantIndex {
         if let Some(w) = guard.take() {
             w.wait_merging_threads()?;
         }
-        let mut writer = self
-            .index
-            .writer_with_num_threads(config.writer_threads.max(1), config.writer_memory_bytes)?;
+        let mut writer = new_writer(
+            &self.index,
+            config.writer_threads.max(1),
+            config.writer_memory_bytes,
+            config.writer_setup,
+        )??;
         let ids = self.index.searchable_segment_ids()?;
         if !ids.is_empty() {
             writer.merge(&ids).wait()?;

@@ -6,6 +6,9 @@
 //! applies the feed. Every 10th message carries a unique marker word; a prober searches for
 //! each marker until it is found. Latency = found − the message's scheduled time.
 //!
+//! The workers, the indexer and the ledger sequencer run on the background runtime as
+//! `smartchat serve` runs them (`SMARTCHAT_BACKGROUND_PRIORITY`, `idle` by default).
+//!
 //! Run: `cargo bench -p smartchat-tests --bench search_freshness`
 //! (`BENCH_BACKENDS=sqlite|postgres`, `BENCH_RATE` messages/s (default 200), `BENCH_SECONDS`
 //! (default 20)).
@@ -110,14 +113,41 @@ async fn run(backend: Backend, name: &str, rate: f64, seconds: u64) {
             .unwrap();
         tenants.push((id, pnid));
     }
-    let config = smartchat_core::config::Config::load_from(None, &Default::default()).unwrap();
+    // `SMARTCHAT_BACKGROUND_PRIORITY=normal` (or `low`) compares other schedulings.
+    let vars: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k == "SMARTCHAT_BACKGROUND_PRIORITY")
+        .collect();
+    let config = smartchat_core::config::Config::load_from(None, &vars).unwrap();
     let pipeline = Pipeline::new(env.store.clone(), &config).unwrap();
-    let search = Search::new(env.store.clone(), env.dir.path().join("search")).unwrap();
+    let search = Search::with_priority(
+        env.store.clone(),
+        env.dir.path().join("search"),
+        config.background_priority,
+    )
+    .unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let mut tasks = vec![tokio::spawn(search.clone().worker(rx.clone()))];
-    for _ in 0..2 {
-        tasks.push(tokio::spawn(pipeline::worker(pipeline.clone(), rx.clone())));
-    }
+    // As `smartchat serve` runs them: indexer, workers and ledger sequencer on the
+    // background runtime, below the ingest's priority.
+    let ledger = smartchat_core::ledger_store::Ledger::open(
+        env.store.db.clone(),
+        &env.store.keys,
+        "bench/ledger",
+    )
+    .await
+    .unwrap();
+    let background = smartchat_api::background::Background::start(
+        smartchat_api::background::BackgroundWork {
+            pipeline: pipeline.clone(),
+            ledger,
+            search: Some(search.clone()),
+            workers: smartchat_api::background::PIPELINE_WORKERS,
+            follow_ups: None,
+            retention: false,
+            priority: config.background_priority,
+        },
+        &rx,
+    )
+    .unwrap();
     // Pending markers: marker → (tenant, scheduled time).
     let pending: Arc<Mutex<HashMap<String, (TenantId, Instant)>>> = Arc::default();
     let found: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -200,9 +230,7 @@ async fn run(backend: Backend, name: &str, rate: f64, seconds: u64) {
     let achieved = total as f64 / (offered_end - start).as_secs_f64();
     stop.send(true).unwrap();
     let _ = prober.await;
-    for t in tasks {
-        let _ = t.await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), background.join()).await;
     let mut lat = found.lock().unwrap().clone();
     lat.sort();
     ingest_lat.sort();

@@ -1,9 +1,11 @@
 //! Webhook load benchmark on PostgreSQL and SQLite (a bench binary, not a timed test).
 //!
-//! The server runs in-process as `smartchat serve` runs it: the axum router, two pipeline
-//! workers (`BENCH_WORKERS`) answering with the offline assistant (no provider key is set) and
-//! sending to the sandbox (the numbers have no access token), the ledger sequencer and the
-//! search indexer (`BENCH_SEARCH=0` to leave it out). 50 tenants, each with its own phone
+//! The server runs in-process as `smartchat serve` runs it: the axum router, and on the
+//! background runtime (`api::background`, scheduled as `SMARTCHAT_BACKGROUND_PRIORITY` says,
+//! `idle` by default; `normal` or `low` to compare) two pipeline workers (`BENCH_WORKERS`)
+//! answering with the offline assistant (no provider key is set) and sending to the sandbox
+//! (the numbers have no access token), the ledger sequencer and the search indexer
+//! (`BENCH_SEARCH=0` to leave it out). 50 tenants, each with its own phone
 //! number id and `BENCH_CUSTOMERS` (100) returning customers, each of whom sends one message
 //! before the measured steps (the seed), so that subjects, conversations and sent replies
 //! exist; the seed waits up to `BENCH_SEED_WAIT` (300) seconds for the pipeline to answer.
@@ -49,6 +51,7 @@ use diesel_async::RunQueryDsl;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use smartchat_api::app::{AppState, router};
+use smartchat_api::background::{Background, BackgroundWork};
 use smartchat_api::boot::Services;
 use smartchat_api::pipeline::{self, Pipeline};
 use smartchat_core::crypto::{BlindKind, TenantKey};
@@ -233,13 +236,14 @@ async fn main() {
     println!(
         "webhook load: {TENANTS} tenants x {} customers, mix 70% text / 10% media / 20% status \
          batches, {:.0}% re-sends; warm-up {:?}, measured {:?} per step; {} pipeline workers; \
-         search indexer {}",
+         search indexer {}; background priority {}",
         s.customers,
         DUPLICATE_SHARE * 100.0,
         s.warmup,
         s.measure,
         s.workers,
-        if s.search { "on" } else { "off" }
+        if s.search { "on" } else { "off" },
+        std::env::var("SMARTCHAT_BACKGROUND_PRIORITY").unwrap_or_else(|_| "idle".into())
     );
     let pg_tps = if s.pgbench { pgbench(&s).await } else { None };
     let mut summaries = Vec::new();
@@ -415,6 +419,7 @@ struct World {
     base: String,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    background: Background,
     load: Arc<Load>,
 }
 
@@ -588,10 +593,10 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
     }
 
     // Stop, then check what was stored against what was answered.
-    // A pipeline worker only looks at the stop signal when the queue is empty, so a backlog
-    // would keep it busy for minutes: whatever is still running after a few seconds is
-    // aborted (the databases are thrown away next).
+    // Whatever is still running after a few seconds is aborted (the databases are thrown
+    // away next); dropping the background stops its runtime.
     let _ = world.stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), world.background.join()).await;
     for mut t in world.tasks {
         if tokio::time::timeout(Duration::from_secs(5), &mut t)
             .await
@@ -729,6 +734,10 @@ async fn start_world(env: &TestEnv, s: &Settings) -> World {
         "SMARTCHAT_META_GRAPH_URL".to_owned(),
         "http://127.0.0.1:9".to_owned(),
     );
+    // `SMARTCHAT_BACKGROUND_PRIORITY=normal` (or `low`) compares other schedulings.
+    if let Ok(v) = std::env::var("SMARTCHAT_BACKGROUND_PRIORITY") {
+        vars.insert("SMARTCHAT_BACKGROUND_PRIORITY".to_owned(), v);
+    }
     let config = smartchat_core::config::Config::load_from(None, &vars).unwrap();
     assert!(config.openai_api_key.is_none() && config.deepseek_api_key.is_none());
     let ledger = Ledger::open(env.store.db.clone(), &env.store.keys, "bench/ledger")
@@ -749,8 +758,12 @@ async fn start_world(env: &TestEnv, s: &Settings) -> World {
     );
     // As `smartchat serve` does with its default SMARTCHAT_SEARCH_INDEXER=true.
     let search = (s.search && config.search_indexer).then(|| {
-        smartchat_api::search::Search::new(env.store.clone(), env.dir.path().join("search"))
-            .unwrap()
+        smartchat_api::search::Search::with_priority(
+            env.store.clone(),
+            env.dir.path().join("search"),
+            config.background_priority,
+        )
+        .unwrap()
     });
     if let Some(search) = &search {
         state = state.with_search(search.clone());
@@ -769,19 +782,21 @@ async fn start_world(env: &TestEnv, s: &Settings) -> World {
                 .await;
         }));
     }
-    if let Some(search) = search {
-        tasks.push(tokio::spawn(search.worker(stop_rx.clone())));
-    }
-    tasks.push(tokio::spawn(smartchat_api::background::ledger_worker(
-        ledger,
-        stop_rx.clone(),
-    )));
-    for _ in 0..s.workers {
-        tasks.push(tokio::spawn(pipeline::worker(
-            pipeline.clone(),
-            stop_rx.clone(),
-        )));
-    }
+    // As `smartchat serve` runs them: on the background runtime, below the webhook's
+    // priority, on pools of their own.
+    let background = Background::start(
+        BackgroundWork {
+            pipeline: pipeline.clone(),
+            ledger,
+            search,
+            workers: s.workers,
+            follow_ups: None,
+            retention: false,
+            priority: config.background_priority,
+        },
+        &stop_rx,
+    )
+    .unwrap();
     let targets = Arc::new(Targets::default());
     {
         let mut t = lock(&targets.inner);
@@ -814,6 +829,7 @@ async fn start_world(env: &TestEnv, s: &Settings) -> World {
         base,
         stop,
         tasks,
+        background,
         load,
     }
 }

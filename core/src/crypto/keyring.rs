@@ -24,11 +24,12 @@ const CACHE_LIMIT: usize = 50_000;
 /// Opens and caches keys. Cheap to clone.
 #[derive(Clone)]
 pub struct Keyring {
+    /// The key store's pool (see [`Keyring::on_pool`]).
+    store: DbPool,
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    store: DbPool,
     master: MasterKey,
     tenants: Mutex<HashMap<blake3::Hash, Arc<TenantKey>>>,
     subjects: Mutex<HashMap<blake3::Hash, SubjectKey>>,
@@ -112,8 +113,8 @@ impl Keyring {
         };
         Ok((
             Self {
+                store,
                 inner: Arc::new(Inner {
-                    store,
                     master,
                     tenants: Mutex::new(HashMap::new()),
                     subjects: Mutex::new(HashMap::new()),
@@ -141,7 +142,17 @@ impl Keyring {
 
     /// The key store pool.
     pub fn store(&self) -> &DbPool {
-        &self.inner.store
+        &self.store
+    }
+
+    /// The same keyring (master key and caches, so a shredded key is forgotten by both)
+    /// reading the key store through another pool: the background runtime's
+    /// ([`crate::store::Store::twin`]).
+    pub fn on_pool(&self, store: DbPool) -> Self {
+        Self {
+            store,
+            inner: self.inner.clone(),
+        }
     }
 
     /// Creates and stores a new tenant key.
@@ -153,7 +164,7 @@ impl Keyring {
             .wrap(key.to_secret_string().expose_secret().as_bytes())?;
         let recipient = key.recipient();
         let now = now_micros();
-        let mut c = self.inner.store.conn().await?;
+        let mut c = self.store.conn().await?;
         let res = db_run!(c, |c| diesel::insert_into(tenant_keys::table)
             .values((
                 tenant_keys::tenant_id.eq(tenant_id),
@@ -177,7 +188,7 @@ impl Keyring {
 
     /// The tenant's key: [`CoreError::Shredded`] once shredded, `NotFound` if never made.
     pub async fn tenant_key(&self, tenant_id: &str) -> Result<Arc<TenantKey>, CoreError> {
-        let mut c = self.inner.store.conn().await?;
+        let mut c = self.store.conn().await?;
         let row: Option<Option<Vec<u8>>> = db_run!(c, |c| tenant_keys::table
             .find(tenant_id)
             .select(tenant_keys::wrapped_identity)
@@ -205,7 +216,7 @@ impl Keyring {
         &self,
         tenant_ids: &[String],
     ) -> Result<HashMap<String, Result<Arc<TenantKey>, CoreError>>, CoreError> {
-        let mut c = self.inner.store.conn().await?;
+        let mut c = self.store.conn().await?;
         let mut rows: HashMap<String, Option<Vec<u8>>> = HashMap::new();
         for chunk in tenant_ids.chunks(500) {
             let found: Vec<(String, Option<Vec<u8>>)> = db_run!(c, |c| tenant_keys::table
@@ -243,7 +254,7 @@ impl Keyring {
     /// later reads say `Shredded`. Idempotent. O(1) in the tenant's data.
     pub async fn shred_tenant(&self, tenant_id: &str) -> Result<(), CoreError> {
         let now = now_micros();
-        let mut c = self.inner.store.conn().await?;
+        let mut c = self.store.conn().await?;
         let n = db_run!(c, |c| diesel::update(tenant_keys::table.find(tenant_id))
             .set((
                 tenant_keys::wrapped_identity.eq(None::<Vec<u8>>),
@@ -263,7 +274,7 @@ impl Keyring {
 
     /// Removes a tenant key that was created for a tenant whose creation then failed.
     pub async fn delete_unused_tenant_key(&self, tenant_id: &str) -> Result<(), CoreError> {
-        let mut c = self.inner.store.conn().await?;
+        let mut c = self.store.conn().await?;
         db_run!(c, |c| diesel::delete(tenant_keys::table.find(tenant_id))
             .execute(c)
             .await)?;
@@ -273,7 +284,7 @@ impl Keyring {
 
     /// Lists the key store's tenant rows.
     pub async fn list_tenant_keys(&self) -> Result<Vec<TenantKeyInfo>, CoreError> {
-        let mut c = self.inner.store.conn().await?;
+        let mut c = self.store.conn().await?;
         let rows: Vec<(String, String, Option<Vec<u8>>)> = db_run!(c, |c| tenant_keys::table
             .select((
                 tenant_keys::tenant_id,
@@ -324,7 +335,7 @@ impl Keyring {
         name: &str,
         public_of: impl Fn(&[u8; 32]) -> String,
     ) -> Result<zeroize::Zeroizing<[u8; 32]>, CoreError> {
-        let mut c = self.inner.store.conn().await?;
+        let mut c = self.store.conn().await?;
         let row: Option<Vec<u8>> = db_run!(c, |c| service_keys::table
             .find(name)
             .select(service_keys::wrapped_secret)

@@ -31,6 +31,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use futures::FutureExt as _;
 
 use crate::error::CoreError;
+use crate::priority::BackgroundPriority;
 
 /// SQLite behind diesel-async's blocking wrapper.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
@@ -139,19 +140,25 @@ impl std::str::FromStr for DbUrl {
 /// A pool of connections to one database.
 #[derive(Clone)]
 pub enum DbPool {
-    /// PostgreSQL through diesel-async's native connection.
-    Postgres(Pool<AsyncPgConnection>),
+    /// PostgreSQL through diesel-async's native connection, with what opened the pool (for
+    /// [`DbPool::twin`]).
+    Postgres(Pool<AsyncPgConnection>, Arc<PgSource>),
     /// SQLite through diesel-async's sync wrapper, with the process's writer gate: SQLite
     /// has one writer at a time, and waiting for it in a fair (FIFO) async queue instead of
     /// in SQLite's busy handler (which sleeps and retries, so a writer can starve past its
     /// timeout under load) gives every transaction its turn in arrival order.
-    Sqlite(Pool<SqliteConn>, Arc<tokio::sync::Mutex<()>>),
+    /// With what opened the pool (for [`DbPool::twin`]).
+    Sqlite(
+        Pool<SqliteConn>,
+        Arc<tokio::sync::Mutex<()>>,
+        Arc<SqliteSource>,
+    ),
 }
 
 impl std::fmt::Debug for DbPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Postgres(_) => "DbPool::Postgres",
+            Self::Postgres(..) => "DbPool::Postgres",
             Self::Sqlite(..) => "DbPool::Sqlite",
         })
     }
@@ -291,6 +298,154 @@ fn unreachable_conn() -> ! {
     panic!("transaction used after commit")
 }
 
+/// What a PostgreSQL pool connects to.
+pub struct PgSource {
+    url: String,
+    max_connections: usize,
+}
+
+impl PgSource {
+    /// A new pool; it connects on first use. Unless `priority` is normal, each connection's
+    /// server process is lowered to it when it runs on this host ([`lower_backend`]).
+    fn pool(&self, priority: BackgroundPriority) -> Result<Pool<AsyncPgConnection>, CoreError> {
+        // Fast recycling: a connection goes back out unless it is known broken (its socket
+        // closed, a failed transaction). The default ran `SELECT 1` on every checkout: a
+        // quarter of all statements under load, each a round trip.
+        let mut cfg = ManagerConfig::<AsyncPgConnection>::default();
+        cfg.recycling_method = RecyclingMethod::Fast;
+        if priority != BackgroundPriority::Normal {
+            cfg.custom_setup = Box::new(move |url: &str| {
+                let url = url.to_owned();
+                async move {
+                    let mut c =
+                        <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url)
+                            .await?;
+                    if let Err(reason) = lower_backend(&mut c, &url, priority).await {
+                        static REPORTED: std::sync::atomic::AtomicBool =
+                            std::sync::atomic::AtomicBool::new(false);
+                        if !REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            tracing::info!(
+                                %reason,
+                                "background database connections keep the normal priority"
+                            );
+                        }
+                    }
+                    Ok(c)
+                }
+                .boxed()
+            });
+        }
+        let mgr =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&self.url, cfg);
+        Pool::builder(mgr)
+            .max_size(self.max_connections)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| CoreError::Database(format!("pool: {e}")))
+    }
+}
+
+/// What a SQLite pool opens.
+pub struct SqliteSource {
+    path: String,
+    sync: SqliteSync,
+    busy_ms: u128,
+    max_connections: usize,
+}
+
+impl SqliteSource {
+    /// A new pool; it opens connections on first use.
+    fn pool(&self) -> Result<Pool<SqliteConn>, CoreError> {
+        let (sync, busy_ms) = (self.sync, self.busy_ms);
+        let mut cfg = ManagerConfig::<SqliteConn>::default();
+        cfg.recycling_method = RecyclingMethod::Fast;
+        cfg.custom_setup = Box::new(move |url: &str| {
+            let url = url.to_owned();
+            async move {
+                let mut c = SqliteConnection::establish(&url)?;
+                diesel::connection::SimpleConnection::batch_execute(
+                    &mut c,
+                    &format!(
+                        "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+                         PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                        sync.pragma()
+                    ),
+                )
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(SyncConnectionWrapper::new(c))
+            }
+            .boxed()
+        });
+        let mgr = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(&self.path, cfg);
+        Pool::builder(mgr)
+            .max_size(self.max_connections)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| CoreError::Database(format!("pool: {e}")))
+    }
+}
+
+/// Lowers the PostgreSQL server process behind `c` to `priority`, when that process runs
+/// on this host: the background's statements then yield the CPU to the webhook's as its
+/// threads do. Checked before touching anything: the URL names this host (loopback or a
+/// Unix socket), and the process PostgreSQL reports (`pg_backend_pid()`) is, in this host's
+/// process table, a PostgreSQL backend whose title names this connection's client port (or
+/// `[local]` on a socket), so a database in another PID namespace (a container) never gets
+/// an unrelated process lowered. Lowering another user's process needs `CAP_SYS_NICE` (root
+/// has it); without it the connection works as before. Returns why nothing was done.
+pub async fn lower_backend(
+    c: &mut AsyncPgConnection,
+    url: &str,
+    priority: BackgroundPriority,
+) -> Result<i32, String> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Integer, Nullable};
+    use diesel_async::RunQueryDsl as _;
+    let local = match url::Url::parse(url) {
+        Ok(u) => match u.host_str() {
+            None | Some("") => true,
+            Some(h) => matches!(h, "localhost" | "127.0.0.1" | "[::1]" | "::1"),
+        },
+        Err(_) => false,
+    };
+    if !local {
+        return Err("the database is on another host".into());
+    }
+    let (pid, port) = diesel::select((
+        sql::<Integer>("pg_backend_pid()"),
+        sql::<Nullable<Integer>>("inet_client_port()"),
+    ))
+    .get_result::<(i32, Option<i32>)>(c)
+    .await
+    .map_err(|e| e.to_string())?;
+    let title = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map_err(|_| "its server process is not in this host's process table".to_owned())?;
+    let title = String::from_utf8_lossy(&title);
+    let ours = title.starts_with("postgres: ")
+        && match port {
+            Some(p) => title.contains(&format!("({p})")),
+            None => title.contains("[local]"),
+        };
+    if !ours {
+        return Err(format!(
+            "process {pid} on this host is not this connection's server"
+        ));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        crate::priority::lower(pid, priority)?;
+        Ok(pid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = priority;
+        Err("only on Linux".into())
+    }
+}
+
 /// Options for opening a database.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
@@ -318,23 +473,11 @@ impl DbPool {
     pub async fn open(url: &DbUrl, opts: &OpenOptions) -> Result<Self, CoreError> {
         let pool = match url {
             DbUrl::Postgres(u) => {
-                // Fast recycling: a connection goes back out unless it is known broken (its
-                // socket closed, a failed transaction). The default ran `SELECT 1` on every
-                // checkout: a quarter of all statements under load, each a round trip.
-                let mut cfg = ManagerConfig::<AsyncPgConnection>::default();
-                cfg.recycling_method = RecyclingMethod::Fast;
-                let mgr = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-                    u.clone(),
-                    cfg,
-                );
-                let pool = Pool::builder(mgr)
-                    .max_size(opts.max_connections)
-                    .wait_timeout(Some(Duration::from_secs(30)))
-                    .create_timeout(Some(Duration::from_secs(10)))
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| CoreError::Database(format!("pool: {e}")))?;
-                Self::Postgres(pool)
+                let source = Arc::new(PgSource {
+                    url: u.clone(),
+                    max_connections: opts.max_connections,
+                });
+                Self::Postgres(source.pool(BackgroundPriority::Normal)?, source)
             }
             DbUrl::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -343,38 +486,17 @@ impl DbPool {
                         reason: e.to_string(),
                     })?;
                 }
-                let sync = opts.sqlite_sync;
-                let busy_ms = opts.busy_timeout.as_millis();
-                let mut cfg = ManagerConfig::<SqliteConn>::default();
-                cfg.recycling_method = RecyclingMethod::Fast;
-                cfg.custom_setup = Box::new(move |url: &str| {
-                    let url = url.to_owned();
-                    async move {
-                        let mut c = SqliteConnection::establish(&url)?;
-                        diesel::connection::SimpleConnection::batch_execute(
-                            &mut c,
-                            &format!(
-                                "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
-                                 PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
-                                sync.pragma()
-                            ),
-                        )
-                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                        Ok(SyncConnectionWrapper::new(c))
-                    }
-                    .boxed()
+                let source = Arc::new(SqliteSource {
+                    path: path.to_string_lossy().into_owned(),
+                    sync: opts.sqlite_sync,
+                    busy_ms: opts.busy_timeout.as_millis(),
+                    max_connections: opts.max_connections.min(8),
                 });
-                let mgr = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(
-                    path.to_string_lossy().into_owned(),
-                    cfg,
-                );
-                let pool = Pool::builder(mgr)
-                    .max_size(opts.max_connections.min(8))
-                    .wait_timeout(Some(Duration::from_secs(30)))
-                    .runtime(deadpool::Runtime::Tokio1)
-                    .build()
-                    .map_err(|e| CoreError::Database(format!("pool: {e}")))?;
-                Self::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(())))
+                Self::Sqlite(
+                    source.pool()?,
+                    Arc::new(tokio::sync::Mutex::new(())),
+                    source,
+                )
             }
         };
         // Fail now, with the reason, rather than at the first request.
@@ -383,13 +505,28 @@ impl DbPool {
         Ok(pool)
     }
 
+    /// Another pool to the same database, for the background runtime. PostgreSQL: a pool of
+    /// its own, whose connections are made (and, as diesel-async does, driven by a task
+    /// spawned) on the runtime of the task that first needs them, so they never run on the
+    /// webhook's threads; their server processes are lowered to `priority` where
+    /// PostgreSQL runs on this host ([`lower_backend`]). SQLite: a pool of its own behind
+    /// the same writer gate (one writer per file either way).
+    pub fn twin(&self, priority: BackgroundPriority) -> Result<Self, CoreError> {
+        match self {
+            Self::Postgres(_, source) => Ok(Self::Postgres(source.pool(priority)?, source.clone())),
+            Self::Sqlite(_, gate, source) => {
+                Ok(Self::Sqlite(source.pool()?, gate.clone(), source.clone()))
+            }
+        }
+    }
+
     /// A pooled connection.
     pub async fn conn(&self) -> Result<Conn, CoreError> {
         match self {
-            Self::Postgres(p) => p.get().await.map(Conn::Pg).map_err(|e| {
+            Self::Postgres(p, _) => p.get().await.map(Conn::Pg).map_err(|e| {
                 CoreError::Database(format!("cannot get a PostgreSQL connection: {e}"))
             }),
-            Self::Sqlite(p, _) => {
+            Self::Sqlite(p, ..) => {
                 p.get().await.map(Conn::Sqlite).map_err(|e| {
                     CoreError::Database(format!("cannot open the SQLite database: {e}"))
                 })
@@ -426,8 +563,8 @@ impl DbPool {
 
     async fn begin_with(&self, pg_begin: &str) -> Result<Tx, CoreError> {
         let turn = match self {
-            Self::Sqlite(_, gate) => Some(gate.clone().lock_owned().await),
-            Self::Postgres(_) => None,
+            Self::Sqlite(_, gate, _) => Some(gate.clone().lock_owned().await),
+            Self::Postgres(..) => None,
         };
         let mut conn = self.conn().await?;
         let begin = match conn {
@@ -449,7 +586,7 @@ impl DbPool {
 
     /// Whether this pool is PostgreSQL.
     pub fn is_postgres(&self) -> bool {
-        matches!(self, Self::Postgres(_))
+        matches!(self, Self::Postgres(..))
     }
 
     /// Applies pending migrations of `schema`; returns how many ran.
