@@ -8,12 +8,9 @@
 //! policy and `nice` value are its own; elsewhere they would apply to the whole process, so
 //! nothing is changed.
 
-use serde::{Deserialize, Serialize};
-
 /// How the background is scheduled against the webhook and the API
 /// (`SMARTCHAT_BACKGROUND_PRIORITY`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackgroundPriority {
     /// `SCHED_IDLE`: the background runs only on CPU time nothing else wants, and a waking
     /// request thread takes the CPU from it at once. The default.
