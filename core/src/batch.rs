@@ -8,7 +8,7 @@
 //! contexts, same ledger drafts), so a batch of one delivery stores exactly what the delivery
 //! alone would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use diesel::insert_into;
 use diesel::prelude::*;
@@ -602,7 +602,9 @@ impl Store {
     /// (subjects and their keys share one), each a prepared [`stmt`] over `unnest`ed column
     /// arrays, pipelined: all sent at once, in order
     /// (the server runs them one after another, so a message follows its conversation), one
-    /// round trip in all. A message whose Meta id is already stored (a concurrent writer got
+    /// round trip in all: the two updates first, planned for their values, then the inserts,
+    /// each planned once per connection (`force_generic_plan` from there to the commit;
+    /// [`DbPool::begin_planned`](crate::db::DbPool::begin_planned) says why). A message whose Meta id is already stored (a concurrent writer got
     /// it first) is `Conflict`, and so is a status that moved since it was read: the caller
     /// rolls back and decides again.
     pub async fn write_batch(&self, tx: &mut Tx, mut w: BatchWrites) -> Result<(), CoreError> {
@@ -617,6 +619,31 @@ impl Store {
             Raw::Pg(c) => {
                 use diesel::sql_types::{Array, BigInt, Binary, Integer, Nullable, Text};
                 let conn: &diesel_async::AsyncPgConnection = c;
+                // A conversation the batch creates is inserted with its window (and its
+                // update time as the bump would set it); only those stored before are
+                // updated.
+                let created: HashSet<&str> =
+                    w.conversations.iter().map(|v| v.id.as_str()).collect();
+                let (fresh, bumps): (Vec<_>, Vec<_>) = bumps
+                    .into_iter()
+                    .partition(|(id, _)| created.contains(id.as_str()));
+                let fresh: HashMap<String, i64> = fresh.into_iter().collect();
+                let new_windows: Vec<Option<i64>> = w
+                    .conversations
+                    .iter()
+                    .map(|v| fresh.get(&v.id).copied())
+                    .collect();
+                let new_updated: Vec<i64> = w
+                    .conversations
+                    .iter()
+                    .map(|v| {
+                        if fresh.contains_key(&v.id) {
+                            bump_at
+                        } else {
+                            v.at
+                        }
+                    })
+                    .collect();
                 let payloads: Vec<String> = w.jobs.iter().map(|j| j.payload.to_string()).collect();
                 let encoded: Vec<Vec<u8>> = w
                     .drafts
@@ -624,6 +651,44 @@ impl Store {
                     .map(|d| d.encode().map_err(|e| CoreError::Ledger(e.to_string())))
                     .collect::<Result<_, _>>()?;
                 let mut steps: Vec<(Step, PgFuture<'_>)> = Vec::new();
+                // First the two updates, planned for their values (the transaction began
+                // with `force_custom_plan`, [`DbPool::begin_planned`]): a status move, and
+                // the windows of conversations stored before (a new conversation is
+                // inserted with its window).
+                if !moves.is_empty() {
+                    let ids: Vec<&str> = moves.iter().map(|m| m.id.as_str()).collect();
+                    let from: Vec<&str> = moves.iter().map(|m| m.from.as_str()).collect();
+                    let to: Vec<&str> = moves.iter().map(|m| m.to.as_str()).collect();
+                    let codes: Vec<Option<i32>> = moves.iter().map(|m| m.code).collect();
+                    let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
+                    steps.push((
+                        Step::Statuses(moves.len()),
+                        stmt(UPDATE_STATUSES_PG)
+                            .bind::<Array<Text>, _>(ids)
+                            .bind::<Array<Text>, _>(from)
+                            .bind::<Array<Text>, _>(to)
+                            .bind::<Array<Nullable<Integer>>, _>(codes)
+                            .bind::<Array<BigInt>, _>(ats)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                if !bumps.is_empty() {
+                    let ids: Vec<&str> = bumps.iter().map(|(id, _)| id.as_str()).collect();
+                    let ats: Vec<i64> = bumps.iter().map(|(_, at)| *at).collect();
+                    steps.push((
+                        Step::Other,
+                        stmt(UPDATE_WINDOWS_PG)
+                            .bind::<BigInt, _>(bump_at)
+                            .bind::<Array<Text>, _>(ids)
+                            .bind::<Array<BigInt>, _>(ats)
+                            .execute(&mut &*conn),
+                    ));
+                }
+                // Then only inserts: each reads nothing but its own unique indexes, so
+                // one generic plan is right for every run. Planning them (and each
+                // foreign-key check, which the setting also governs) on every run was
+                // about a quarter of PostgreSQL's CPU under webhook load.
+                steps.push((Step::Other, stmt(GENERIC_PLANS_PG).execute(&mut &*conn)));
                 // One statement per table whatever the row count (`unnest` of one array
                 // per column), each a prepared statement kept on the connection.
                 if !w.subjects.is_empty() {
@@ -652,6 +717,8 @@ impl Store {
                             .bind::<Array<Text>, _>(column(v, |r| &r.subject))
                             .bind::<Array<Text>, _>(column(v, |r| &r.pnid))
                             .bind::<Array<BigInt>, _>(column(v, |r| r.at))
+                            .bind::<Array<Nullable<BigInt>>, _>(&new_windows)
+                            .bind::<Array<BigInt>, _>(&new_updated)
                             .execute(&mut &*conn),
                     ));
                 }
@@ -668,35 +735,6 @@ impl Store {
                             .bind::<Array<Text>, _>(column(m, |r| &r.wamid))
                             .bind::<Array<Nullable<Binary>>, _>(column(m, |r| &r.body_ct))
                             .bind::<Array<BigInt>, _>(column(m, |r| r.at))
-                            .execute(&mut &*conn),
-                    ));
-                }
-                if !bumps.is_empty() {
-                    let ids: Vec<&str> = bumps.iter().map(|(id, _)| id.as_str()).collect();
-                    let ats: Vec<i64> = bumps.iter().map(|(_, at)| *at).collect();
-                    steps.push((
-                        Step::Other,
-                        stmt(UPDATE_WINDOWS_PG)
-                            .bind::<BigInt, _>(bump_at)
-                            .bind::<Array<Text>, _>(ids)
-                            .bind::<Array<BigInt>, _>(ats)
-                            .execute(&mut &*conn),
-                    ));
-                }
-                if !moves.is_empty() {
-                    let ids: Vec<&str> = moves.iter().map(|m| m.id.as_str()).collect();
-                    let from: Vec<&str> = moves.iter().map(|m| m.from.as_str()).collect();
-                    let to: Vec<&str> = moves.iter().map(|m| m.to.as_str()).collect();
-                    let codes: Vec<Option<i32>> = moves.iter().map(|m| m.code).collect();
-                    let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
-                    steps.push((
-                        Step::Statuses(moves.len()),
-                        stmt(UPDATE_STATUSES_PG)
-                            .bind::<Array<Text>, _>(ids)
-                            .bind::<Array<Text>, _>(from)
-                            .bind::<Array<Text>, _>(to)
-                            .bind::<Array<Nullable<Integer>>, _>(codes)
-                            .bind::<Array<BigInt>, _>(ats)
                             .execute(&mut &*conn),
                     ));
                 }
@@ -1037,10 +1075,15 @@ const INSERT_SUBJECTS_PG: &str = "WITH v AS (SELECT * FROM unnest($1::text[], $2
 
 /// New conversations, in the assistant's hands.
 const INSERT_CONVERSATIONS_PG: &str = "INSERT INTO conversations \
-     (id, tenant_id, subject_id, phone_number_id, mode, created_at, updated_at) \
-     SELECT id, tenant_id, subject_id, pnid, 'assistant', at, at \
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-     AS v(id, tenant_id, subject_id, pnid, at)";
+     (id, tenant_id, subject_id, phone_number_id, mode, created_at, last_inbound_at, \
+     updated_at) \
+     SELECT id, tenant_id, subject_id, pnid, 'assistant', at, inbound, updated \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+     $6::bigint[], $7::bigint[]) AS v(id, tenant_id, subject_id, pnid, at, inbound, updated)";
+
+/// The rest of the transaction's statements get one generic plan each, kept on the
+/// connection ([`Store::write_batch`]).
+const GENERIC_PLANS_PG: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// New inbound messages, `received`.
 const INSERT_MESSAGES_PG: &str = "INSERT INTO messages (id, tenant_id, conversation_id, \

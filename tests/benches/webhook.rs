@@ -39,7 +39,9 @@
 //! with p99 under 25 ms.
 //!
 //! Run: `cargo bench -p smartchat-tests --bench webhook` (`BENCH_BACKENDS=sqlite` or
-//! `postgres` to run one; `BENCH_PGBENCH=0` to skip pgbench).
+//! `postgres` to run one; `BENCH_PGBENCH=0` to skip pgbench; `BENCH_TIMELINE=1` to print each
+//! open-loop step's measured window in half-second slices, to tell steady queueing from
+//! stalls).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -533,6 +535,9 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         };
         let (proc_cpu, pg_cpu, busy) = cpu.await.unwrap_or((0.0, 0.0, 0.0));
         let row = summarize(&label, rate, &out);
+        if rate.is_some() && env_or("BENCH_TIMELINE", 0u8) != 0 {
+            print_timeline(&out);
+        }
         let ready = smartchat_core::jobs::count(&env.store.db, pipeline::QUEUE, "ready")
             .await
             .unwrap_or(-1);
@@ -1651,6 +1656,39 @@ fn pct(sorted: &[(Duration, bool)], p: f64) -> (Duration, bool) {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
+}
+
+/// The measured window of an open-loop step in half-second slices of scheduled time:
+/// requests, p50, p99 and max latency of each.
+fn print_timeline(out: &StepOut) {
+    let ws = out.start + out.warmup;
+    let slice = Duration::from_millis(500);
+    let slices = (out.measure.as_millis() / slice.as_millis()).max(1) as usize;
+    let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); slices];
+    for s in &out.samples {
+        if s.at < ws {
+            continue;
+        }
+        let i = (s.at.duration_since(ws).as_millis() / slice.as_millis()) as usize;
+        if let Some(v) = lat.get_mut(i) {
+            v.push(s.done.saturating_duration_since(s.at));
+        }
+    }
+    for (i, v) in lat.iter_mut().enumerate() {
+        v.sort_unstable();
+        let q = |p: f64| {
+            v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        println!(
+            "    t+{:>5.1}s {:>5} req  p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
+            i as f64 * 0.5,
+            v.len(),
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
+    }
 }
 
 fn summarize(name: &str, offered: Option<f64>, out: &StepOut) -> Row {

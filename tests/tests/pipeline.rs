@@ -980,3 +980,118 @@ async fn dropped_requests_leave_nothing_half_written(env: TestEnv) {
         "each stored message has its reply and lead jobs"
     );
 }
+
+#[derive(QueryableByName)]
+struct PlanCounts {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    generic_plans: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    custom_plans: i64,
+}
+
+/// On PostgreSQL the webhook batch plans its reads and updates for their values (a plan
+/// made while a table was small must not stay), and its inserts, which read nothing but
+/// their own unique indexes, once: `pg_prepared_statements` counts both kinds of plan per
+/// statement on the (single) connection the batches ran on. A conversation the batch
+/// creates is inserted with its customer service window open (the reply goes out free-form).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_plans_reads_per_run_and_inserts_once_on_postgres() {
+    use smartchat_core::db::schema::conversations;
+    use smartchat_core::db::{DbPool, OpenOptions};
+    let env = TestEnv::new(smartchat_tests::Backend::Postgres).await;
+    env.store
+        .create_tenant(NewTenant {
+            handle: "glow-salon".parse::<Handle>().unwrap(),
+            profile: Profile(profile()),
+            phone_number_id: Some(PNID.parse::<PhoneNumberId>().unwrap()),
+            access_token: None,
+        })
+        .await
+        .unwrap();
+    let one = OpenOptions {
+        max_connections: 1,
+        ..OpenOptions::default()
+    };
+    let db = DbPool::open(&env.db_url, &one).await.unwrap();
+    let platform = std::sync::Arc::new(smartchat_policies::Policy::platform_default().unwrap());
+    let store = smartchat_core::store::Store::new(db.clone(), env.store.keys.clone(), platform);
+    let p = Pipeline::new(store, &env.config()).unwrap();
+    for i in 0..8 {
+        // A new customer, then the same customer again (a stored conversation's window
+        // moves), then a redelivery.
+        let builders = [
+            text(&format!("wamid.G{i}"), "hello"),
+            meta().entry(PNID, "+91").text(
+                &WebhookUser::wa_id(&format!("91977000{i:04}")).named("New"),
+                &format!("wamid.H{i}"),
+                "do you open on saturday?",
+            ),
+            text(&format!("wamid.G{i}"), "hello"),
+        ];
+        let payloads: Vec<_> = builders
+            .iter()
+            .map(|b| smartchat_whatsapp::parse_payload(&b.signed(SECRET.as_bytes()).0).unwrap())
+            .collect();
+        let refs: Vec<_> = payloads.iter().collect();
+        let outs = pipeline::ingest_batch(&p, &refs).await.unwrap();
+        assert_eq!(outs.iter().map(|o| o.messages).sum::<usize>(), 2);
+        assert_eq!(outs[2].duplicates, 1);
+    }
+    let mut c = db.conn().await.unwrap();
+    let smartchat_core::db::Raw::Pg(pg) = c.raw() else {
+        panic!("a PostgreSQL connection")
+    };
+    let plans: Vec<PlanCounts> = diesel::sql_query(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements",
+    )
+    .load(pg)
+    .await
+    .unwrap();
+    let find = |start: &str| {
+        plans
+            .iter()
+            .find(|p| p.statement.starts_with(start))
+            .unwrap_or_else(|| panic!("no prepared statement starting {start:?}"))
+    };
+    for insert in [
+        "INSERT INTO messages",
+        "INSERT INTO conversations",
+        "INSERT INTO jobs",
+        "INSERT INTO search_feed",
+        "INSERT INTO ledger_pending",
+        "WITH v AS",
+    ] {
+        let s = find(insert);
+        assert_eq!(s.custom_plans, 0, "{insert}: planned once, not per run");
+        assert!(s.generic_plans >= 1, "{insert}: {}", s.generic_plans);
+    }
+    for planned in [
+        "SELECT m.tenant_id, m.wamid",
+        "SELECT s.tenant_id, s.id",
+        "UPDATE conversations",
+    ] {
+        let s = find(planned);
+        assert!(s.custom_plans >= 2, "{planned}: planned per run");
+        assert_eq!(s.generic_plans, 0, "{planned}");
+    }
+    // Every conversation, new or stored, has its window open at its newest message.
+    let rows: Vec<(Option<i64>, i64, i64)> = db_run!(c, |c| conversations::table
+        .select((
+            conversations::last_inbound_at,
+            conversations::created_at,
+            conversations::updated_at
+        ))
+        .load(c)
+        .await)
+    .unwrap();
+    assert_eq!(rows.len(), 9);
+    for (window, created, updated) in rows {
+        let window = window.expect("the window is open");
+        assert!(
+            window > 0 && updated >= created,
+            "{window} {created} {updated}"
+        );
+    }
+}

@@ -548,8 +548,12 @@ impl DbPool {
     /// whole tables once they have grown (the webhook benchmark measured 10 ms per read of
     /// a few rows). The text stays prepared, so only planning is repeated.
     ///
-    /// Planning every run costs about a third of PostgreSQL's CPU at 320 webhook
-    /// deliveries/s (perf; batches of about three deliveries). Generic plans made with
+    /// Planning every run cost about a third of PostgreSQL's CPU at 320 webhook
+    /// deliveries/s (perf; batches of about three deliveries), part of it on statements
+    /// whose plan cannot vary (inserts over `unnest`) and on each inserted row's
+    /// foreign-key checks, which the setting also governs. So the webhook batch switches
+    /// to `force_generic_plan` after its reads and updates
+    /// ([`crate::store::Store::write_batch`]). Generic plans for everything, made with
     /// sequential scans, hash joins and merge joins disabled (`force_generic_plan` plus
     /// `enable_* = off`) were tried instead and measured worse in the webhook benchmark
     /// (saturation 579/s against 1,319/s on the same machine the same day; the pipeline

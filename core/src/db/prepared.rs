@@ -12,7 +12,9 @@
 //! A statement whose plan depends on its arrays (a join of `unnest` with a table) runs in a
 //! transaction begun with [`DbPool::begin_planned`](super::DbPool::begin_planned), so it is
 //! planned for its values each time: kept prepared, PostgreSQL would otherwise settle on one
-//! generic plan, made while the tables were small.
+//! generic plan, made while the tables were small. Statements whose plan cannot depend on
+//! their values (an insert over `unnest` reads only its own unique indexes) run after
+//! `SET LOCAL plan_cache_mode = force_generic_plan` and are planned once per connection.
 //!
 //! The text's placeholders are `$1`, `$2`, …, each first used in ascending order, one per
 //! bound value ([`Stmt::bind`]); a placeholder may be used again later. [`Stmt`] checks it
