@@ -21,7 +21,6 @@ use smartchat_core::CoreError;
 use smartchat_core::batch::{BatchWrites, BlindLookup, Inbound, KnownMessage};
 use smartchat_core::crypto::{SubjectKey, TenantKey};
 use smartchat_core::ids::{PhoneNumberId, SubjectId, TenantId};
-use smartchat_core::jobs::NewJob;
 use smartchat_core::store::{SubjectContact, identifier_blinds, status_rank};
 use smartchat_ledger::{
     Actor, AttrKey, AttrValue, EntryDraft, EventKind, Hash, Outcome, RefKind, Reference,
@@ -29,7 +28,7 @@ use smartchat_ledger::{
 use smartchat_whatsapp::{InboundEvent, StatusKind, WebhookPayload};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pipeline::{Pipeline, QUEUE, body_of, micros};
+use crate::pipeline::{Pipeline, body_of, message_job, micros};
 
 /// What one delivery did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -413,16 +412,10 @@ pub async fn ingest_batch(
                         },
                     );
                     if body.is_some() && kind_name != "reaction" {
-                        for kind in ["reply", "lead"] {
-                            let mut job = NewJob::now(
-                                QUEUE,
-                                kind,
-                                serde_json::json!({ "message": mid.to_string() }),
-                            );
-                            job.tenant_id = Some(tenant.to_string());
-                            job.dedupe_key = Some(format!("{kind}:{mid}"));
-                            w.job(job);
-                        }
+                        // One job per message here; the reply's transaction queues its
+                        // `lead` job (`pipeline::run_reply`), so the webhook writes one
+                        // job row, not two.
+                        w.job(message_job("reply", tenant, mid));
                     }
                     out.messages += 1;
                 }

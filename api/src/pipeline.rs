@@ -443,6 +443,18 @@ pub fn provider_call(base: EntryDraft, a: &smartchat_assistant::AttemptRecord) -
     d
 }
 
+/// A job about one customer message (`reply`, `lead`), at most one of each kind per message.
+pub(crate) fn message_job(kind: &'static str, tenant: TenantId, message: MessageId) -> NewJob {
+    let mut job = NewJob::now(
+        QUEUE,
+        kind,
+        serde_json::json!({ "message": message.to_string() }),
+    );
+    job.tenant_id = Some(tenant.to_string());
+    job.dedupe_key = Some(format!("{kind}:{message}"));
+    job
+}
+
 /// Runs one `reply` job.
 pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let store = &p.store;
@@ -649,6 +661,8 @@ pub async fn run_reply(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     for d in &drafts {
         smartchat_core::audit::enqueue(&mut tx, d).await?;
     }
+    // The message's lead job, queued with the reply's outcome (at most once per message).
+    jobs::enqueue(&mut tx, &message_job("lead", tenant, mid)).await?;
     jobs::complete(&mut tx, job.id).await?;
     tx.commit().await?;
     // Counted after the commit: a failure here loses a count, never a message.

@@ -214,13 +214,14 @@ async fn a_message_is_answered_end_to_end(env: TestEnv) {
         .deliver(&text("wamid.HBgMOTE5ODAwMDAwMDAxFQIAEhgUM0E", question))
         .await;
     assert_eq!(res.status(), 200);
-    // Stored, sealed, with its reply and lead jobs queued: nothing ran yet.
+    // Stored, sealed, with its reply job queued (the reply queues the lead job): nothing
+    // ran yet.
     assert_eq!(w.rows().await.len(), 1);
     assert_eq!(
         smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
             .await
             .unwrap(),
-        2
+        1
     );
     assert_eq!(
         pipeline::drain(&w.pipeline).await.unwrap(),
@@ -420,8 +421,8 @@ async fn redeliveries_batches_and_unknown_numbers(env: TestEnv) {
         smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
             .await
             .unwrap(),
-        2,
-        "one reply and one lead job"
+        1,
+        "one reply job (its lead job comes with the reply)"
     );
     // A batch: 3 entries, each with 2 messages and 3 statuses of earlier sends.
     let mut b = meta();
@@ -815,13 +816,13 @@ async fn a_batch_stores_what_its_deliveries_store_alone(env: TestEnv) {
         vec!["do you open on saturday?", "and how do I book?"],
         "stored once each, in delivery order"
     );
-    // One reply and one lead job per new message (wamid.K1's two still wait: nothing
-    // drained since); the ledger holds each entry once.
+    // One reply job per new message (wamid.K1's still waits: nothing drained since); the
+    // ledger holds each entry once.
     assert_eq!(
         smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "ready")
             .await
             .unwrap(),
-        2 + 4 * 2
+        1 + 4
     );
     w.ledger.sequence_all().await.unwrap();
     assert_eq!(entries_of(&w, EventKind::MESSAGE_STATUS).await, 2);
@@ -976,8 +977,8 @@ async fn dropped_requests_leave_nothing_half_written(env: TestEnv) {
     );
     assert_eq!(
         count(&w, "jobs").await,
-        2 * stored,
-        "each stored message has its reply and lead jobs"
+        stored,
+        "each stored message has its reply job"
     );
 }
 
