@@ -1664,22 +1664,22 @@ fn print_timeline(out: &StepOut) {
     let ws = out.start + out.warmup;
     let slice = Duration::from_millis(500);
     let slices = (out.measure.as_millis() / slice.as_millis()).max(1) as usize;
-    let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); slices];
+    let mut lat: Vec<Vec<(Duration, bool)>> = vec![Vec::new(); slices];
     for s in &out.samples {
         if s.at < ws {
             continue;
         }
         let i = (s.at.duration_since(ws).as_millis() / slice.as_millis()) as usize;
         if let Some(v) = lat.get_mut(i) {
-            v.push(s.done.saturating_duration_since(s.at));
+            v.push((
+                s.done.saturating_duration_since(s.at),
+                s.status == UNFINISHED,
+            ));
         }
     }
     for (i, v) in lat.iter_mut().enumerate() {
-        v.sort_unstable();
-        let q = |p: f64| {
-            v.get(((v.len().max(1) - 1) as f64 * p).round() as usize)
-                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-        };
+        v.sort_unstable_by_key(|l| l.0);
+        let q = |p: f64| pct(v, p).0.as_secs_f64() * 1000.0;
         println!(
             "    t+{:>5.1}s {:>5} req  p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
             i as f64 * 0.5,
