@@ -221,11 +221,8 @@ pub async fn ingest_batch(
         want.bsuid.dedup();
     }
 
-    let mut tx = store.db.begin_planned().await?;
     // The statuses' messages are read locked: the statuses are decided on what is read.
-    let fetched = store
-        .prefetch(&mut tx, &inbound_ids, &status_ids, &blinds)
-        .await?;
+    let (mut tx, fetched) = store.open_batch(&inbound_ids, &status_ids, &blinds).await?;
     let mut known = fetched.known;
     let found = fetched.subjects;
     let mut conversations = fetched.conversations;

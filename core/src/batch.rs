@@ -18,7 +18,7 @@ use smartchat_ledger::{Actor, EntryDraft, EventKind, Hash, RefKind, Reference};
 use crate::crypto::{SubjectKey, TenantKey};
 use crate::db::prepared::{column, stmt};
 use crate::db::schema::{conversations, messages, phone_numbers, subject_keys, subjects};
-use crate::db::{Conn, Raw, SqliteConn, Tx, is_unique_violation, now_micros};
+use crate::db::{BATCH_BEGIN_PG, Conn, Raw, SqliteConn, Tx, is_unique_violation, now_micros};
 use crate::db_run;
 use crate::error::CoreError;
 use crate::ids::{ConversationId, MessageId, SubjectId, TenantId};
@@ -330,59 +330,36 @@ struct SubjectRow {
     bsuid_blind: Option<Vec<u8>>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Binary>)]
     wrapped_key: Option<Vec<u8>>,
+    /// One of the subject's conversations, if it has any (a row per conversation).
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    conversation_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    phone_number_id: Option<String>,
 }
 
-#[derive(QueryableByName)]
-struct ConversationRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    tenant_id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    subject_id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    phone_number_id: String,
-}
-
-/// Stored messages by (tenant, Meta id), on PostgreSQL: the wanted pairs unnested and
-/// joined with the `(tenant_id, wamid)` unique index.
-const WAMIDS_PG: &str = "SELECT m.tenant_id, m.wamid, m.id, m.status \
-     FROM unnest($1::text[], $2::text[]) AS v(tenant_id, wamid) \
-     JOIN messages AS m ON m.tenant_id = v.tenant_id AND m.wamid = v.wamid";
+/// Stored messages by Meta id, on PostgreSQL, for every tenant of the batch at once: one
+/// `= ANY` on the `(wamid, tenant_id)` unique index, the only index with that column, so
+/// its one generic plan is that index whatever the table holds. Rows of a tenant that did
+/// not ask (Meta's ids are unique, so in practice none) are dropped by the caller.
+const WAMIDS_PG: &str = "SELECT tenant_id, wamid, id, status FROM messages \
+     WHERE wamid = ANY($1::text[])";
 
 /// [`WAMIDS_PG`], the rows locked until the transaction ends.
-const WAMIDS_LOCKED_PG: &str = "SELECT m.tenant_id, m.wamid, m.id, m.status \
-     FROM unnest($1::text[], $2::text[]) AS v(tenant_id, wamid) \
-     JOIN messages AS m ON m.tenant_id = v.tenant_id AND m.wamid = v.wamid FOR UPDATE OF m";
+const WAMIDS_LOCKED_PG: &str = "SELECT tenant_id, wamid, id, status FROM messages \
+     WHERE wamid = ANY($1::text[]) FOR UPDATE";
 
-/// Subjects by blind index, on PostgreSQL: each half walks one unique index,
-/// (tenant_id, wa_id_blind) or (tenant_id, bsuid_blind); a subject found by both appears
-/// twice.
-const SUBJECTS_PG: &str = "SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, k.wrapped_key \
-     FROM unnest($1::text[], $2::bytea[]) AS v(tenant_id, blind) \
-     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.wa_id_blind = v.blind \
+/// Subjects by blind index, on PostgreSQL, with their wrapped keys and conversations (a row
+/// per conversation): the two `= ANY` lookups walk the `(wa_id_blind, tenant_id)` and
+/// `(bsuid_blind, tenant_id)` unique indexes, the only indexes with those columns, and the
+/// keys and conversations are found through their subject indexes. One statement, so the
+/// conversations are those of the subjects as the same snapshot saw them. A blind index is
+/// keyed per tenant; a row of a tenant that did not ask it is dropped by the caller.
+const SUBJECTS_PG: &str = "SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, \
+     k.wrapped_key, c.id AS conversation_id, c.phone_number_id \
+     FROM subjects AS s \
      LEFT JOIN subject_keys AS k ON k.subject_id = s.id \
-     UNION ALL \
-     SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blind, k.wrapped_key \
-     FROM unnest($3::text[], $4::bytea[]) AS v(tenant_id, blind) \
-     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.bsuid_blind = v.blind \
-     LEFT JOIN subject_keys AS k ON k.subject_id = s.id";
-
-/// The conversations of the subjects [`SUBJECTS_PG`] finds, on PostgreSQL: the same two
-/// unique-index lookups, gathered into an array first (`ARRAY(…)`, run once), so the subject
-/// index of `conversations` is walked with `= ANY`: with the tenant in a join condition the
-/// planner intersected the subject index with the tenant index (every conversation of the
-/// tenant read per subject), and joined with `unnest` it hashed the whole table. Subject ids
-/// are unique across tenants and each row keeps its own tenant. It runs after
-/// [`SUBJECTS_PG`] in the same pipeline, so it sees at least the conversations of every
-/// subject that query found.
-const SUBJECT_CONVERSATIONS_PG: &str = "SELECT c.tenant_id, c.id, c.subject_id, c.phone_number_id \
-     FROM conversations AS c WHERE c.subject_id = ANY(ARRAY( \
-     SELECT s.id FROM unnest($1::text[], $2::bytea[]) AS v(tenant_id, blind) \
-     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.wa_id_blind = v.blind \
-     UNION ALL \
-     SELECT s.id FROM unnest($3::text[], $4::bytea[]) AS v(tenant_id, blind) \
-     JOIN subjects AS s ON s.tenant_id = v.tenant_id AND s.bsuid_blind = v.blind))";
+     LEFT JOIN conversations AS c ON c.subject_id = s.id \
+     WHERE s.wa_id_blind = ANY($1::bytea[]) OR s.bsuid_blind = ANY($2::bytea[])";
 
 /// What a batch refers to, read before it is decided ([`Store::prefetch`]).
 #[derive(Debug, Default)]
@@ -390,8 +367,8 @@ pub struct Prefetched {
     /// Stored messages by (tenant, Meta id): the ones new messages may repeat, and the ones
     /// statuses refer to.
     pub known: HashMap<(TenantId, String), KnownMessage>,
-    /// The senders' subjects, with their wrapped keys (a subject found by both of its
-    /// identifiers appears twice).
+    /// The senders' subjects, with their wrapped keys (a subject may appear more than once:
+    /// found by both of its identifiers, or once per conversation).
     pub subjects: Vec<KnownSubject>,
     /// Those subjects' conversations: (tenant, subject, phone number id) → id.
     pub conversations: HashMap<(TenantId, SubjectId, String), ConversationId>,
@@ -408,17 +385,6 @@ fn conversation_map(
     Ok(out)
 }
 
-/// The (tenant, Meta id) pairs of a lookup as two arrays.
-fn wamid_arrays(wanted: &HashMap<TenantId, Vec<String>>) -> (Vec<String>, Vec<&str>) {
-    wanted
-        .iter()
-        .flat_map(|(t, ws)| ws.iter().map(move |w| (t.to_string(), w.as_str())))
-        .unzip()
-}
-
-/// Tenants and blind indexes of `wa_id` lookups, then of BSUID lookups.
-type BlindArrays<'a> = (Vec<String>, Vec<&'a Vec<u8>>, Vec<String>, Vec<&'a Vec<u8>>);
-
 /// A subject as read: tenant, id, `wa_id` and BSUID blind indexes, wrapped key.
 type SubjectTuple = (
     String,
@@ -428,17 +394,32 @@ type SubjectTuple = (
     Option<Vec<u8>>,
 );
 
-/// The (tenant, blind index) pairs of a lookup as arrays: `wa_id`, then BSUID.
-fn blind_arrays(wanted: &HashMap<TenantId, BlindLookup>) -> BlindArrays<'_> {
-    let pairs = |pick: fn(&BlindLookup) -> &Vec<Vec<u8>>| {
-        wanted
-            .iter()
-            .flat_map(|(t, want)| pick(want).iter().map(move |b| (t.to_string(), b)))
-            .unzip::<_, _, Vec<String>, Vec<&Vec<u8>>>()
+/// The Meta ids of a lookup, every tenant's, as one array.
+fn wamid_array(wanted: &HashMap<TenantId, Vec<String>>) -> Vec<&str> {
+    wanted.values().flatten().map(String::as_str).collect()
+}
+
+/// Whether a stored (tenant, Meta id) row is one the lookup asked for.
+fn asked_wamid(wanted: &HashMap<TenantId, Vec<String>>, tenant: &str, wamid: &str) -> bool {
+    tenant
+        .parse::<TenantId>()
+        .ok()
+        .and_then(|t| wanted.get(&t))
+        .is_some_and(|ws| ws.iter().any(|w| w == wamid))
+}
+
+/// Whether a stored subject is one the lookup asked for: its tenant asked one of its
+/// blind indexes.
+fn asked_subject(
+    wanted: &HashMap<TenantId, BlindLookup>,
+    tenant: &str,
+    wa: Option<&Vec<u8>>,
+    bsuid: Option<&Vec<u8>>,
+) -> bool {
+    let Some(want) = tenant.parse::<TenantId>().ok().and_then(|t| wanted.get(&t)) else {
+        return false;
     };
-    let (wa_tenants, wa) = pairs(|w| &w.wa);
-    let (bsuid_tenants, bsuid) = pairs(|w| &w.bsuid);
-    (wa_tenants, wa, bsuid_tenants, bsuid)
+    wa.is_some_and(|b| want.wa.contains(b)) || bsuid.is_some_and(|b| want.bsuid.contains(b))
 }
 
 /// (tenant, Meta id, id, status) rows as known messages.
@@ -521,14 +502,34 @@ impl Store {
         Ok(out)
     }
 
-    /// What a batch reads before it decides: the stored messages its new messages may
-    /// repeat, the stored messages its statuses refer to, and its senders' subjects with
-    /// their wrapped keys and conversations. On PostgreSQL the four queries are pipelined,
-    /// one round trip, and the statuses' messages are locked (`FOR UPDATE`) until the
-    /// transaction ends, so a status decided on them cannot be overtaken; on SQLite, whose
-    /// one writer holds the database already, they run one after another in process, one
-    /// query per tenant.
-    pub async fn prefetch(
+    /// Begins a webhook batch's transaction and reads what the batch refers to: the stored
+    /// messages its new messages may repeat, the stored messages its statuses refer to, and
+    /// its senders' subjects with their wrapped keys and conversations. On PostgreSQL the
+    /// `BEGIN` with its plan settings ([`BATCH_BEGIN_PG`], which says why) and three reads
+    /// go out in one pipeline, one round trip; each read is one `= ANY` on the leading column
+    /// of a unique index for every tenant at once, and the statuses' messages are locked
+    /// (`FOR UPDATE`) until the transaction ends, so a status decided on them cannot be
+    /// overtaken. On SQLite, whose one writer holds the database once the transaction has
+    /// begun, they run one after another in process, one query per tenant.
+    ///
+    /// [`BATCH_BEGIN_PG`]: crate::db::BATCH_BEGIN_PG
+    pub async fn open_batch(
+        &self,
+        inbound: &HashMap<TenantId, Vec<String>>,
+        statuses: &HashMap<TenantId, Vec<String>>,
+        blinds: &HashMap<TenantId, BlindLookup>,
+    ) -> Result<(Tx, Prefetched), CoreError> {
+        let mut tx = if self.db.is_postgres() {
+            self.db.begin_unsent().await?
+        } else {
+            self.db.begin().await?
+        };
+        let fetched = self.prefetch(&mut tx, inbound, statuses, blinds).await?;
+        Ok((tx, fetched))
+    }
+
+    /// [`Self::open_batch`]'s reads; on PostgreSQL preceded by the `BEGIN`.
+    async fn prefetch(
         &self,
         c: &mut Conn,
         inbound: &HashMap<TenantId, Vec<String>>,
@@ -538,44 +539,57 @@ impl Store {
         if let Raw::Pg(pg) = c.raw() {
             use diesel::sql_types::{Array, Binary, Text};
             let conn: &diesel_async::AsyncPgConnection = pg;
-            let (in_tenants, in_wamids) = wamid_arrays(inbound);
-            let (st_tenants, st_wamids) = wamid_arrays(statuses);
-            let (wa_tenants, wa, bsuid_tenants, bsuid) = blind_arrays(blinds);
+            let wa: Vec<&Vec<u8>> = blinds.values().flat_map(|w| &w.wa).collect();
+            let bsuid: Vec<&Vec<u8>> = blinds.values().flat_map(|w| &w.bsuid).collect();
+            let begin = stmt(BATCH_BEGIN_PG[0]).execute(&mut &*conn);
+            let settings = stmt(BATCH_BEGIN_PG[1]).execute(&mut &*conn);
             let repeats = stmt(WAMIDS_PG)
-                .bind::<Array<Text>, _>(in_tenants)
-                .bind::<Array<Text>, _>(in_wamids)
+                .bind::<Array<Text>, _>(wamid_array(inbound))
                 .load::<WamidRow>(&mut &*conn);
             let referred = stmt(WAMIDS_LOCKED_PG)
-                .bind::<Array<Text>, _>(st_tenants)
-                .bind::<Array<Text>, _>(st_wamids)
+                .bind::<Array<Text>, _>(wamid_array(statuses))
                 .load::<WamidRow>(&mut &*conn);
             let senders = stmt(SUBJECTS_PG)
-                .bind::<Array<Text>, _>(&wa_tenants)
                 .bind::<Array<Binary>, _>(&wa)
-                .bind::<Array<Text>, _>(&bsuid_tenants)
                 .bind::<Array<Binary>, _>(&bsuid)
                 .load::<SubjectRow>(&mut &*conn);
-            let threads = stmt(SUBJECT_CONVERSATIONS_PG)
-                .bind::<Array<Text>, _>(&wa_tenants)
-                .bind::<Array<Binary>, _>(&wa)
-                .bind::<Array<Text>, _>(&bsuid_tenants)
-                .bind::<Array<Binary>, _>(&bsuid)
-                .load::<ConversationRow>(&mut &*conn);
-            let (repeats, referred, senders, threads) =
-                futures::try_join!(repeats, referred, senders, threads)?;
+            // Polled in this order, so sent in this order and run by the server in order.
+            let (_, _, repeats, referred, senders) =
+                futures::try_join!(begin, settings, repeats, referred, senders)?;
+            let known = known_messages(
+                repeats
+                    .into_iter()
+                    .filter(|r| asked_wamid(inbound, &r.tenant_id, &r.wamid))
+                    .chain(
+                        referred
+                            .into_iter()
+                            .filter(|r| asked_wamid(statuses, &r.tenant_id, &r.wamid)),
+                    )
+                    .map(WamidRow::into_tuple),
+            )?;
+            let senders: Vec<SubjectRow> = senders
+                .into_iter()
+                .filter(|r| {
+                    asked_subject(
+                        blinds,
+                        &r.tenant_id,
+                        r.wa_id_blind.as_ref(),
+                        r.bsuid_blind.as_ref(),
+                    )
+                })
+                .collect();
+            let conversations = conversation_map(senders.iter().filter_map(|r| {
+                Some((
+                    r.tenant_id.clone(),
+                    r.conversation_id.clone()?,
+                    r.id.clone(),
+                    r.phone_number_id.clone()?,
+                ))
+            }))?;
             return Ok(Prefetched {
-                known: known_messages(
-                    repeats
-                        .into_iter()
-                        .chain(referred)
-                        .map(WamidRow::into_tuple),
-                )?,
+                known,
                 subjects: known_subjects(senders.into_iter().map(SubjectRow::into_tuple))?,
-                conversations: conversation_map(
-                    threads
-                        .into_iter()
-                        .map(|r| (r.tenant_id, r.id, r.subject_id, r.phone_number_id)),
-                )?,
+                conversations,
             });
         }
         let Raw::Sqlite(raw) = c.raw() else {
@@ -602,11 +616,13 @@ impl Store {
     /// (subjects and their keys share one), each a prepared [`stmt`] over `unnest`ed column
     /// arrays, pipelined: all sent at once, in order
     /// (the server runs them one after another, so a message follows its conversation), one
-    /// round trip in all: the two updates first, planned for their values, then the inserts,
-    /// each planned once per connection (`force_generic_plan` from there to the commit;
-    /// [`DbPool::begin_planned`](crate::db::DbPool::begin_planned) says why). A message
+    /// round trip in all: the two updates first, then the inserts, each planned once per
+    /// connection (the transaction is [`Self::open_batch`]'s: [`BATCH_BEGIN_PG`] says why).
+    /// A message
     /// whose Meta id is already stored (a concurrent writer got it first) is `Conflict`, and
     /// so is a status that moved since it was read: the caller rolls back and decides again.
+    ///
+    /// [`BATCH_BEGIN_PG`]: crate::db::BATCH_BEGIN_PG
     pub async fn write_batch(&self, tx: &mut Tx, mut w: BatchWrites) -> Result<(), CoreError> {
         let now = now_micros();
         let bump_at = w.tick();
@@ -651,10 +667,9 @@ impl Store {
                     .map(|d| d.encode().map_err(|e| CoreError::Ledger(e.to_string())))
                     .collect::<Result<_, _>>()?;
                 let mut steps: Vec<(Step, PgFuture<'_>)> = Vec::new();
-                // First the two updates, planned for their values (the transaction began
-                // with `force_custom_plan`, [`DbPool::begin_planned`]): a status move, and
-                // the windows of conversations stored before (a new conversation is
-                // inserted with its window).
+                // First the two updates: a status move, and the windows of conversations
+                // stored before (a new conversation is inserted with its window). Each finds
+                // its rows by primary key (`= ANY`).
                 if !moves.is_empty() {
                     let ids: Vec<&str> = moves.iter().map(|m| m.id.as_str()).collect();
                     let from: Vec<&str> = moves.iter().map(|m| m.from.as_str()).collect();
@@ -684,12 +699,11 @@ impl Store {
                             .execute(&mut &*conn),
                     ));
                 }
-                // Then only inserts: each reads nothing but its own unique indexes, and
-                // each row's foreign-key checks (which the setting also governs) are
-                // primary-key lookups, so one generic plan is right for every run. Planned
-                // per run, the checks alone were 14 % of PostgreSQL's CPU under webhook
-                // load (perf; 5 % with their plans kept).
-                steps.push((Step::Other, stmt(GENERIC_PLANS_PG).execute(&mut &*conn)));
+                // Then the inserts: each reads nothing but its own unique indexes, and each
+                // row's foreign-key checks (which the transaction's plan setting also
+                // governs) are primary-key lookups. Planned per run, the checks alone were
+                // 14 % of PostgreSQL's CPU under webhook load (perf; 5 % with their plans
+                // kept).
                 // One statement per table whatever the row count (`unnest` of one array
                 // per column), each a prepared statement kept on the connection.
                 if !w.subjects.is_empty() {
@@ -1081,10 +1095,6 @@ const INSERT_CONVERSATIONS_PG: &str = "INSERT INTO conversations \
      SELECT id, tenant_id, subject_id, pnid, 'assistant', at, inbound, updated \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
      $6::bigint[], $7::bigint[]) AS v(id, tenant_id, subject_id, pnid, at, inbound, updated)";
-
-/// The rest of the transaction's statements get one generic plan each, kept on the
-/// connection ([`Store::write_batch`]).
-const GENERIC_PLANS_PG: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// New inbound messages, `received`.
 const INSERT_MESSAGES_PG: &str = "INSERT INTO messages (id, tenant_id, conversation_id, \

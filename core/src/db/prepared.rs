@@ -9,12 +9,13 @@
 //! execution on a connection it is one `Bind`/`Execute`. Multi-row inserts become
 //! `INSERT … SELECT * FROM unnest($1::…[], …)`: one text whatever the row count.
 //!
-//! A statement whose plan depends on its arrays (a join of `unnest` with a table) runs in a
-//! transaction begun with [`DbPool::begin_planned`](super::DbPool::begin_planned), so it is
-//! planned for its values each time: kept prepared, PostgreSQL would otherwise settle on one
-//! generic plan, made while the tables were small. Statements whose plan cannot depend on
-//! their values (an insert over `unnest` reads only its own unique indexes) run after
-//! `SET LOCAL plan_cache_mode = force_generic_plan` and are planned once per connection.
+//! Kept prepared, a statement gets one generic plan per connection unless its transaction
+//! says otherwise. One whose best plan depends on its values (the job claims) runs in a
+//! transaction begun with [`DbPool::begin_planned`](super::DbPool::begin_planned), planned
+//! for its values each time. The webhook batch's statements are written so that one plan is
+//! right for every run (each read is `= ANY` on the leading column of a unique index; each
+//! insert reads only its own unique indexes) and run in a transaction begun with
+//! [`BATCH_BEGIN_PG`](super::BATCH_BEGIN_PG), planned once per connection.
 //!
 //! The text's placeholders are `$1`, `$2`, …, each first used in ascending order, one per
 //! bound value ([`Stmt::bind`]); a placeholder may be used again later. [`Stmt`] checks it
