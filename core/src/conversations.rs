@@ -90,7 +90,9 @@ pub fn check_provider_chain(chain: &[String]) -> Result<(), CoreError> {
 }
 
 impl Store {
-    /// The tenant's conversations, most recently active first, at most `limit`.
+    /// The tenant's conversations, most recently active first, at most `limit`. On
+    /// PostgreSQL the tenant's rows are found by `(tenant_id)` and sorted here by the query
+    /// (no index holds `updated_at`, so the webhook's window moves stay heap-only updates).
     pub async fn list_conversations(
         &self,
         tenant: TenantId,
