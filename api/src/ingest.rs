@@ -544,7 +544,7 @@ pub struct GroupCommit {
 /// 3,000 deliveries/s, alternating runs on the same machine): two split the same arrivals
 /// into twice as many batches (about three deliveries each, one batch per millisecond), and
 /// every batch pays the same fixed statements (routing, keys, `BEGIN`, reads, `COMMIT`);
-/// one took 3 to 4 points less of the machine's CPU in PostgreSQL, answered p50 6.0 ms
+/// one took 2 to 5 points less of the machine's CPU in PostgreSQL, answered p50 6.0 ms
 /// against 7.3 to 7.7 ms and p99 22 to 25 ms against 23 to 28 ms, and left the pipeline
 /// workers half again as many replies per second.
 pub fn committers_for(db: &smartchat_core::db::DbPool) -> usize {

@@ -1,10 +1,10 @@
 //! Set-based storage for a batch of webhook deliveries (the webhook's group commit).
 //!
 //! The pipeline reads what a batch needs with one query per table ([`Store::tenants_for_numbers`],
-//! then [`Store::prefetch`]: known messages, the senders' subjects and their conversations),
-//! decides every event in memory in delivery order, collects the rows in [`BatchWrites`] and
-//! writes each table with one statement ([`Store::write_batch`]), all in the caller's
-//! transaction. The rows are the ones the one-at-a-time repositories write (same sealing
+//! then [`Store::open_batch`], which begins the transaction: known messages, the senders'
+//! subjects and their conversations), decides every event in memory in delivery order,
+//! collects the rows in [`BatchWrites`] and writes each table with one statement
+//! ([`Store::write_batch`]), all in that transaction. The rows are the ones the one-at-a-time repositories write (same sealing
 //! contexts, same ledger drafts), so a batch of one delivery stores exactly what the delivery
 //! alone would.
 
@@ -361,7 +361,7 @@ const SUBJECTS_PG: &str = "SELECT s.tenant_id, s.id, s.wa_id_blind, s.bsuid_blin
      LEFT JOIN conversations AS c ON c.subject_id = s.id \
      WHERE s.wa_id_blind = ANY($1::bytea[]) OR s.bsuid_blind = ANY($2::bytea[])";
 
-/// What a batch refers to, read before it is decided ([`Store::prefetch`]).
+/// What a batch refers to, read before it is decided ([`Store::open_batch`]).
 #[derive(Debug, Default)]
 pub struct Prefetched {
     /// Stored messages by (tenant, Meta id): the ones new messages may repeat, and the ones
@@ -618,9 +618,9 @@ impl Store {
     /// (the server runs them one after another, so a message follows its conversation), one
     /// round trip in all: the two updates first, then the inserts, each planned once per
     /// connection (the transaction is [`Self::open_batch`]'s: [`BATCH_BEGIN_PG`] says why).
-    /// A message
-    /// whose Meta id is already stored (a concurrent writer got it first) is `Conflict`, and
-    /// so is a status that moved since it was read: the caller rolls back and decides again.
+    /// A message whose Meta id is already stored (a concurrent writer got it first) is
+    /// `Conflict`, and so is a status that moved since it was read: the caller rolls back and
+    /// decides again.
     ///
     /// [`BATCH_BEGIN_PG`]: crate::db::BATCH_BEGIN_PG
     pub async fn write_batch(&self, tx: &mut Tx, mut w: BatchWrites) -> Result<(), CoreError> {
