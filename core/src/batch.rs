@@ -519,11 +519,7 @@ impl Store {
         statuses: &HashMap<TenantId, Vec<String>>,
         blinds: &HashMap<TenantId, BlindLookup>,
     ) -> Result<(Tx, Prefetched), CoreError> {
-        let mut tx = if self.db.is_postgres() {
-            self.db.begin_unsent().await?
-        } else {
-            self.db.begin().await?
-        };
+        let mut tx = self.db.begin_unsent().await?;
         let fetched = self.prefetch(&mut tx, inbound, statuses, blinds).await?;
         Ok((tx, fetched))
     }

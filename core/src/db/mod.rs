@@ -580,15 +580,20 @@ impl DbPool {
             .await
     }
 
-    /// A write transaction on PostgreSQL whose `BEGIN` the caller sends itself, as the first
+    /// A write transaction whose `BEGIN` the caller sends itself on PostgreSQL, as the first
     /// statements of its first pipeline ([`BATCH_BEGIN_PG`], by
-    /// [`crate::store::Store::open_batch`]): one round trip fewer than [`Self::begin`].
-    /// Dropped (or on error), the guard closes its connection like any other.
+    /// [`crate::store::Store::open_batch`]): one round trip fewer than [`Self::begin`]. On
+    /// SQLite, where statements run in process, it is [`Self::begin`] (the writer's turn,
+    /// `BEGIN IMMEDIATE`). Dropped (or on error), the guard closes its connection like any
+    /// other.
     pub(crate) async fn begin_unsent(&self) -> Result<Tx, CoreError> {
-        Ok(Tx {
-            conn: Some(self.conn().await?),
-            _turn: None,
-        })
+        match self {
+            Self::Postgres(..) => Ok(Tx {
+                conn: Some(self.conn().await?),
+                _turn: None,
+            }),
+            Self::Sqlite(..) => self.begin().await,
+        }
     }
 
     async fn begin_with(&self, pg_begin: &str) -> Result<Tx, CoreError> {
