@@ -2,10 +2,12 @@
 //!
 //! [`ingest_batch`] stores any number of deliveries in one transaction: it reads what they
 //! need with one query per table (numbers, known messages, subjects with their keys,
-//! conversations; on PostgreSQL the reads in the transaction are one round trip), decides every event in memory in delivery order (so a redelivery inside
-//! the batch, or a second message of a new customer, sees what the batch itself stored), and
-//! writes each table with one statement ([`smartchat_core::batch`]). [`ingest`] is a batch of
-//! one.
+//! conversations; on PostgreSQL the reads in the transaction are one round trip, and the
+//! numbers' tenants and keys, kept from earlier batches, are confirmed in it), decides every
+//! event in memory in delivery order (so a redelivery inside the batch, or a second message
+//! of a new customer, sees what the batch itself stored), and writes each table with one
+//! statement ([`smartchat_core::batch`]; on PostgreSQL the writes and the `COMMIT` are one
+//! round trip). [`ingest`] is a batch of one.
 //!
 //! [`GroupCommit`] is the webhook's way in: concurrent deliveries queue for the committer
 //! tasks; a free committer takes whatever queued while the others were busy, stores it as
@@ -116,14 +118,17 @@ fn contact_of(
 
 /// Stores several webhook deliveries in one transaction; one [`Ingested`] per delivery, in
 /// order. Any error rolls the whole batch back.
+///
+/// The numbers' tenants and the tenants' keys come from [`Routes`], what the last batch
+/// read, when it holds every number of this one: then the batch's transaction reads the
+/// numbers again in its first round trip and the tenants' keys are read on the key store at
+/// the same time, and unless both are what the batch was decided on (a number moved, a key
+/// shredded or replaced) the batch is rolled back and decided again on fresh reads. Otherwise
+/// (a number not seen yet, or unknown) they are read first, as every batch did before.
 pub async fn ingest_batch(
     p: &Pipeline,
     payloads: &[&WebhookPayload],
 ) -> Result<Vec<Ingested>, CoreError> {
-    let store = &p.store;
-    // Everything outside the transaction first: inside it nothing may wait for a second
-    // pooled connection, or enough concurrent writers would hold every connection while
-    // waiting for another.
     let mut numbers: Vec<String> = payloads
         .iter()
         .flat_map(|pl| pl.events())
@@ -134,24 +139,119 @@ pub async fn ingest_batch(
         .into_iter()
         .collect();
     numbers.sort();
-    let owners = store.tenants_for_numbers(&numbers).await?;
-    let mut tenants: HashMap<TenantId, TenantCtx> = HashMap::new();
+    if let Some(routing) = p.routes.cached(&numbers) {
+        if let Some(outs) = store_batch(p, payloads, &numbers, &routing, true).await? {
+            return Ok(outs);
+        }
+        p.routes.forget();
+    }
+    let routing = read_routing(p, &numbers).await?;
+    p.routes.remember(&routing);
+    store_batch(p, payloads, &numbers, &routing, false)
+        .await?
+        .ok_or(CoreError::Conflict {
+            what: "phone number routing",
+        })
+}
+
+/// The tenants a batch's numbers belong to, with their keys.
+#[derive(Clone)]
+pub(crate) struct Routing {
+    owners: HashMap<String, TenantId>,
+    keys: HashMap<TenantId, Arc<TenantKey>>,
+}
+
+/// The numbers' tenants and their keys as the last batches read them (so a batch can read
+/// them in its own round trips instead of two before them; [`ingest_batch`] says how they
+/// are confirmed). Numbers no tenant has connected are not kept.
+#[derive(Default)]
+pub(crate) struct Routes(std::sync::Mutex<HashMap<String, (TenantId, Arc<TenantKey>)>>);
+
+/// At most this many numbers are kept; past it the cache starts again empty.
+const ROUTES_LIMIT: usize = 10_000;
+
+impl Routes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (TenantId, Arc<TenantKey>)>> {
+        // A panic while holding it cannot leave the map half-updated (single inserts).
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The routing of every one of `numbers`, or `None` unless all are kept.
+    fn cached(&self, numbers: &[String]) -> Option<Routing> {
+        let map = self.lock();
+        let mut r = Routing {
+            owners: HashMap::new(),
+            keys: HashMap::new(),
+        };
+        for n in numbers {
+            let (tenant, key) = map.get(n)?;
+            r.owners.insert(n.clone(), *tenant);
+            r.keys.insert(*tenant, key.clone());
+        }
+        Some(r)
+    }
+
+    fn remember(&self, r: &Routing) {
+        let mut map = self.lock();
+        if map.len() + r.owners.len() > ROUTES_LIMIT {
+            map.clear();
+        }
+        for (n, t) in &r.owners {
+            if let Some(k) = r.keys.get(t) {
+                map.insert(n.clone(), (*t, k.clone()));
+            }
+        }
+    }
+
+    fn forget(&self) {
+        self.lock().clear();
+    }
+}
+
+/// Reads the numbers' tenants, then those tenants' keys.
+async fn read_routing(p: &Pipeline, numbers: &[String]) -> Result<Routing, CoreError> {
+    let store = &p.store;
+    let owners = store.tenants_for_numbers(numbers).await?;
     let mut ids: Vec<String> = owners.values().map(ToString::to_string).collect();
     ids.sort();
     ids.dedup();
-    let mut keys = store.keys.tenant_keys(&ids).await?;
+    let mut found = store.keys.tenant_keys(&ids).await?;
+    let mut keys = HashMap::new();
     for t in owners.values() {
-        if tenants.contains_key(t) {
+        if keys.contains_key(t) {
             continue;
         }
-        let key = keys
+        let key = found
             .remove(&t.to_string())
             .ok_or(CoreError::NotFound { what: "tenant key" })??;
+        keys.insert(*t, key);
+    }
+    Ok(Routing { owners, keys })
+}
+
+/// Stores a batch decided on `routing`; `None` (nothing stored) unless the transaction reads
+/// the same routing and, with `check_keys`, the key store still holds the same keys.
+async fn store_batch(
+    p: &Pipeline,
+    payloads: &[&WebhookPayload],
+    numbers: &[String],
+    routing: &Routing,
+    check_keys: bool,
+) -> Result<Option<Vec<Ingested>>, CoreError> {
+    let store = &p.store;
+    // Nothing inside the transaction may wait for a second connection of the main pool, or
+    // enough concurrent writers would hold every connection while waiting for another: what
+    // needs one (policy versions, account tenants) is read before it begins.
+    let owners = &routing.owners;
+    let mut tenants: HashMap<TenantId, TenantCtx> = HashMap::new();
+    for (t, key) in &routing.keys {
         let policy_version = store.policy.version_for(*t).await?.0;
         tenants.insert(
             *t,
             TenantCtx {
-                key,
+                key: key.clone(),
                 policy_version,
             },
         );
@@ -222,7 +322,29 @@ pub async fn ingest_batch(
     }
 
     // The statuses' messages are read locked: the statuses are decided on what is read.
-    let (mut tx, fetched) = store.open_batch(&inbound_ids, &status_ids, &blinds).await?;
+    let opened = store.open_batch(numbers, &inbound_ids, &status_ids, &blinds);
+    let (mut tx, fetched) = if check_keys {
+        // The key store is another pool: waiting for its connection while holding the
+        // transaction's cannot close a cycle.
+        let mut ids: Vec<String> = routing.keys.keys().map(ToString::to_string).collect();
+        ids.sort();
+        let (opened, keys) = tokio::join!(opened, store.keys.tenant_keys(&ids));
+        let opened = opened?;
+        let keys = keys?;
+        let same = routing
+            .keys
+            .iter()
+            .all(|(t, key)| matches!(keys.get(&t.to_string()), Some(Ok(k)) if Arc::ptr_eq(k, key)));
+        if !same {
+            return Ok(None);
+        }
+        opened
+    } else {
+        opened.await?
+    };
+    if fetched.routes != *owners {
+        return Ok(None);
+    }
     let mut known = fetched.known;
     let found = fetched.subjects;
     let mut conversations = fetched.conversations;
@@ -485,9 +607,8 @@ pub async fn ingest_batch(
         }
         outs.push(out);
     }
-    store.write_batch(&mut tx, w).await?;
-    tx.commit().await?;
-    Ok(outs)
+    store.commit_batch(tx, w).await?;
+    Ok(Some(outs))
 }
 
 /// Records an account-level webhook change for one tenant: a template status update

@@ -63,6 +63,8 @@ pub struct Pipeline {
     public_url: Arc<str>,
     /// The anonymized analytics store, when this process writes it.
     analytics: Option<smartchat_core::analytics::Analytics>,
+    /// The webhook's numbers, their tenants and keys, as last read ([`crate::ingest`]).
+    pub(crate) routes: Arc<crate::ingest::Routes>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -141,6 +143,7 @@ impl Pipeline {
             )),
             public_url: Arc::from(config.public_url.as_str()),
             analytics: None,
+            routes: Arc::default(),
         })
     }
 

@@ -1,12 +1,13 @@
 //! Set-based storage for a batch of webhook deliveries (the webhook's group commit).
 //!
-//! The pipeline reads what a batch needs with one query per table ([`Store::tenants_for_numbers`],
-//! then [`Store::open_batch`], which begins the transaction: known messages, the senders'
-//! subjects and their conversations), decides every event in memory in delivery order,
-//! collects the rows in [`BatchWrites`] and writes each table with one statement
-//! ([`Store::write_batch`]), all in that transaction. The rows are the ones the one-at-a-time repositories write (same sealing
-//! contexts, same ledger drafts), so a batch of one delivery stores exactly what the delivery
-//! alone would.
+//! The pipeline learns the numbers' tenants ([`Store::tenants_for_numbers`], or from what it
+//! kept), then [`Store::open_batch`] begins the transaction and reads, one query per table,
+//! the numbers' tenants again (to confirm them), known messages, the senders' subjects and
+//! their conversations; the pipeline decides every event in memory in delivery order,
+//! collects the rows in [`BatchWrites`], and [`Store::commit_batch`] writes each table with
+//! one statement and commits. The rows are the ones the one-at-a-time repositories write
+//! (same sealing contexts, same ledger drafts), so a batch of one delivery stores exactly
+//! what the delivery alone would.
 
 use std::collections::{HashMap, HashSet};
 
@@ -315,6 +316,14 @@ struct WamidRow {
     status: String,
 }
 
+#[derive(QueryableByName)]
+struct RouteRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    phone_number_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tenant_id: String,
+}
+
 /// A subject found on SQLite: id, blind indexes, wrapped key.
 type SqliteSubjectRow = (String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -344,6 +353,11 @@ struct SubjectRow {
 const WAMIDS_PG: &str = "SELECT tenant_id, wamid, id, status FROM messages \
      WHERE wamid = ANY($1::text[])";
 
+/// The numbers' tenants, by primary key (read in the batch's transaction, to confirm the
+/// routing the batch was decided on).
+const ROUTES_PG: &str = "SELECT phone_number_id, tenant_id FROM phone_numbers \
+     WHERE phone_number_id = ANY($1::text[])";
+
 /// [`WAMIDS_PG`], the rows locked until the transaction ends.
 const WAMIDS_LOCKED_PG: &str = "SELECT tenant_id, wamid, id, status FROM messages \
      WHERE wamid = ANY($1::text[]) FOR UPDATE";
@@ -372,6 +386,17 @@ pub struct Prefetched {
     pub subjects: Vec<KnownSubject>,
     /// Those subjects' conversations: (tenant, subject, phone number id) → id.
     pub conversations: HashMap<(TenantId, SubjectId, String), ConversationId>,
+    /// The numbers asked about, with the tenant each belongs to as the transaction reads
+    /// it (a number no tenant has connected is absent).
+    pub routes: HashMap<String, TenantId>,
+}
+
+/// (phone number id, tenant) rows as the routing map.
+fn route_map(
+    rows: impl Iterator<Item = (String, String)>,
+) -> Result<HashMap<String, TenantId>, CoreError> {
+    rows.map(|(pnid, tenant)| Ok((pnid, tenant.parse()?)))
+        .collect()
 }
 
 /// (tenant, id, subject, phone number id) rows as the conversations map.
@@ -502,12 +527,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Begins a webhook batch's transaction and reads what the batch refers to: the stored
-    /// messages its new messages may repeat, the stored messages its statuses refer to, and
-    /// its senders' subjects with their wrapped keys and conversations. On PostgreSQL the
-    /// `BEGIN` with its plan settings ([`BATCH_BEGIN_PG`], which says why) and three reads
-    /// go out in one pipeline, one round trip; each read is one `= ANY` on the leading column
-    /// of a unique index for every tenant at once, and the statuses' messages are locked
+    /// Begins a webhook batch's transaction and reads what the batch refers to: the tenants
+    /// of its `numbers` ([`Prefetched::routes`], so the caller can confirm the routing it
+    /// decided on), the stored messages its new messages may repeat, the stored messages its
+    /// statuses refer to, and its senders' subjects with their wrapped keys and
+    /// conversations. On PostgreSQL the `BEGIN` with its plan settings ([`BATCH_BEGIN_PG`],
+    /// which says why) and four reads go out in one pipeline, one round trip; each read is
+    /// one `= ANY` on the leading column of a unique index for every tenant at once (the
+    /// numbers' primary key), and the statuses' messages are locked
     /// (`FOR UPDATE`) until the transaction ends, so a status decided on them cannot be
     /// overtaken. On SQLite, whose one writer holds the database once the transaction has
     /// begun, they run one after another in process, one query per tenant.
@@ -515,12 +542,15 @@ impl Store {
     /// [`BATCH_BEGIN_PG`]: crate::db::BATCH_BEGIN_PG
     pub async fn open_batch(
         &self,
+        numbers: &[String],
         inbound: &HashMap<TenantId, Vec<String>>,
         statuses: &HashMap<TenantId, Vec<String>>,
         blinds: &HashMap<TenantId, BlindLookup>,
     ) -> Result<(Tx, Prefetched), CoreError> {
         let mut tx = self.db.begin_unsent().await?;
-        let fetched = self.prefetch(&mut tx, inbound, statuses, blinds).await?;
+        let fetched = self
+            .prefetch(&mut tx, numbers, inbound, statuses, blinds)
+            .await?;
         Ok((tx, fetched))
     }
 
@@ -528,6 +558,7 @@ impl Store {
     async fn prefetch(
         &self,
         c: &mut Conn,
+        numbers: &[String],
         inbound: &HashMap<TenantId, Vec<String>>,
         statuses: &HashMap<TenantId, Vec<String>>,
         blinds: &HashMap<TenantId, BlindLookup>,
@@ -539,6 +570,9 @@ impl Store {
             let bsuid: Vec<&Vec<u8>> = blinds.values().flat_map(|w| &w.bsuid).collect();
             let begin = stmt(BATCH_BEGIN_PG[0]).execute(&mut &*conn);
             let settings = stmt(BATCH_BEGIN_PG[1]).execute(&mut &*conn);
+            let routes = stmt(ROUTES_PG)
+                .bind::<Array<Text>, _>(numbers)
+                .load::<RouteRow>(&mut &*conn);
             let repeats = stmt(WAMIDS_PG)
                 .bind::<Array<Text>, _>(wamid_array(inbound))
                 .load::<WamidRow>(&mut &*conn);
@@ -550,8 +584,9 @@ impl Store {
                 .bind::<Array<Binary>, _>(&bsuid)
                 .load::<SubjectRow>(&mut &*conn);
             // Polled in this order, so sent in this order and run by the server in order.
-            let (_, _, repeats, referred, senders) =
-                futures::try_join!(begin, settings, repeats, referred, senders)?;
+            let (_, _, routes, repeats, referred, senders) =
+                futures::try_join!(begin, settings, routes, repeats, referred, senders)?;
+            let routes = route_map(routes.into_iter().map(|r| (r.phone_number_id, r.tenant_id)))?;
             let known = known_messages(
                 repeats
                     .into_iter()
@@ -586,11 +621,22 @@ impl Store {
                 known,
                 subjects: known_subjects(senders.into_iter().map(SubjectRow::into_tuple))?,
                 conversations,
+                routes,
             });
         }
         let Raw::Sqlite(raw) = c.raw() else {
             unreachable!("PostgreSQL returned above")
         };
+        let mut routes = Vec::new();
+        for chunk in numbers.chunks(CHUNK) {
+            let found: Vec<(String, String)> = phone_numbers::table
+                .filter(phone_numbers::phone_number_id.eq_any(chunk))
+                .select((phone_numbers::phone_number_id, phone_numbers::tenant_id))
+                .load(raw)
+                .await?;
+            routes.extend(found);
+        }
+        let routes = route_map(routes.into_iter())?;
         let mut rows = sqlite_wamids(raw, inbound).await?;
         rows.extend(sqlite_wamids(raw, statuses).await?);
         let known = known_messages(rows.into_iter())?;
@@ -605,21 +651,24 @@ impl Store {
             known,
             subjects,
             conversations,
+            routes,
         })
     }
 
-    /// Writes a batch in the caller's transaction. On PostgreSQL: one statement per table
-    /// (subjects and their keys share one), each a prepared [`stmt`] over `unnest`ed column
-    /// arrays, pipelined: all sent at once, in order
-    /// (the server runs them one after another, so a message follows its conversation), one
-    /// round trip in all: the two updates first, then the inserts, each planned once per
-    /// connection (the transaction is [`Self::open_batch`]'s: [`BATCH_BEGIN_PG`] says why).
-    /// A message whose Meta id is already stored (a concurrent writer got it first) is
-    /// `Conflict`, and so is a status that moved since it was read: the caller rolls back and
-    /// decides again.
+    /// Writes a batch in its transaction and commits it. On PostgreSQL: one statement per
+    /// table (subjects and their keys share one), each a prepared [`stmt`] over `unnest`ed
+    /// column arrays, then the `COMMIT`, pipelined: all sent at once, in order (the server
+    /// runs them one after another, so a message follows its conversation), one round trip
+    /// in all: the two updates first, then the inserts, each planned once per connection
+    /// (the transaction is [`Self::open_batch`]'s: [`BATCH_BEGIN_PG`] says why). Whatever
+    /// must stop the commit raises inside the transaction, so the pipelined `COMMIT` then
+    /// only rolls back. A message whose Meta id is already stored (a concurrent writer got
+    /// it first) is `Conflict`, and so is a status that moved since it was read: nothing is
+    /// stored, and the caller decides again. On error the transaction's connection is
+    /// closed.
     ///
     /// [`BATCH_BEGIN_PG`]: crate::db::BATCH_BEGIN_PG
-    pub async fn write_batch(&self, tx: &mut Tx, mut w: BatchWrites) -> Result<(), CoreError> {
+    pub async fn commit_batch(&self, mut tx: Tx, mut w: BatchWrites) -> Result<(), CoreError> {
         let now = now_micros();
         let bump_at = w.tick();
         let mut bumps: Vec<(String, i64)> = w.inbound_at.drain().collect();
@@ -673,7 +722,7 @@ impl Store {
                     let codes: Vec<Option<i32>> = moves.iter().map(|m| m.code).collect();
                     let ats: Vec<i64> = moves.iter().map(|m| m.at).collect();
                     steps.push((
-                        Step::Statuses(moves.len()),
+                        Step::Statuses(None),
                         stmt(UPDATE_STATUSES_PG)
                             .bind::<Array<Text>, _>(ids)
                             .bind::<Array<Text>, _>(from)
@@ -785,13 +834,21 @@ impl Store {
                             .execute(&mut &*conn),
                     ));
                 }
+                // And the COMMIT, in the same pipeline. Every check that decides whether the
+                // batch may commit raises inside the transaction (the status moves' count
+                // too: `smartchat_expect_rows`), so a failed statement aborts the
+                // transaction and this COMMIT only rolls it back.
+                steps.push((Step::Other, stmt("COMMIT").execute(&mut &*conn)));
                 let (kinds, futures): (Vec<Step>, Vec<PgFuture<'_>>) = steps.into_iter().unzip();
                 let results = futures::future::join_all(futures).await;
                 // The first failure is the cause; the statements after it only saw the
-                // transaction aborted.
+                // transaction aborted. On any failure `tx` is dropped here, which closes
+                // its connection.
                 for (kind, res) in kinds.into_iter().zip(results) {
                     step_result(kind, res)?;
                 }
+                tx.committed_in_pipeline();
+                return Ok(());
             }
             Raw::Sqlite(c) => {
                 // Statements run in process here: one per row costs no round trip (and
@@ -911,26 +968,24 @@ impl Store {
                         .execute(c)
                         .await?;
                 }
-                step_result(Step::Statuses(moves.len()), Ok(moved))?;
+                step_result(Step::Statuses(Some(moves.len())), Ok(moved))?;
             }
         }
-        if !tx.is_postgres() {
-            // SQLite: jobs, feed rows and ledger drafts as their own modules queue one,
-            // one statement each (the drafts in order).
-            for job in &w.jobs {
-                crate::jobs::enqueue(tx, job).await?;
-            }
-            for (tenant, mid) in &w.feed {
-                let op = crate::search_feed::FeedOp::Add {
-                    message_id: mid.clone(),
-                };
-                crate::search_feed::enqueue(tx, tenant, &op).await?;
-            }
-            for draft in &w.drafts {
-                crate::audit::enqueue(tx, draft).await?;
-            }
+        // SQLite: jobs, feed rows and ledger drafts as their own modules queue one, one
+        // statement each (the drafts in order), then the commit.
+        for job in &w.jobs {
+            crate::jobs::enqueue(&mut tx, job).await?;
         }
-        Ok(())
+        for (tenant, mid) in &w.feed {
+            let op = crate::search_feed::FeedOp::Add {
+                message_id: mid.clone(),
+            };
+            crate::search_feed::enqueue(&mut tx, tenant, &op).await?;
+        }
+        for draft in &w.drafts {
+            crate::audit::enqueue(&mut tx, draft).await?;
+        }
+        tx.commit().await
     }
 }
 
@@ -1035,8 +1090,10 @@ enum Step {
     Subjects,
     /// New messages: a unique violation means another writer stored the Meta id first.
     Messages,
-    /// Status moves, each guarded by the status it was decided on: how many must move.
-    Statuses(usize),
+    /// Status moves, each guarded by the status it was decided on: how many must move when
+    /// the client counts (SQLite), `None` when the statement checks the count itself and
+    /// raises `serialization_failure` (PostgreSQL).
+    Statuses(Option<usize>),
     /// Anything else.
     Other,
 }
@@ -1049,7 +1106,16 @@ fn step_result(step: Step, res: diesel::QueryResult<usize>) -> Result<(), CoreEr
         (Step::Messages, Err(e)) if is_unique_violation(&e) => {
             Err(CoreError::Conflict { what: "message" })
         }
-        (Step::Statuses(want), Ok(moved)) if moved != want => Err(CoreError::Conflict {
+        (Step::Statuses(Some(want)), Ok(moved)) if moved != want => Err(CoreError::Conflict {
+            what: "message status",
+        }),
+        (
+            Step::Statuses(None),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::SerializationFailure,
+                _,
+            )),
+        ) => Err(CoreError::Conflict {
             what: "message status",
         }),
         (_, Err(e)) => Err(e.into()),
@@ -1066,12 +1132,17 @@ const UPDATE_WINDOWS_PG: &str = "UPDATE conversations AS c \
      FROM unnest($2::text[], $3::bigint[]) AS v(id, at) \
      WHERE c.id = ANY($2::text[]) AND c.id = v.id";
 
-/// Applies status moves, each guarded by the status it was decided on.
-const UPDATE_STATUSES_PG: &str = "UPDATE messages AS m \
+/// Applies status moves, each guarded by the status it was decided on, and raises
+/// (`serialization_failure`, migration 15's `smartchat_expect_rows`) unless every one moved,
+/// so the COMMIT pipelined after it cannot commit a batch decided on a status that changed.
+/// The ids are distinct (one move per message).
+const UPDATE_STATUSES_PG: &str = "WITH moved AS (UPDATE messages AS m \
      SET status = v.next, error_code = v.code, status_at = v.at \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::bigint[]) \
      AS v(id, prev, next, code, at) \
-     WHERE m.id = ANY($1::text[]) AND m.id = v.id AND m.status = v.prev";
+     WHERE m.id = ANY($1::text[]) AND m.id = v.id AND m.status = v.prev RETURNING m.id) \
+     SELECT smartchat_expect_rows(count(*), cardinality($1::text[]), 'message status') \
+     FROM moved";
 
 /// New subjects with their wrapped keys: one row per element of the arrays (the key row
 /// in the same statement, after its subject).

@@ -624,6 +624,8 @@ both_backends!(
     a_batch_stores_what_its_deliveries_store_alone,
     a_failing_delivery_fails_alone,
     dropped_requests_leave_nothing_half_written,
+    a_batch_confirms_its_routing_and_keys,
+    a_status_move_decided_on_a_stale_read_commits_nothing,
 );
 
 async fn count(w: &World, table: &str) -> i64 {
@@ -1104,7 +1106,7 @@ async fn the_batch_keeps_one_index_plan_per_statement_on_postgres() {
         "SELECT tenant_id, wamid, id, status FROM messages WHERE wamid = ANY($1::text[])",
         "SELECT tenant_id, wamid, id, status FROM messages WHERE wamid = ANY($1::text[]) FOR",
         "SELECT s.tenant_id, s.id",
-        "UPDATE messages",
+        "WITH moved AS (UPDATE messages",
         "UPDATE conversations",
         "INSERT INTO messages",
         "INSERT INTO conversations",
@@ -1112,6 +1114,7 @@ async fn the_batch_keeps_one_index_plan_per_statement_on_postgres() {
         "INSERT INTO search_feed",
         "INSERT INTO ledger_pending",
         "WITH v AS",
+        "SELECT phone_number_id, tenant_id FROM phone_numbers",
     ];
     let find = |start: &str| {
         let found: Vec<&PlanCounts> = plans
@@ -1172,6 +1175,7 @@ async fn the_batch_keeps_one_index_plan_per_statement_on_postgres() {
         (&read[2], "conversations_subject"),
         (&read[3], "messages_pkey"),
         (&read[4], "conversations_pkey"),
+        (&read[11], "phone_numbers_pkey"),
     ] {
         assert!(plan.contains(index), "{index} not in\n{plan}");
     }
@@ -1229,5 +1233,161 @@ async fn the_batch_keeps_one_index_plan_per_statement_on_postgres() {
             window > 0 && updated >= created,
             "{window} {created} {updated}"
         );
+    }
+}
+
+/// The webhook keeps the numbers' tenants and keys it read (so a batch needs no reads before
+/// its transaction), but every batch confirms them: a number another process moved to
+/// another tenant is stored under that tenant, and a key another process shredded stops the
+/// batch, nothing written.
+async fn a_batch_confirms_its_routing_and_keys(env: TestEnv) {
+    use smartchat_core::db::schema::keystore::tenant_keys;
+    use smartchat_core::db::schema::phone_numbers;
+    let w = world(env).await;
+    let first = tenant_of(&w).await;
+    let signed = |b: &WebhookBuilder| {
+        smartchat_whatsapp::parse_payload(&b.signed(SECRET.as_bytes()).0).unwrap()
+    };
+    let one = signed(&text("wamid.R1", "hello"));
+    pipeline::ingest_batch(&w.pipeline, &[&one]).await.unwrap();
+    // Another process moves the number to a second tenant, behind this one's back.
+    let second = w
+        .env
+        .store
+        .create_tenant(NewTenant {
+            handle: "other-salon".parse::<Handle>().unwrap(),
+            profile: Profile(profile()),
+            phone_number_id: None,
+            access_token: None,
+        })
+        .await
+        .unwrap();
+    assert_ne!(first, second);
+    let mut c = w.env.store.db.conn().await.unwrap();
+    let moved = db_run!(c, |c| diesel::update(phone_numbers::table.find(PNID))
+        .set(phone_numbers::tenant_id.eq(second.to_string()))
+        .execute(c)
+        .await)
+    .unwrap();
+    assert_eq!(moved, 1);
+    drop(c);
+    let two = signed(&text("wamid.R2", "hello again"));
+    let out = pipeline::ingest_batch(&w.pipeline, &[&two]).await.unwrap();
+    assert_eq!(out[0].messages, 1);
+    let owner_of = |wamid: &'static str| {
+        let db = w.env.store.db.clone();
+        async move {
+            let mut c = db.conn().await.unwrap();
+            db_run!(c, |c| messages::table
+                .filter(messages::wamid.eq(wamid))
+                .select(messages::tenant_id)
+                .first::<String>(c)
+                .await)
+            .unwrap()
+        }
+    };
+    assert_eq!(owner_of("wamid.R1").await, first.to_string());
+    assert_eq!(
+        owner_of("wamid.R2").await,
+        second.to_string(),
+        "stored under the number's tenant now"
+    );
+    // Another process shreds the second tenant's key (this process's key caches are not
+    // told: the row is changed directly).
+    let mut k = w.env.store.keys.store().conn().await.unwrap();
+    let shredded = db_run!(k, |c| diesel::update(
+        tenant_keys::table.find(second.to_string())
+    )
+    .set(tenant_keys::wrapped_identity.eq(None::<Vec<u8>>))
+    .execute(c)
+    .await)
+    .unwrap();
+    assert_eq!(shredded, 1);
+    drop(k);
+    let before = (
+        count(&w, "messages").await,
+        count(&w, "jobs").await,
+        count(&w, "ledger_pending").await,
+    );
+    let three = signed(&text("wamid.R3", "still there?"));
+    let err = pipeline::ingest_batch(&w.pipeline, &[&three])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, smartchat_core::CoreError::Shredded { .. }),
+        "{err:?}"
+    );
+    let after = (
+        count(&w, "messages").await,
+        count(&w, "jobs").await,
+        count(&w, "ledger_pending").await,
+    );
+    assert_eq!(after, before, "nothing of the batch was written");
+}
+
+/// A batch's status move is guarded by the status it was decided on; if the stored status
+/// is another, the batch is a conflict and nothing of it is committed (on PostgreSQL the
+/// check raises inside the transaction, ahead of the pipelined COMMIT).
+async fn a_status_move_decided_on_a_stale_read_commits_nothing(env: TestEnv) {
+    use smartchat_core::batch::BatchWrites;
+    use smartchat_ledger::{Actor, EntryDraft};
+    let w = world(env).await;
+    assert_eq!(w.deliver(&text("wamid.T1", "hi")).await.status(), 200);
+    let mut c = w.env.store.db.conn().await.unwrap();
+    let id: String = db_run!(c, |c| messages::table
+        .filter(messages::wamid.eq("wamid.T1"))
+        .select(messages::id)
+        .first(c)
+        .await)
+    .unwrap();
+    drop(c);
+    let id: smartchat_core::ids::MessageId = id.parse().unwrap();
+    let pending = count(&w, "ledger_pending").await;
+    let status_now = |w: &World| {
+        let db = w.env.store.db.clone();
+        async move {
+            let mut c = db.conn().await.unwrap();
+            db_run!(c, |c| messages::table
+                .filter(messages::wamid.eq("wamid.T1"))
+                .select(messages::status)
+                .first::<String>(c)
+                .await)
+            .unwrap()
+        }
+    };
+    let store = &w.env.store;
+    let empty = std::collections::HashMap::new();
+    let no_blinds = std::collections::HashMap::new();
+    for (from, stored) in [("sent", false), ("received", true)] {
+        let (tx, _) = store
+            .open_batch(&[], &empty, &empty, &no_blinds)
+            .await
+            .unwrap();
+        let mut batch = BatchWrites::default();
+        batch.status(id, from, "delivered", None, 1);
+        batch.draft(EntryDraft::new(EventKind::MESSAGE_STATUS, Actor::Meta));
+        let res = store.commit_batch(tx, batch).await;
+        if stored {
+            res.unwrap();
+            assert_eq!(status_now(&w).await, "delivered");
+            assert_eq!(count(&w, "ledger_pending").await, pending + 1);
+        } else {
+            let err = res.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    smartchat_core::CoreError::Conflict {
+                        what: "message status"
+                    }
+                ),
+                "{err:?}"
+            );
+            assert_eq!(status_now(&w).await, "received", "not moved");
+            assert_eq!(
+                count(&w, "ledger_pending").await,
+                pending,
+                "its ledger draft not kept"
+            );
+        }
     }
 }

@@ -258,6 +258,14 @@ impl Tx {
         }
     }
 
+    /// Ends a transaction whose `COMMIT` the caller sent itself, pipelined after its last
+    /// statements, and saw succeed with every statement before it: the connection goes back
+    /// to the pool.
+    pub(crate) fn committed_in_pipeline(mut self) {
+        drop(self.conn.take());
+        drop(self._turn.take());
+    }
+
     /// Rolls back explicitly (dropping does the same, less politely).
     pub async fn rollback(mut self) -> Result<(), CoreError> {
         if let Some(mut conn) = self.conn.take() {

@@ -1,0 +1,1 @@
+DROP FUNCTION smartchat_expect_rows(BIGINT, BIGINT, TEXT);
