@@ -155,7 +155,6 @@ pub async fn ingest_batch(
 }
 
 /// The tenants a batch's numbers belong to, with their keys.
-#[derive(Clone)]
 pub(crate) struct Routing {
     owners: HashMap<String, TenantId>,
     keys: HashMap<TenantId, Arc<TenantKey>>,
