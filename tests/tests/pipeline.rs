@@ -642,6 +642,15 @@ async fn count(w: &World, table: &str) -> i64 {
     .unwrap()
 }
 
+/// The row counts of `tables`, in order.
+async fn counts(w: &World, tables: &[&str]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(tables.len());
+    for t in tables {
+        out.push(count(w, t).await);
+    }
+    out
+}
+
 async fn entries_of(w: &World, kind: EventKind) -> i64 {
     let mut c = w.env.store.db.conn().await.unwrap();
     db_run!(c, |c| ledger_entries::table
@@ -861,12 +870,7 @@ async fn a_failing_delivery_fails_alone(env: TestEnv) {
         let mut c = w.env.store.db.conn().await.unwrap();
         db_run!(c, |c| diesel::delete(subject_keys::table).execute(c).await).unwrap();
     }
-    let before = (
-        count(&w, "messages").await,
-        count(&w, "subjects").await,
-        count(&w, "jobs").await,
-        count(&w, "ledger_pending").await,
-    );
+    let before = counts(&w, &["messages", "subjects", "jobs", "ledger_pending"]).await;
     let good = |n: u32| {
         let b = meta().entry(PNID, "+91").text(
             &WebhookUser::wa_id(&format!("91984444444{n}")),
@@ -891,12 +895,7 @@ async fn a_failing_delivery_fails_alone(env: TestEnv) {
         matches!(err, smartchat_core::CoreError::Shredded { .. }),
         "{err:?}"
     );
-    let after = (
-        count(&w, "messages").await,
-        count(&w, "subjects").await,
-        count(&w, "jobs").await,
-        count(&w, "ledger_pending").await,
-    );
+    let after = counts(&w, &["messages", "subjects", "jobs", "ledger_pending"]).await;
     assert_eq!(after, before, "nothing of the batch was written");
 
     let commit = pipeline::GroupCommit::start(w.pipeline.clone());
@@ -911,7 +910,7 @@ async fn a_failing_delivery_fails_alone(env: TestEnv) {
         smartchat_core::CoreError::Shredded { .. }
     ));
     assert_eq!(c.unwrap().messages, 1);
-    assert_eq!(count(&w, "messages").await, before.0 + 2);
+    assert_eq!(count(&w, "messages").await, before[0] + 2);
     // Over HTTP the failure is a 5xx (Meta retries), the good deliveries 200.
     let fine = meta().entry(PNID, "+91").text(
         &WebhookUser::wa_id("919855555555"),
@@ -928,7 +927,7 @@ async fn a_failing_delivery_fails_alone(env: TestEnv) {
         410,
         "the damaged subject's delivery alone fails"
     );
-    assert_eq!(count(&w, "messages").await, before.0 + 3);
+    assert_eq!(count(&w, "messages").await, before[0] + 3);
 }
 
 /// Requests dropped while their delivery waits in the group commit (a client that hung
@@ -1304,11 +1303,7 @@ async fn a_batch_confirms_its_routing_and_keys(env: TestEnv) {
     .unwrap();
     assert_eq!(shredded, 1);
     drop(k);
-    let before = (
-        count(&w, "messages").await,
-        count(&w, "jobs").await,
-        count(&w, "ledger_pending").await,
-    );
+    let before = counts(&w, &["messages", "jobs", "ledger_pending"]).await;
     let three = signed(&text("wamid.R3", "still there?"));
     let err = pipeline::ingest_batch(&w.pipeline, &[&three])
         .await
@@ -1317,11 +1312,7 @@ async fn a_batch_confirms_its_routing_and_keys(env: TestEnv) {
         matches!(err, smartchat_core::CoreError::Shredded { .. }),
         "{err:?}"
     );
-    let after = (
-        count(&w, "messages").await,
-        count(&w, "jobs").await,
-        count(&w, "ledger_pending").await,
-    );
+    let after = counts(&w, &["messages", "jobs", "ledger_pending"]).await;
     assert_eq!(after, before, "nothing of the batch was written");
 }
 
