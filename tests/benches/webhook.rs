@@ -36,7 +36,17 @@
 //! First, `pgbench -N` (simple-update: `-i -s 10`, then `-c 8 -j 2 -T BENCH_PGBENCH_SECONDS`)
 //! runs on the same PostgreSQL in a scratch database, dropped afterwards; our best saturated
 //! rate is reported as a fraction of its transactions per second. Target: at least 0.5 of it,
-//! with p99 under 25 ms.
+//! with p99 under 25 ms. Then pgbench runs once more at half its own rate (`-R`, every
+//! transaction logged, as long as one of our steps and measured the same way: from each
+//! transaction's scheduled start, warm-up left out): the reference's own p50/p99/max at the
+//! rate our target step offers, on the same server.
+//!
+//! On PostgreSQL a **commit probe** runs beside every step: a one-row `INSERT` in its own
+//! transaction every 20 ms, on a connection, thread and runtime of its own, latency from its
+//! slot. Its p50/p99/max are printed under each step (and its worst commit in each timeline
+//! slice): when the server's own commits stall (a WAL flush waiting behind the kernel's
+//! writeback of data files) the probe stalls with the webhook, which tells those stalls from
+//! ours. It adds 50 small commits a second.
 //!
 //! Run: `cargo bench -p smartchat-tests --bench webhook` (`BENCH_BACKENDS=sqlite` or
 //! `postgres` to run one; `BENCH_PGBENCH=0` to skip pgbench; `BENCH_TIMELINE=1` to print each
@@ -44,7 +54,7 @@
 //! stalls).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -247,7 +257,8 @@ async fn main() {
         if s.search { "on" } else { "off" },
         std::env::var("SMARTCHAT_BACKGROUND_PRIORITY").unwrap_or_else(|_| "idle".into())
     );
-    let pg_tps = if s.pgbench { pgbench(&s).await } else { None };
+    let bench = if s.pgbench { pgbench(&s).await } else { None };
+    let pg_tps = bench.as_ref().map(|b| b.tps);
     let mut summaries = Vec::new();
     for backend in [Backend::Postgres, Backend::Sqlite] {
         let name = backend_name(backend);
@@ -256,7 +267,7 @@ async fn main() {
         }
         summaries.push(run_backend(backend, &s, pg_tps, clk).await);
     }
-    print_summary(&summaries, pg_tps);
+    print_summary(&summaries, bench.as_ref());
 }
 
 fn backend_name(b: Backend) -> &'static str {
@@ -266,10 +277,21 @@ fn backend_name(b: Backend) -> &'static str {
     }
 }
 
-fn print_summary(summaries: &[Summary], pg_tps: Option<f64>) {
+fn print_summary(summaries: &[Summary], bench: Option<&PgBench>) {
     println!("\n== summary ==");
-    match pg_tps {
-        Some(t) => println!("pgbench -N on the same PostgreSQL: {t:.0} tps"),
+    let pg_tps = bench.map(|b| b.tps);
+    match bench {
+        Some(PgBench {
+            tps,
+            at_half: Some((p50, p99, max)),
+        }) => println!(
+            "pgbench -N on the same PostgreSQL: {tps:.0} tps; its own latency at half that \
+             rate: p50 {} / p99 {} / max {}",
+            fmt_dur(*p50),
+            fmt_dur(*p99),
+            fmt_dur(*max)
+        ),
+        Some(b) => println!("pgbench -N on the same PostgreSQL: {:.0} tps", b.tps),
         None => println!("pgbench: not run"),
     }
     println!(
@@ -328,7 +350,14 @@ fn print_summary(summaries: &[Summary], pg_tps: Option<f64>) {
 // ---------------------------------------------------------------------------------------
 // pgbench
 
-async fn pgbench(s: &Settings) -> Option<f64> {
+/// What pgbench measured: its saturated rate, and its own latency at half that rate.
+struct PgBench {
+    tps: f64,
+    /// `-R tps/2` over a window as long as one of our steps: p50, p99, max.
+    at_half: Option<(Duration, Duration, Duration)>,
+}
+
+async fn pgbench(s: &Settings) -> Option<PgBench> {
     println!("== pgbench -N (simple-update) on the same PostgreSQL ==");
     let db = PgDatabase::create().await;
     let run = |args: Vec<String>| async move {
@@ -395,10 +424,95 @@ async fn pgbench(s: &Settings) -> Option<f64> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    let at_half = match tps {
+        Some(t) => pgbench_at_half(s, &db.url, t).await,
+        None => None,
+    };
     drop(db);
     // Leave no dirty pages of pgbench's for our run to write back.
     checkpoint().await;
-    tps
+    Some(PgBench { tps: tps?, at_half })
+}
+
+/// pgbench's own latency at half its rate, right after its saturated run (as our target
+/// step follows our heaviest one): `-N -c 8 -j 2 -R tps/2` for one step's warm-up and
+/// window, every transaction logged (`-l`); pgbench measures a throttled transaction from
+/// its scheduled start, as our generator does, so the two compare. The first warm-up
+/// seconds are left out, as in our steps.
+async fn pgbench_at_half(
+    s: &Settings,
+    url: &str,
+    tps: f64,
+) -> Option<(Duration, Duration, Duration)> {
+    let rate = (tps * 0.5).round().max(1.0);
+    let secs = (s.warmup + s.measure).as_secs_f64().ceil().max(1.0);
+    let dir = tempfile::tempdir().ok()?;
+    let out = tokio::process::Command::new("pgbench")
+        .current_dir(dir.path())
+        .args([
+            "-N",
+            "-c",
+            "8",
+            "-j",
+            "2",
+            "-R",
+            &format!("{rate:.0}"),
+            "-T",
+            &format!("{secs:.0}"),
+            "-l",
+            url,
+        ])
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        println!(
+            "  pgbench -R failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    // Each line: client, transaction, latency (µs), script, end (s, µs)[, lag].
+    let mut txs: Vec<(f64, Duration)> = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).ok()?.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(lat), Some(sec), Some(us)) = (f.get(2), f.get(4), f.get(5)) else {
+                continue;
+            };
+            let (Ok(lat), Ok(sec), Ok(us)) =
+                (lat.parse::<u64>(), sec.parse::<f64>(), us.parse::<f64>())
+            else {
+                continue;
+            };
+            let end = sec + us / 1e6;
+            txs.push((end - lat as f64 / 1e6, Duration::from_micros(lat)));
+        }
+    }
+    let first = txs.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
+    let from = first + s.warmup.as_secs_f64();
+    let mut lat: Vec<(Duration, bool)> = txs
+        .into_iter()
+        .filter(|t| t.0 >= from)
+        .map(|t| (t.1, false))
+        .collect();
+    if lat.is_empty() {
+        return None;
+    }
+    lat.sort_unstable_by_key(|l| l.0);
+    let q = |p: f64| pct(&lat, p).0;
+    let r = (q(0.5), q(0.99), q(1.0));
+    println!(
+        "  at half that rate (-R {rate:.0}, open loop, {} transactions in the measured {:?}): \
+         p50 {} / p99 {} / max {}",
+        lat.len(),
+        s.measure,
+        fmt_dur(r.0),
+        fmt_dur(r.1),
+        fmt_dur(r.2)
+    );
+    Some(r)
 }
 
 async fn admin() -> tokio_postgres::Client {
@@ -509,6 +623,10 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
     let mut target = None;
     let mut saturation: Option<Row> = None;
     let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let probe = match backend {
+        Backend::Postgres => Some(Probe::start(smartchat_tests::url_string(&env.db_url))),
+        Backend::Sqlite => None,
+    };
     for (label, rate) in steps {
         let conc: usize = label
             .strip_prefix("closed x")
@@ -535,8 +653,9 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         };
         let (proc_cpu, pg_cpu, busy) = cpu.await.unwrap_or((0.0, 0.0, 0.0));
         let row = summarize(&label, rate, &out);
+        let commits = probe.as_ref().map(|p| p.samples(ws, we));
         if rate.is_some() && env_or("BENCH_TIMELINE", 0u8) != 0 {
-            print_timeline(&out);
+            print_timeline(&out, commits.as_deref());
         }
         let ready = smartchat_core::jobs::count(&env.store.db, pipeline::QUEUE, "ready")
             .await
@@ -578,6 +697,9 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
                 "", row.stale_statuses
             );
         }
+        if let Some(c) = &commits {
+            println!("  {:<18} {}", "", probe_summary(c));
+        }
         if out.max_lag > Duration::from_millis(5) {
             println!(
                 "  {:<18} generator fell behind its schedule by up to {} (counted in latency)",
@@ -597,6 +719,7 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
+    drop(probe);
     // Stop, then check what was stored against what was answered.
     // Whatever is still running after a few seconds is aborted (the databases are thrown
     // away next); dropping the background stops its runtime.
@@ -1659,8 +1782,8 @@ fn pct(sorted: &[(Duration, bool)], p: f64) -> (Duration, bool) {
 }
 
 /// The measured window of an open-loop step in half-second slices of scheduled time:
-/// requests, p50, p99 and max latency of each.
-fn print_timeline(out: &StepOut) {
+/// requests, p50, p99 and max latency of each, and the slowest probe commit (PostgreSQL).
+fn print_timeline(out: &StepOut, commits: Option<&[(Instant, Duration)]>) {
     let ws = out.start + out.warmup;
     let slice = Duration::from_millis(500);
     let slices = (out.measure.as_millis() / slice.as_millis()).max(1) as usize;
@@ -1677,11 +1800,24 @@ fn print_timeline(out: &StepOut) {
             ));
         }
     }
+    let mut commit_max = vec![None::<Duration>; slices];
+    for (at, l) in commits.unwrap_or_default() {
+        if *at < ws {
+            continue;
+        }
+        let i = (at.duration_since(ws).as_millis() / slice.as_millis()) as usize;
+        if let Some(m) = commit_max.get_mut(i) {
+            *m = Some(m.map_or(*l, |m| m.max(*l)));
+        }
+    }
     for (i, v) in lat.iter_mut().enumerate() {
         v.sort_unstable_by_key(|l| l.0);
         let q = |p: f64| pct(v, p).0.as_secs_f64() * 1000.0;
+        let commit = commit_max[i]
+            .map(|m| format!("  probe commit max {:>6.1} ms", m.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
         println!(
-            "    t+{:>5.1}s {:>5} req  p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms",
+            "    t+{:>5.1}s {:>5} req  p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms{commit}",
             i as f64 * 0.5,
             v.len(),
             q(0.5),
@@ -1689,6 +1825,117 @@ fn print_timeline(out: &StepOut) {
             q(1.0)
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The commit probe (PostgreSQL)
+
+/// How often the probe commits.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+
+/// A one-row durable commit every [`PROBE_EVERY`], on a connection, thread and runtime of
+/// its own, at the normal priority, on a fixed schedule (each latency runs from its slot,
+/// as the generator's do): what the server alone takes to commit while the webhook is under
+/// load, to tell the server's stalls (a WAL flush waiting behind the kernel's writeback of
+/// data files) from ours. It adds 50 small commits a second to the server.
+struct Probe {
+    samples: Arc<Mutex<Vec<(Instant, Duration)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Probe {
+    fn start(url: String) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (samples.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("commit-probe".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("probe runtime");
+                rt.block_on(probe_loop(url, s, st));
+            })
+            .expect("probe thread");
+        Self {
+            samples,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The latencies of the commits scheduled in `[from, to)`, by slot.
+    fn samples(&self, from: Instant, to: Instant) -> Vec<(Instant, Duration)> {
+        lock(&self.samples)
+            .iter()
+            .filter(|(at, _)| *at >= from && *at < to)
+            .copied()
+            .collect()
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn probe_loop(
+    url: String,
+    samples: Arc<Mutex<Vec<(Instant, Duration)>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let client = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(conn);
+            client
+        }
+        Err(e) => {
+            println!("  commit probe: cannot connect ({e})");
+            return;
+        }
+    };
+    if let Err(e) = client
+        .batch_execute("CREATE TABLE bench_commit_probe (id bigserial PRIMARY KEY)")
+        .await
+    {
+        println!("  commit probe: cannot create its table ({e})");
+        return;
+    }
+    let mut slot = Instant::now();
+    while !AtomicBool::load(&stop, Ordering::Relaxed) {
+        slot += PROBE_EVERY;
+        tokio::time::sleep_until(slot.into()).await;
+        if let Err(e) = client
+            .batch_execute("INSERT INTO bench_commit_probe DEFAULT VALUES")
+            .await
+        {
+            println!("  commit probe: {e}");
+            return;
+        }
+        lock(&samples).push((slot, slot.elapsed()));
+    }
+}
+
+/// One line on the probe's commits in a step's window.
+fn probe_summary(c: &[(Instant, Duration)]) -> String {
+    let mut lat: Vec<(Duration, bool)> = c.iter().map(|(_, l)| (*l, false)).collect();
+    lat.sort_unstable_by_key(|l| l.0);
+    let over = lat.iter().filter(|l| l.0 >= TARGET_P99).count();
+    format!(
+        "probe: {} one-row commits on their own connection: p50 {} / p99 {} / max {}, {over} \
+         took {} ms or more",
+        lat.len(),
+        fmt_dur(pct(&lat, 0.5).0),
+        fmt_dur(pct(&lat, 0.99).0),
+        fmt_dur(pct(&lat, 1.0).0),
+        TARGET_P99.as_millis()
+    )
 }
 
 fn summarize(name: &str, offered: Option<f64>, out: &StepOut) -> Row {
