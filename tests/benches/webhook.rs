@@ -1476,20 +1476,33 @@ where
     Fut: std::future::Future<Output = T>,
     T: Send + 'static,
 {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = on_own_thread("load-generator", f);
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("join the generator thread")
+        .expect("the generator thread panicked")
+}
+
+/// Runs `f` on a new thread with a current-thread runtime of its own, dropped (its tasks
+/// with it) before the thread returns `f`'s output.
+fn on_own_thread<F, Fut, T>(name: &str, f: F) -> std::thread::JoinHandle<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
     std::thread::Builder::new()
-        .name("load-generator".into())
+        .name(name.into())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .expect("generator runtime");
+                .expect("thread runtime");
             let out = rt.block_on(f());
             drop(rt);
-            let _ = tx.send(out);
+            out
         })
-        .expect("generator thread");
-    rx.await.expect("the generator thread panicked")
+        .expect("spawn a thread")
 }
 
 fn http_client() -> reqwest::Client {
@@ -1849,16 +1862,7 @@ impl Probe {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (samples.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("commit-probe".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("probe runtime");
-                rt.block_on(probe_loop(url, s, st));
-            })
-            .expect("probe thread");
+        let thread = on_own_thread("commit-probe", move || probe_loop(url, s, st));
         Self {
             samples,
             stop,
