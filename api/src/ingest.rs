@@ -119,7 +119,7 @@ fn contact_of(
 /// Stores several webhook deliveries in one transaction; one [`Ingested`] per delivery, in
 /// order. Any error rolls the whole batch back.
 ///
-/// The numbers' tenants and the tenants' keys come from [`Routes`], what the last batch
+/// The numbers' tenants and the tenants' keys come from `Routes`, what the last batch
 /// read, when it holds every number of this one: then the batch's transaction reads the
 /// numbers again in its first round trip and the tenants' keys are read on the key store at
 /// the same time, and unless both are what the batch was decided on (a number moved, a key

@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document of the versioned JSON API (`/api/v1`), generated from the
-//! handlers: each `/api/v1` route is registered through [`routes`] with utoipa-axum's
+//! handlers: each `/api/v1` route is registered through [`routes()`] with utoipa-axum's
 //! `routes!`, which takes the method and path from the handler's `#[utoipa::path]`, so a
 //! route cannot be served without being documented (and a unit test refuses a plain
 //! `.route("/api/v1…")` anywhere in this crate). [`document`] adds what every operation

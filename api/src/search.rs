@@ -377,11 +377,11 @@ impl Search {
     }
 
     /// Applies the feed until `shutdown` changes. A round that found rows but not a full
-    /// batch is followed by the rest of [`ROUND`] before the next one: each round commits
-    /// every tenant it touched (a new segment: files created, merged later), so rounds back
-    /// to back under a steady trickle spent more on creating files than on indexing (28 % of
-    /// the machine at 320 deliveries/s over 50 tenants). A full batch is a backlog: the next
-    /// round starts at once.
+    /// batch is followed by the rest of `ROUND` (a second) before the next one: each round
+    /// commits every tenant it touched (a new segment: files created, merged later), so
+    /// rounds back to back under a steady trickle spent more on creating files than on
+    /// indexing (28 % of the machine at 320 deliveries/s over 50 tenants). A full batch is a
+    /// backlog: the next round starts at once.
     pub async fn worker(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
