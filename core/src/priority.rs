@@ -41,7 +41,7 @@ pub const LOW_NICE: i32 = 10;
 pub fn lower_current_thread(p: BackgroundPriority) -> Result<(), String> {
     #[cfg(target_os = "linux")]
     {
-        lower(rustix::thread::gettid().as_raw_nonzero().get(), p)
+        lower(linux_thread_id(), p)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -91,10 +91,15 @@ pub fn scheduling_of(pid: i32) -> Option<(bool, i32)> {
 pub fn current_thread_id() -> Option<i32> {
     #[cfg(target_os = "linux")]
     {
-        Some(rustix::thread::gettid().as_raw_nonzero().get())
+        Some(linux_thread_id())
     }
     #[cfg(not(target_os = "linux"))]
     None
+}
+
+#[cfg(target_os = "linux")]
+fn linux_thread_id() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ use smartchat_core::db::schema::{messages, subjects};
 use smartchat_core::db_run;
 use smartchat_core::ids::{Handle, PhoneNumberId};
 use smartchat_core::ledger_store::Ledger;
+use smartchat_core::priority::BackgroundPriority;
 use smartchat_core::store::{NewTenant, Profile, Store};
 use smartchat_tests::{Backend, PgDatabase, TestEnv};
 use smartchat_whatsapp::fake::{WebhookBuilder, WebhookUser};
@@ -255,7 +256,7 @@ async fn main() {
         s.measure,
         s.workers,
         if s.search { "on" } else { "off" },
-        std::env::var("SMARTCHAT_BACKGROUND_PRIORITY").unwrap_or_else(|_| "idle".into())
+        background_priority()
     );
     let bench = if s.pgbench { pgbench(&s).await } else { None };
     let pg_tps = bench.as_ref().map(|b| b.tps);
@@ -268,6 +269,21 @@ async fn main() {
         summaries.push(run_backend(backend, &s, pg_tps, clk).await);
     }
     print_summary(&summaries, bench.as_ref());
+}
+
+/// The background's priority as the server's configuration reads
+/// `SMARTCHAT_BACKGROUND_PRIORITY` (unset or empty: the default).
+fn background_priority() -> String {
+    let v = std::env::var("SMARTCHAT_BACKGROUND_PRIORITY").unwrap_or_default();
+    let parsed = if v.is_empty() {
+        Some(BackgroundPriority::default())
+    } else {
+        BackgroundPriority::parse(&v)
+    };
+    match parsed {
+        Some(p) => format!("{p:?}").to_lowercase(),
+        None => format!("{v:?} (not a priority: the server refuses it)"),
+    }
 }
 
 fn backend_name(b: Backend) -> &'static str {
