@@ -299,13 +299,11 @@ fn print_summary(summaries: &[Summary], bench: Option<&PgBench>) {
     match bench {
         Some(PgBench {
             tps,
-            at_half: Some((p50, p99, max)),
+            at_half: Some(q),
         }) => println!(
             "pgbench -N on the same PostgreSQL: {tps:.0} tps; its own latency at half that \
-             rate: p50 {} / p99 {} / max {}",
-            fmt_dur(*p50),
-            fmt_dur(*p99),
-            fmt_dur(*max)
+             rate: {}",
+            fmt_p50_p99_max(*q)
         ),
         Some(b) => println!("pgbench -N on the same PostgreSQL: {:.0} tps", b.tps),
         None => println!("pgbench: not run"),
@@ -508,25 +506,20 @@ async fn pgbench_at_half(
     }
     let first = txs.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
     let from = first + s.warmup.as_secs_f64();
-    let mut lat: Vec<(Duration, bool)> = txs
+    let lat: Vec<Duration> = txs
         .into_iter()
         .filter(|t| t.0 >= from)
-        .map(|t| (t.1, false))
+        .map(|t| t.1)
         .collect();
     if lat.is_empty() {
         return None;
     }
-    lat.sort_unstable_by_key(|l| l.0);
-    let q = |p: f64| pct(&lat, p).0;
-    let r = (q(0.5), q(0.99), q(1.0));
+    let n = lat.len();
+    let r = p50_p99_max(lat);
     println!(
-        "  at half that rate (-R {rate:.0}, open loop, {} transactions in the measured {:?}): \
-         p50 {} / p99 {} / max {}",
-        lat.len(),
+        "  at half that rate (-R {rate:.0}, open loop, {n} transactions in the measured {:?}): {}",
         s.measure,
-        fmt_dur(r.0),
-        fmt_dur(r.1),
-        fmt_dur(r.2)
+        fmt_p50_p99_max(r)
     );
     Some(r)
 }
@@ -1810,19 +1803,35 @@ fn pct(sorted: &[(Duration, bool)], p: f64) -> (Duration, bool) {
     sorted[i]
 }
 
+/// p50, p99 and max of latencies that are all measured (none a lower bound).
+fn p50_p99_max(mut lat: Vec<Duration>) -> (Duration, Duration, Duration) {
+    lat.sort_unstable();
+    let sorted: Vec<(Duration, bool)> = lat.into_iter().map(|l| (l, false)).collect();
+    let q = |p: f64| pct(&sorted, p).0;
+    (q(0.5), q(0.99), q(1.0))
+}
+
+fn fmt_p50_p99_max((p50, p99, max): (Duration, Duration, Duration)) -> String {
+    format!(
+        "p50 {} / p99 {} / max {}",
+        fmt_dur(p50),
+        fmt_dur(p99),
+        fmt_dur(max)
+    )
+}
+
 /// The measured window of an open-loop step in half-second slices of scheduled time:
 /// requests, p50, p99 and max latency of each, and the slowest probe commit (PostgreSQL).
 fn print_timeline(out: &StepOut, commits: Option<&[(Instant, Duration)]>) {
     let ws = out.start + out.warmup;
     let slice = Duration::from_millis(500);
     let slices = (out.measure.as_millis() / slice.as_millis()).max(1) as usize;
+    let slice_of = |at: Instant| {
+        (at >= ws).then(|| (at.duration_since(ws).as_millis() / slice.as_millis()) as usize)
+    };
     let mut lat: Vec<Vec<(Duration, bool)>> = vec![Vec::new(); slices];
     for s in &out.samples {
-        if s.at < ws {
-            continue;
-        }
-        let i = (s.at.duration_since(ws).as_millis() / slice.as_millis()) as usize;
-        if let Some(v) = lat.get_mut(i) {
+        if let Some(v) = slice_of(s.at).and_then(|i| lat.get_mut(i)) {
             v.push((
                 s.done.saturating_duration_since(s.at),
                 s.status == UNFINISHED,
@@ -1831,11 +1840,7 @@ fn print_timeline(out: &StepOut, commits: Option<&[(Instant, Duration)]>) {
     }
     let mut commit_max = vec![None::<Duration>; slices];
     for (at, l) in commits.unwrap_or_default() {
-        if *at < ws {
-            continue;
-        }
-        let i = (at.duration_since(ws).as_millis() / slice.as_millis()) as usize;
-        if let Some(m) = commit_max.get_mut(i) {
+        if let Some(m) = slice_of(*at).and_then(|i| commit_max.get_mut(i)) {
             *m = Some(m.map_or(*l, |m| m.max(*l)));
         }
     }
@@ -1944,16 +1949,11 @@ async fn probe_loop(
 
 /// One line on the probe's commits in a step's window.
 fn probe_summary(c: &[(Instant, Duration)]) -> String {
-    let mut lat: Vec<(Duration, bool)> = c.iter().map(|(_, l)| (*l, false)).collect();
-    lat.sort_unstable_by_key(|l| l.0);
-    let over = lat.iter().filter(|l| l.0 >= TARGET_P99).count();
+    let over = c.iter().filter(|(_, l)| *l >= TARGET_P99).count();
     format!(
-        "probe: {} one-row commits on their own connection: p50 {} / p99 {} / max {}, {over} \
-         took {} ms or more",
-        lat.len(),
-        fmt_dur(pct(&lat, 0.5).0),
-        fmt_dur(pct(&lat, 0.99).0),
-        fmt_dur(pct(&lat, 1.0).0),
+        "probe: {} one-row commits on their own connection: {}, {over} took {} ms or more",
+        c.len(),
+        fmt_p50_p99_max(p50_p99_max(c.iter().map(|(_, l)| *l).collect())),
         TARGET_P99.as_millis()
     )
 }
