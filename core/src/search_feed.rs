@@ -116,6 +116,16 @@ pub async fn remove(db: &DbPool, seqs: &[i64]) -> Result<(), CoreError> {
     Ok(())
 }
 
+/// How many rows the indexer has still to apply (for the benchmark and operators watching it
+/// keep up).
+pub async fn backlog(db: &DbPool) -> Result<i64, CoreError> {
+    let mut c = db.conn().await?;
+    Ok(db_run!(c, |c| search_feed::table
+        .count()
+        .get_result(c)
+        .await)?)
+}
+
 /// The highest sequence number queued so far for `tenant` (0 when none): the watermark a
 /// rebuild from the database covers.
 pub async fn max_seq(db: &DbPool, tenant: &str) -> Result<i64, CoreError> {

@@ -28,8 +28,9 @@
 //! senders back to back. Each step runs `BENCH_WARMUP` (2) seconds of warm-up, then
 //! `BENCH_SECONDS` (12) measured; requests still unanswered `BENCH_DRAIN` (60) seconds after
 //! the last slot are cancelled and counted as errors (their latency as a lower bound, `>`).
-//! After each step: the jobs still queued, and the replies the pipeline stored per second
-//! over the step (its pace while the webhook is under that load).
+//! After each step: the jobs still queued, the search feed rows the indexer has still to
+//! apply (whether it keeps up), and the replies the pipeline stored per second over the step
+//! (its pace while the webhook is under that load).
 //! `BENCH_MAX_INFLIGHT` and `BENCH_CONCURRENCY` take one count, several joined by `+` (closed
 //! loop: one step each), or counts per backend: `postgres:8+64,sqlite:4+64`.
 //!
@@ -669,6 +670,9 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         let ready = smartchat_core::jobs::count(&env.store.db, pipeline::QUEUE, "ready")
             .await
             .unwrap_or(-1);
+        let feed = smartchat_core::search_feed::backlog(&env.store.db)
+            .await
+            .unwrap_or(-1);
         let fresh = world.load.targets.available();
         // The pipeline's pace meanwhile: replies stored per second over the whole step.
         let replies_per_sec = (outbound_count(&env).await - replies_before.1) as f64
@@ -681,7 +685,7 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         let pg_pct = pg_cpu / all;
         let other = (busy - proc_cpu - pg_cpu).max(0.0) / all;
         println!(
-            "  {:<18} {:>9} {:>9.0} {:>9} {:>9} {:>9} {:>8}  {:<22} {:<26} {ready} jobs queued, {fresh} unsent-status replies, {replies_per_sec:.0} replies/s",
+            "  {:<18} {:>9} {:>9.0} {:>9} {:>9} {:>9} {:>8}  {:<22} {:<26} {ready} jobs queued, {feed} search feed rows, {fresh} unsent-status replies, {replies_per_sec:.0} replies/s",
             row.name,
             row.offered
                 .map(|o| format!("{o:.0}"))
