@@ -5,8 +5,8 @@
 //!
 //! Freshness: the indexer polls the feed every 250 ms when idle, and while the feed has rows
 //! starts a round at most once a second, backlog or not, committing each tenant it touched
-//! once per round (at most [`BATCH`] rows), so a message is searchable within about 2
-//! seconds of its webhook. The commit payload records the last feed sequence applied; feed
+//! once per round (at most [`BATCH`] rows), so while it keeps up a message is searchable
+//! within about 2 seconds of its webhook. The commit payload records the last feed sequence applied; feed
 //! rows are deleted only after that commit, so after a crash the rows still present are
 //! applied again (idempotent: a message's document is replaced by id).
 
@@ -41,8 +41,8 @@ use crate::error::{Problem, QueryParams, problem, problem_with};
 /// Feed rows applied per round at most (one index commit per tenant per round). Rounds start
 /// at most once a [`ROUND`], so this is also the most the indexer applies per second: more
 /// than the webhook stores per second at saturation (about 8,000 deliveries/s on a 2-core
-/// machine, 70 % of them texts), so the feed does not grow under any load it takes. Memory
-/// holds one round's messages, opened.
+/// machine, 70 % of them texts), so the round's size is never what holds the indexer back
+/// (its share of the CPU can be). Memory holds one round's messages, opened.
 pub const BATCH: i64 = 20_000;
 /// How often the indexer looks at an empty feed.
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -417,7 +417,7 @@ impl Search {
 /// tenants); rounds back to back under a backlog (a full batch of 2,000 rows, as it was, at
 /// 3,000 deliveries/s) committed 50 tenants a few times a second, and those flushes, on the
 /// disk PostgreSQL writes its log to, held its commits: the webhook's p99 at 3,200/s was 59
-/// ms with the indexer against 12.8 ms without it, and 15.5–16.4 ms with rounds paced like
+/// ms with the indexer against 12.8 ms without it, and 14.3–28.4 ms with rounds paced like
 /// this (issue 5's note has the runs).
 fn next_round_in(applied: Option<usize>, elapsed: Duration) -> Duration {
     match applied {
