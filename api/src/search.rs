@@ -3,12 +3,12 @@
 //! ([`smartchat_search`]), the rebuild (`smartchat search reindex`, and any index found
 //! missing or unreadable), and the owner's search endpoint.
 //!
-//! Freshness: the indexer polls the feed every 250 ms when idle, and while the feed has rows
-//! starts a round at most once a second, backlog or not, committing each tenant it touched
-//! once per round (at most [`BATCH`] rows), so while it keeps up a message is searchable
-//! within about 2 seconds of its webhook. The commit payload records the last feed sequence applied; feed
-//! rows are deleted only after that commit, so after a crash the rows still present are
-//! applied again (idempotent: a message's document is replaced by id).
+//! Freshness: the indexer polls the feed every 250 ms when idle, and under load starts a
+//! round at most once a second, committing each tenant it touched once per round (at most
+//! [`BATCH`] rows), so a message is searchable within about 2 seconds of its webhook. The
+//! commit payload records the last feed sequence applied; feed rows are deleted only after
+//! that commit, so after a crash the rows still present are applied again (idempotent: a
+//! message's document is replaced by id).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -38,16 +38,12 @@ use crate::auth::error::AuthError;
 use crate::auth::extract::CurrentMember;
 use crate::error::{Problem, QueryParams, problem, problem_with};
 
-/// Feed rows applied per round at most (one index commit per tenant per round). Rounds start
-/// at most once a [`ROUND`], so this is also the most the indexer applies per second: more
-/// than the webhook stores per second at saturation (about 8,000 deliveries/s on a 2-core
-/// machine, 70 % of them texts), so the round's size is never what holds the indexer back
-/// (its share of the CPU can be). Memory holds one round's messages, opened.
-pub const BATCH: i64 = 20_000;
+/// Feed rows applied per round (one index commit per tenant per round).
+pub const BATCH: i64 = 2000;
 /// How often the indexer looks at an empty feed.
 const IDLE_POLL: Duration = Duration::from_millis(250);
-/// The shortest time from one round's start to the next while the feed has rows, a backlog
-/// included: each tenant's index commits at most about once per round.
+/// The shortest time from one round's start to the next while the feed has rows but not a
+/// full batch: each tenant's index commits at most about once per round.
 const ROUND: Duration = Duration::from_millis(1000);
 /// Documents per commit during a rebuild.
 const REBUILD_BATCH: usize = 10_000;
@@ -410,18 +406,15 @@ impl Search {
 
 /// How long the indexer waits after a round that applied `applied` feed rows (`None`: it
 /// failed) and took `elapsed`. An empty feed (or a failure) is polled again after
-/// [`IDLE_POLL`]; otherwise the next round starts [`ROUND`] after this one started, a full
-/// batch included. Each round commits every tenant it touched: a new segment, that is new
-/// files, each `fsync`ed, and the directory synced. Rounds back to back under a trickle spent
-/// more on creating files than on indexing (28 % of the machine at 320 deliveries/s over 50
-/// tenants); rounds back to back under a backlog (a full batch of 2,000 rows, as it was, at
-/// 3,000 deliveries/s) committed 50 tenants a few times a second, and those flushes, on the
-/// disk PostgreSQL writes its log to, held its commits: the webhook's p99 at 3,200/s was 59
-/// ms with the indexer against 12.8 ms without it, and 14.3–28.4 ms with rounds paced like
-/// this (issue 5's note has the runs).
+/// [`IDLE_POLL`]. A round that found rows but not a full batch is followed by the rest of
+/// [`ROUND`]: each round commits every tenant it touched (a new segment: files created,
+/// merged later), so rounds back to back under a steady trickle spent more on creating files
+/// than on indexing (28 % of the machine at 320 deliveries/s over 50 tenants). A full batch
+/// is a backlog: the next round starts at once.
 fn next_round_in(applied: Option<usize>, elapsed: Duration) -> Duration {
     match applied {
         Some(0) | None => IDLE_POLL,
+        Some(n) if n >= usize::try_from(BATCH).unwrap_or(usize::MAX) => Duration::ZERO,
         Some(_) => ROUND.saturating_sub(elapsed),
     }
 }
@@ -602,20 +595,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_batch_waits_for_the_round_like_any_other() {
-        let full = usize::try_from(BATCH).unwrap_or(usize::MAX);
+    fn a_partial_batch_waits_for_the_rest_of_the_round() {
         let quick = Duration::from_millis(100);
-        assert_eq!(next_round_in(Some(full), quick), ROUND - quick);
-        assert_eq!(next_round_in(Some(full * 2), quick), ROUND - quick);
         assert_eq!(next_round_in(Some(3), quick), ROUND - quick);
-    }
-
-    #[test]
-    fn a_round_longer_than_the_round_is_followed_at_once() {
         assert_eq!(
             next_round_in(Some(5), ROUND + Duration::from_millis(1)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_full_batch_is_a_backlog_followed_at_once() {
+        let full = usize::try_from(BATCH).unwrap_or(usize::MAX);
+        let quick = Duration::from_millis(100);
+        assert_eq!(next_round_in(Some(full), quick), Duration::ZERO);
+        assert_eq!(next_round_in(Some(full - 1), quick), ROUND - quick);
     }
 
     #[test]
