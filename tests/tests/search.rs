@@ -167,11 +167,28 @@ async fn messages_are_searchable_encrypted_and_each_search_ledgered(env: TestEnv
         "bridal makeup price please zebracorn",
     )
     .await;
-    assert!(w.search.apply_pending().await.unwrap() > 0);
+    let queued = smartchat_core::search_feed::backlog(&w.env.store.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued, 6,
+        "a feed row per message with text: three in, three replies"
+    );
+    assert_eq!(
+        w.search.apply_pending().await.unwrap(),
+        usize::try_from(queued).unwrap()
+    );
     assert_eq!(
         w.search.apply_pending().await.unwrap(),
         0,
         "the feed is drained"
+    );
+    assert_eq!(
+        smartchat_core::search_feed::backlog(&w.env.store.db)
+            .await
+            .unwrap(),
+        0,
+        "applied rows are deleted"
     );
 
     let (base, http, member) = w.login(w.a).await;
