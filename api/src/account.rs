@@ -203,11 +203,14 @@ pub struct RetentionReport {
     pub purged_rows: u64,
     /// Messages deleted for being older than their retention.
     pub expired_messages: u64,
+    /// Done jobs deleted for being older than [`smartchat_core::jobs::DONE_KEPT`].
+    pub pruned_jobs: u64,
 }
 
 /// One retention pass at `now`: terminated tenants past their export window are
 /// crypto-shredded and purged (unless held); active tenants lose messages older than
-/// their `conversations.while_active_days`.
+/// their `conversations.while_active_days`; done jobs due more than a week before `now`
+/// are deleted (ids only; dead ones stay).
 pub async fn run_retention(
     p: &Pipeline,
     now: OffsetDateTime,
@@ -246,6 +249,15 @@ pub async fn run_retention(
         };
         out.expired_messages += store.expire_messages(t.id, days, now, BATCH).await?;
     }
+    let now_micros = i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
+    let kept = i64::try_from(smartchat_core::jobs::DONE_KEPT.as_micros()).unwrap_or(i64::MAX);
+    out.pruned_jobs = smartchat_core::jobs::prune_done(
+        &store.db,
+        crate::pipeline::QUEUE,
+        now_micros.saturating_sub(kept),
+        BATCH,
+    )
+    .await?;
     Ok(out)
 }
 
@@ -258,6 +270,7 @@ pub async fn retention_loop(p: Pipeline, mut shutdown: tokio::sync::watch::Recei
                 held_tenants = r.held_tenants,
                 purged_rows = r.purged_rows,
                 expired_messages = r.expired_messages,
+                pruned_jobs = r.pruned_jobs,
                 "retention pass"
             ),
             Ok(_) => {}

@@ -56,9 +56,13 @@ enum Command {
     #[command(subcommand)]
     Search(SearchCommand),
     /// Retention: run the pass the server runs every hour (purge terminated tenants past
-    /// their export window unless held; expire messages past their retention).
+    /// their export window unless held; expire messages past their retention; delete done
+    /// jobs older than a week).
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// What the background still has to do: the job queue by state (and how long the oldest
+    /// due job has waited), ledger drafts not yet sequenced, search feed rows not yet indexed.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +269,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Policy(cmd) => policy(cmd, config).await,
         Command::Chat { tenant, from } => chat(config, tenant, from).await,
         Command::Search(cmd) => search(cmd, config).await,
+        Command::Status => status(config).await,
         Command::Retention(RetentionCommand::Run) => {
             let (services, report) = boot::open(&config).await?;
             print_boot(&config, &report);
@@ -274,8 +279,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     .await?;
             services.ledger.sequence_all().await?;
             println!(
-                "retention: {} tenants purged ({} rows), {} waiting for a legal hold, {} messages expired",
-                r.purged_tenants, r.purged_rows, r.held_tenants, r.expired_messages
+                "retention: {} tenants purged ({} rows), {} waiting for a legal hold, {} messages expired, {} done jobs pruned",
+                r.purged_tenants, r.purged_rows, r.held_tenants, r.expired_messages, r.pruned_jobs
             );
             Ok(())
         }
@@ -436,6 +441,37 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+async fn status(config: Config) -> anyhow::Result<()> {
+    let (services, report) = boot::open(&config).await?;
+    print_boot(&config, &report);
+    let db = &services.store.db;
+    let now = smartchat_core::db::now_micros();
+    let q = smartchat_core::jobs::queue_state(db, smartchat_api::pipeline::QUEUE, now).await?;
+    println!(
+        "jobs ({}): {} due, {} later, {} running, {} dead, {} done (pruned after {} days)",
+        smartchat_api::pipeline::QUEUE,
+        q.due,
+        q.later,
+        q.running,
+        q.dead,
+        q.done,
+        smartchat_core::jobs::DONE_KEPT.as_secs() / 86_400
+    );
+    match q.oldest_due_micros {
+        Some(us) => println!("oldest due job waiting: {:.1} s", us as f64 / 1e6),
+        None => println!("oldest due job waiting: none due"),
+    }
+    println!(
+        "ledger drafts to sequence: {}",
+        services.ledger.pending().await?
+    );
+    println!(
+        "search feed rows to index: {}",
+        smartchat_core::search_feed::backlog(db).await?
+    );
+    Ok(())
 }
 
 async fn ledger(cmd: LedgerCommand, config: Config) -> anyhow::Result<()> {

@@ -316,3 +316,116 @@ pub async fn count(db: &DbPool, queue: &str, status: &str) -> Result<i64, CoreEr
         .get_result(c)
         .await)?)
 }
+
+/// Where one queue stands: jobs by state and the oldest due job's wait.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueState {
+    /// Ready and due now.
+    pub due: i64,
+    /// Ready but not before a later time (backing off, or scheduled).
+    pub later: i64,
+    /// Claimed by a worker (or whose worker died and whose lease has yet to run out).
+    pub running: i64,
+    /// Out of attempts or failed for good: they stay until someone looks.
+    pub dead: i64,
+    /// Done and not yet pruned ([`prune_done`]).
+    pub done: i64,
+    /// How long the oldest due job has been due (microseconds), when one is.
+    pub oldest_due_micros: Option<i64>,
+}
+
+/// Where `queue` stands at `now` (unix micros): for operators (`smartchat status`). Every
+/// count reads the `(queue, status, run_at, id)` index, never the table.
+pub async fn queue_state(db: &DbPool, queue: &str, now: i64) -> Result<QueueState, CoreError> {
+    let mut c = db.conn().await?;
+    let due = count_in(&mut c, queue, "ready", Some(now), None).await?;
+    let later = count_in(&mut c, queue, "ready", None, Some(now)).await?;
+    let running = count_in(&mut c, queue, "running", None, None).await?;
+    let dead = count_in(&mut c, queue, "dead", None, None).await?;
+    let done = count_in(&mut c, queue, "done", None, None).await?;
+    let oldest: Option<i64> = db_run!(c, |c| jobs::table
+        .filter(jobs::queue.eq(queue))
+        .filter(jobs::status.eq("ready"))
+        .filter(jobs::run_at.le(now))
+        .select(diesel::dsl::min(jobs::run_at))
+        .first(c)
+        .await)?;
+    Ok(QueueState {
+        due,
+        later,
+        running,
+        dead,
+        done,
+        oldest_due_micros: oldest.map(|at| now.saturating_sub(at).max(0)),
+    })
+}
+
+/// How long a done job is kept before [`prune_done`] deletes it: a week, for operators
+/// looking into what just ran. Dead jobs are never pruned.
+pub const DONE_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Deletes `queue`'s done jobs that were due before `before` (unix micros), `batch` rows per
+/// transaction, and returns how many. A job's dedupe key goes with it; that is safe because
+/// every key names the thing whose creation queues the job (a message's `reply`, `lead` and
+/// `send`, a follow-up, a data-subject request, a shredded subject's purge), which is never
+/// created again, and a done `purge` queued once more would find nothing left to delete.
+/// Without this the queue grows by every message ever answered.
+pub async fn prune_done(
+    db: &DbPool,
+    queue: &str,
+    before: i64,
+    batch: i64,
+) -> Result<u64, CoreError> {
+    let mut total = 0u64;
+    loop {
+        let mut c = db.conn().await?;
+        // The select walks the index in order and stops after `batch` rows.
+        let ids: Vec<i64> = db_run!(c, |c| jobs::table
+            .filter(jobs::queue.eq(queue))
+            .filter(jobs::status.eq("done"))
+            .filter(jobs::run_at.lt(before))
+            .order((jobs::run_at, jobs::id))
+            .select(jobs::id)
+            .limit(batch)
+            .load(c)
+            .await)?;
+        if ids.is_empty() {
+            return Ok(total);
+        }
+        // Still done (a job is never moved out of `done`), so the check is only a guard.
+        let n = db_run!(c, |c| diesel::delete(
+            jobs::table
+                .filter(jobs::id.eq_any(&ids))
+                .filter(jobs::status.eq("done"))
+        )
+        .execute(c)
+        .await)?;
+        total += u64::try_from(n).unwrap_or(0);
+        if i64::try_from(n).unwrap_or(0) < batch {
+            return Ok(total);
+        }
+    }
+}
+
+/// Jobs of `queue` in `status`, due at or before `due_by` and after `due_after` when given.
+async fn count_in(
+    c: &mut Conn,
+    queue: &str,
+    status: &str,
+    due_by: Option<i64>,
+    due_after: Option<i64>,
+) -> Result<i64, CoreError> {
+    Ok(db_run!(c, |c| {
+        let mut q = jobs::table
+            .filter(jobs::queue.eq(queue))
+            .filter(jobs::status.eq(status))
+            .into_boxed();
+        if let Some(t) = due_by {
+            q = q.filter(jobs::run_at.le(t));
+        }
+        if let Some(t) = due_after {
+            q = q.filter(jobs::run_at.gt(t));
+        }
+        q.count().get_result(c).await
+    })?)
+}

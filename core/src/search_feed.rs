@@ -116,8 +116,8 @@ pub async fn remove(db: &DbPool, seqs: &[i64]) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// How many rows the indexer has still to apply (the webhook benchmark prints it after each
-/// step, to show whether the indexer keeps up).
+/// How many rows the indexer has still to apply: `smartchat status` prints it for
+/// operators, and the webhook benchmark after each step, to show whether the indexer keeps up.
 pub async fn backlog(db: &DbPool) -> Result<i64, CoreError> {
     let mut c = db.conn().await?;
     Ok(db_run!(c, |c| search_feed::table

@@ -198,7 +198,79 @@ async fn a_claim_never_sorts_the_backlog(env: TestEnv) {
     assert_eq!(first.payload().unwrap()["n"], 0);
 }
 
+/// Where a queue stands, as `smartchat status` prints it: every state counted, the oldest
+/// due job's wait; and pruning deletes only done jobs due before the cut-off, in batches,
+/// leaving ready, running and dead ones (and recent done ones) alone.
+async fn queue_state_counts_and_pruning_keeps_all_but_old_done(env: TestEnv) {
+    let db = &env.store.db;
+    let now = smartchat_core::db::now_micros();
+    let hour = 3_600_000_000i64;
+    let mut tx = db.begin().await.unwrap();
+    // 7 due an hour ago, 1 due in an hour.
+    for n in 0..7 {
+        let mut j = job(n);
+        j.run_at = now - hour;
+        jobs::enqueue(&mut tx, &j).await.unwrap().unwrap();
+    }
+    let mut later = job(100);
+    later.run_at = now + hour;
+    jobs::enqueue(&mut tx, &later).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        jobs::queue_state(db, "other", now).await.unwrap(),
+        Default::default()
+    );
+    let s = jobs::queue_state(db, "test", now).await.unwrap();
+    assert_eq!((s.due, s.later, s.running, s.dead, s.done), (7, 1, 0, 0, 0));
+    let waited = s.oldest_due_micros.unwrap();
+    assert!((hour..hour + 60_000_000).contains(&waited), "{waited}");
+    // Five done, one running, one dead.
+    for _ in 0..5 {
+        let j = jobs::claim(db, "test", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        jobs::complete(&mut tx, j.id).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let dead = jobs::claim(db, "test", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        jobs::fail(db, &dead, "gone", true, None).await.unwrap(),
+        Failed::Dead
+    );
+    let _running = jobs::claim(db, "test", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = jobs::queue_state(db, "test", now).await.unwrap();
+    assert_eq!((s.due, s.later, s.running, s.dead, s.done), (0, 1, 1, 1, 5));
+    assert_eq!(s.oldest_due_micros, None);
+
+    // A cut-off before they were due prunes nothing; after, every done one, two per batch.
+    assert_eq!(
+        jobs::prune_done(db, "test", now - 2 * hour, 2)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(jobs::prune_done(db, "other", now, 2).await.unwrap(), 0);
+    assert_eq!(jobs::prune_done(db, "test", now, 2).await.unwrap(), 5);
+    let s = jobs::queue_state(db, "test", now).await.unwrap();
+    assert_eq!((s.due, s.later, s.running, s.dead, s.done), (0, 1, 1, 1, 0));
+    assert_eq!(
+        jobs::prune_done(db, "test", now + 2 * hour, 2)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 both_backends!(
+    queue_state_counts_and_pruning_keeps_all_but_old_done,
     a_claim_never_sorts_the_backlog,
     enqueue_is_transactional_and_deduplicated,
     concurrent_claimers_never_share_a_job,

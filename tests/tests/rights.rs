@@ -956,10 +956,22 @@ async fn termination_opens_an_export_window_then_deletes_everything(env: TestEnv
 
     // Within the window the retention pass leaves it alone; a hold makes it wait after.
     let now = time::OffsetDateTime::now_utc();
+    // The jobs that answered the customer (reply, lead, send) are done; a pass keeps them a
+    // week, then deletes them (and only them).
+    let done = || smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, "done");
+    let answered = done().await.unwrap();
+    assert!(answered >= 3, "{answered}");
+    let r = smartchat_api::account::run_retention(&w.pipeline, now)
+        .await
+        .unwrap();
+    assert_eq!((r.purged_tenants, r.pruned_jobs), (0, 0));
+    assert_eq!(done().await.unwrap(), answered);
     let r = smartchat_api::account::run_retention(&w.pipeline, now + time::Duration::days(29))
         .await
         .unwrap();
     assert_eq!(r.purged_tenants, 0);
+    assert_eq!(r.pruned_jobs, u64::try_from(answered).unwrap());
+    assert_eq!(done().await.unwrap(), 0);
     let hold = w
         .env
         .store
