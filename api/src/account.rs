@@ -251,11 +251,19 @@ pub async fn run_retention(
     }
     let now_micros = i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
     let kept = i64::try_from(smartchat_core::jobs::DONE_KEPT.as_micros()).unwrap_or(i64::MAX);
+    let mut logged = 0u64;
     out.pruned_jobs = smartchat_core::jobs::prune_done(
         &store.db,
         crate::pipeline::QUEUE,
         now_micros.saturating_sub(kept),
         BATCH,
+        |n| {
+            // An hour of traffic can be a million jobs: a line per 100,000, not per batch.
+            if n / 100_000 > logged / 100_000 {
+                tracing::info!(jobs = n, "done job prune progress");
+            }
+            logged = n;
+        },
     )
     .await?;
     Ok(out)

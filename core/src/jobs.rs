@@ -370,11 +370,14 @@ pub const DONE_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// `send`, a follow-up, a data-subject request, a shredded subject's purge), which is never
 /// created again, and a done `purge` queued once more would find nothing left to delete.
 /// Without this the queue grows by every message ever answered.
+///
+/// `progress` is called after each batch with the total deleted so far.
 pub async fn prune_done(
     db: &DbPool,
     queue: &str,
     before: i64,
     batch: i64,
+    mut progress: impl FnMut(u64),
 ) -> Result<u64, CoreError> {
     let mut total = 0u64;
     loop {
@@ -401,7 +404,8 @@ pub async fn prune_done(
         .execute(c)
         .await)?;
         total += u64::try_from(n).unwrap_or(0);
-        if i64::try_from(n).unwrap_or(0) < batch {
+        progress(total);
+        if i64::try_from(ids.len()).unwrap_or(0) < batch {
             return Ok(total);
         }
     }

@@ -251,18 +251,26 @@ async fn queue_state_counts_and_pruning_keeps_all_but_old_done(env: TestEnv) {
     assert_eq!(s.oldest_due_micros, None);
 
     // A cut-off before they were due prunes nothing; after, every done one, two per batch.
+    let none = |_: u64| {};
     assert_eq!(
-        jobs::prune_done(db, "test", now - 2 * hour, 2)
+        jobs::prune_done(db, "test", now - 2 * hour, 2, none)
             .await
             .unwrap(),
         0
     );
-    assert_eq!(jobs::prune_done(db, "other", now, 2).await.unwrap(), 0);
-    assert_eq!(jobs::prune_done(db, "test", now, 2).await.unwrap(), 5);
+    assert_eq!(
+        jobs::prune_done(db, "other", now, 2, none).await.unwrap(),
+        0
+    );
+    let mut seen = Vec::new();
+    let n = jobs::prune_done(db, "test", now, 2, |t| seen.push(t))
+        .await
+        .unwrap();
+    assert_eq!((n, seen), (5, vec![2, 4, 5]));
     let s = jobs::queue_state(db, "test", now).await.unwrap();
     assert_eq!((s.due, s.later, s.running, s.dead, s.done), (0, 1, 1, 1, 0));
     assert_eq!(
-        jobs::prune_done(db, "test", now + 2 * hour, 2)
+        jobs::prune_done(db, "test", now + 2 * hour, 2, none)
             .await
             .unwrap(),
         0
