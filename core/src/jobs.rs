@@ -324,9 +324,10 @@ pub struct QueueState {
     pub due: i64,
     /// Ready but not before a later time (backing off, or scheduled).
     pub later: i64,
-    /// Claimed by a worker (or whose worker died and whose lease has yet to run out).
+    /// Claimed by a worker (a job whose worker died counts here until another worker
+    /// reclaims it once its lease has run out).
     pub running: i64,
-    /// Out of attempts or failed for good: they stay until someone looks.
+    /// Out of attempts or failed for good; never pruned.
     pub dead: i64,
     /// Done and not yet pruned ([`prune_done`]).
     pub done: i64,
@@ -335,7 +336,8 @@ pub struct QueueState {
 }
 
 /// Where `queue` stands at `now` (unix micros): for operators (`smartchat status`). Every
-/// count reads the `(queue, status, run_at, id)` index, never the table.
+/// count is a range of the `(queue, status, run_at, id)` index: no count scans the whole
+/// table, though the done range grows with a week of traffic.
 pub async fn queue_state(db: &DbPool, queue: &str, now: i64) -> Result<QueueState, CoreError> {
     let mut c = db.conn().await?;
     let due = count_in(&mut c, queue, "ready", Some(now), None).await?;
