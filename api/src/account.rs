@@ -203,14 +203,14 @@ pub struct RetentionReport {
     pub purged_rows: u64,
     /// Messages deleted for being older than their retention.
     pub expired_messages: u64,
-    /// Done jobs deleted for being older than [`smartchat_core::jobs::DONE_KEPT`].
+    /// Done jobs deleted for being older than `SMARTCHAT_DONE_JOBS_KEPT_DAYS`.
     pub pruned_jobs: u64,
 }
 
 /// One retention pass at `now`: terminated tenants past their export window are
 /// crypto-shredded and purged (unless held); active tenants lose messages older than
-/// their `conversations.while_active_days`; done jobs due more than a week before `now`
-/// are deleted (ids only; dead ones stay).
+/// their `conversations.while_active_days`; done jobs due longer before `now` than
+/// [`Pipeline::done_jobs_kept`] (a week by default) are deleted (ids only; dead ones stay).
 pub async fn run_retention(
     p: &Pipeline,
     now: OffsetDateTime,
@@ -250,7 +250,7 @@ pub async fn run_retention(
         out.expired_messages += store.expire_messages(t.id, days, now, BATCH).await?;
     }
     let now_micros = i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
-    let kept = i64::try_from(smartchat_core::jobs::DONE_KEPT.as_micros()).unwrap_or(i64::MAX);
+    let kept = i64::try_from(p.done_jobs_kept().as_micros()).unwrap_or(i64::MAX);
     let mut logged = 0u64;
     out.pruned_jobs = smartchat_core::jobs::prune_done(
         &store.db,

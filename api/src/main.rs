@@ -57,7 +57,7 @@ enum Command {
     Search(SearchCommand),
     /// Retention: run the pass the server runs every hour (purge terminated tenants past
     /// their export window unless held; expire messages past their retention; delete done
-    /// jobs older than a week).
+    /// jobs older than SMARTCHAT_DONE_JOBS_KEPT_DAYS, 7 by default).
     #[command(subcommand)]
     Retention(RetentionCommand),
     /// What the background still has to do: the job queue by state (and how long the oldest
@@ -457,7 +457,7 @@ async fn status(config: Config) -> anyhow::Result<()> {
         q.running,
         q.dead,
         q.done,
-        smartchat_core::jobs::DONE_KEPT.as_secs() / 86_400
+        config.done_jobs_kept_days
     );
     match q.oldest_due_micros {
         Some(us) => println!("oldest due job waiting: {:.1} s", us as f64 / 1e6),

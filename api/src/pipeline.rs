@@ -65,6 +65,8 @@ pub struct Pipeline {
     analytics: Option<smartchat_core::analytics::Analytics>,
     /// The webhook's numbers, their tenants and keys, as last read ([`crate::ingest`]).
     pub(crate) routes: Arc<crate::ingest::Routes>,
+    /// How long the retention pass keeps done jobs (`SMARTCHAT_DONE_JOBS_KEPT_DAYS`).
+    done_jobs_kept: std::time::Duration,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -144,7 +146,15 @@ impl Pipeline {
             public_url: Arc::from(config.public_url.as_str()),
             analytics: None,
             routes: Arc::default(),
+            done_jobs_kept: std::time::Duration::from_secs(
+                config.done_jobs_kept_days.saturating_mul(86_400),
+            ),
         })
+    }
+
+    /// How long the retention pass keeps done jobs ([`crate::account::run_retention`]).
+    pub fn done_jobs_kept(&self) -> std::time::Duration {
+        self.done_jobs_kept
     }
 
     /// The same pipeline (providers, clients, rate limits) on pools of its own

@@ -98,6 +98,9 @@ pub struct Config {
     /// Seconds between two runs of the follow-up evaluator (`SMARTCHAT_FOLLOW_UP_INTERVAL_SECS`,
     /// default 60, 1 to 3600).
     pub follow_up_interval_secs: u64,
+    /// Days a done job is kept before the retention pass deletes it
+    /// (`SMARTCHAT_DONE_JOBS_KEPT_DAYS`, default 7, 1 to 365; [`crate::jobs::prune_done`]).
+    pub done_jobs_kept_days: u64,
     /// How the background work (pipeline workers, ledger sequencer, search indexer,
     /// follow-ups, retention) is scheduled against the webhook and the API
     /// (`SMARTCHAT_BACKGROUND_PRIORITY`: `idle`, the default, `low` or `normal`; see
@@ -155,6 +158,7 @@ struct FileConfig {
     search_indexer: Option<bool>,
     public_url: Option<String>,
     follow_up_interval_secs: Option<u64>,
+    done_jobs_kept_days: Option<u64>,
     background_priority: Option<String>,
 }
 
@@ -187,6 +191,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_SEARCH_INDEXER",
     "SMARTCHAT_PUBLIC_URL",
     "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS",
+    "SMARTCHAT_DONE_JOBS_KEPT_DAYS",
     "SMARTCHAT_BACKGROUND_PRIORITY",
 ];
 
@@ -373,6 +378,21 @@ impl Config {
                 reason: "1 to 3600 seconds".into(),
             });
         }
+        let done_jobs_kept_days = match get("SMARTCHAT_DONE_JOBS_KEPT_DAYS") {
+            None => fc
+                .done_jobs_kept_days
+                .unwrap_or(crate::jobs::DONE_KEPT.as_secs() / 86_400),
+            Some(v) => v.parse().map_err(|_| CoreError::Config {
+                key: "SMARTCHAT_DONE_JOBS_KEPT_DAYS".into(),
+                reason: format!("expected days, got {v:?}"),
+            })?,
+        };
+        if !(1..=365).contains(&done_jobs_kept_days) {
+            return Err(CoreError::Config {
+                key: "SMARTCHAT_DONE_JOBS_KEPT_DAYS".into(),
+                reason: "1 to 365 days".into(),
+            });
+        }
         let background_priority =
             match get("SMARTCHAT_BACKGROUND_PRIORITY").or(fc.background_priority) {
                 None => crate::priority::BackgroundPriority::default(),
@@ -385,6 +405,7 @@ impl Config {
             };
         Ok(Self {
             follow_up_interval_secs,
+            done_jobs_kept_days,
             background_priority,
             analytics_url,
             oidc,
@@ -482,6 +503,7 @@ mod tests {
         );
         assert_eq!(c.master_key_file, PathBuf::from("./data/master.key"));
         assert_eq!(c.sqlite_sync, SqliteSync::Normal);
+        assert_eq!(c.done_jobs_kept_days, 7);
         assert_eq!(
             c.background_priority,
             crate::priority::BackgroundPriority::Idle
@@ -496,6 +518,15 @@ mod tests {
         let c = Config::load_from(Some(&p), &env(&[("SMARTCHAT_BIND", "127.0.0.1:9100")])).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:9100");
         assert_eq!(c.data_dir, PathBuf::from("/srv/x"));
+        std::fs::write(&p, "done_jobs_kept_days = 30\n").unwrap();
+        assert_eq!(
+            Config::load_from(Some(&p), &env(&[]))
+                .unwrap()
+                .done_jobs_kept_days,
+            30
+        );
+        let c = Config::load_from(Some(&p), &env(&[("SMARTCHAT_DONE_JOBS_KEPT_DAYS", "2")]));
+        assert_eq!(c.unwrap().done_jobs_kept_days, 2);
         std::fs::write(&p, "background_priority = \"low\"\n").unwrap();
         let c = Config::load_from(Some(&p), &env(&[])).unwrap();
         assert_eq!(
@@ -529,6 +560,14 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("idle, low or normal"), "{e}");
+        for bad in ["0", "366", "a week"] {
+            let e = Config::load_from(None, &env(&[("SMARTCHAT_DONE_JOBS_KEPT_DAYS", bad)]))
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("SMARTCHAT_DONE_JOBS_KEPT_DAYS"),
+                "{e}"
+            );
+        }
         let e = Config::load_from(
             None,
             &env(&[

@@ -337,7 +337,7 @@ pub struct QueueState {
 
 /// Where `queue` stands at `now` (unix micros): for operators (`smartchat status`). Every
 /// count is a range of the `(queue, status, run_at, id)` index: no count scans the whole
-/// table, though the done range grows with a week of traffic.
+/// table, though the done range grows with the traffic of the days done jobs are kept.
 pub async fn queue_state(db: &DbPool, queue: &str, now: i64) -> Result<QueueState, CoreError> {
     let mut c = db.conn().await?;
     let due = count_in(&mut c, queue, "ready", Some(now), None).await?;
@@ -362,8 +362,9 @@ pub async fn queue_state(db: &DbPool, queue: &str, now: i64) -> Result<QueueStat
     })
 }
 
-/// How long a done job is kept before [`prune_done`] deletes it: a week, for operators
-/// looking into what just ran. Dead jobs are never pruned.
+/// How long a done job is kept before the retention pass deletes it ([`prune_done`]) unless
+/// `SMARTCHAT_DONE_JOBS_KEPT_DAYS` says otherwise: a week, for operators looking into what
+/// just ran. Dead jobs are never pruned.
 pub const DONE_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Deletes `queue`'s done jobs that were due before `before` (unix micros), `batch` rows per

@@ -966,6 +966,21 @@ async fn termination_opens_an_export_window_then_deletes_everything(env: TestEnv
         .unwrap();
     assert_eq!((r.purged_tenants, r.pruned_jobs), (0, 0));
     assert_eq!(done().await.unwrap(), answered);
+    // An operator who keeps them 30 days (SMARTCHAT_DONE_JOBS_KEPT_DAYS) still has them.
+    let month = smartchat_core::config::Config::load_from(
+        None,
+        &[("SMARTCHAT_DONE_JOBS_KEPT_DAYS".to_owned(), "30".to_owned())]
+            .into_iter()
+            .collect(),
+    )
+    .unwrap();
+    let keeps_a_month = Pipeline::new(w.env.store.clone(), &month).unwrap();
+    assert_eq!(keeps_a_month.done_jobs_kept().as_secs(), 30 * 86_400);
+    let r = smartchat_api::account::run_retention(&keeps_a_month, now + time::Duration::days(29))
+        .await
+        .unwrap();
+    assert_eq!((r.purged_tenants, r.pruned_jobs), (0, 0));
+    assert_eq!(done().await.unwrap(), answered);
     let r = smartchat_api::account::run_retention(&w.pipeline, now + time::Duration::days(29))
         .await
         .unwrap();
