@@ -365,34 +365,43 @@ impl Config {
             fc.public_url,
             &format!("http://{bind}"),
         )?;
-        let follow_up_interval_secs = match get("SMARTCHAT_FOLLOW_UP_INTERVAL_SECS") {
-            None => fc.follow_up_interval_secs.unwrap_or(60),
-            Some(v) => v.parse().map_err(|_| CoreError::Config {
-                key: "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS".into(),
-                reason: format!("expected seconds, got {v:?}"),
-            })?,
+        // A whole number from the environment, else the file, else the default, within
+        // `range` (`unit` names it in the error).
+        let bounded = |var: &str,
+                       f: Option<u64>,
+                       default: u64,
+                       range: std::ops::RangeInclusive<u64>,
+                       unit: &str|
+         -> Result<u64, CoreError> {
+            let n = match get(var) {
+                None => f.unwrap_or(default),
+                Some(v) => v.parse().map_err(|_| CoreError::Config {
+                    key: var.into(),
+                    reason: format!("expected {unit}, got {v:?}"),
+                })?,
+            };
+            if !range.contains(&n) {
+                return Err(CoreError::Config {
+                    key: var.into(),
+                    reason: format!("{} to {} {unit}", range.start(), range.end()),
+                });
+            }
+            Ok(n)
         };
-        if !(1..=3600).contains(&follow_up_interval_secs) {
-            return Err(CoreError::Config {
-                key: "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS".into(),
-                reason: "1 to 3600 seconds".into(),
-            });
-        }
-        let done_jobs_kept_days = match get("SMARTCHAT_DONE_JOBS_KEPT_DAYS") {
-            None => fc
-                .done_jobs_kept_days
-                .unwrap_or(crate::jobs::DONE_KEPT.as_secs() / 86_400),
-            Some(v) => v.parse().map_err(|_| CoreError::Config {
-                key: "SMARTCHAT_DONE_JOBS_KEPT_DAYS".into(),
-                reason: format!("expected days, got {v:?}"),
-            })?,
-        };
-        if !(1..=365).contains(&done_jobs_kept_days) {
-            return Err(CoreError::Config {
-                key: "SMARTCHAT_DONE_JOBS_KEPT_DAYS".into(),
-                reason: "1 to 365 days".into(),
-            });
-        }
+        let follow_up_interval_secs = bounded(
+            "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS",
+            fc.follow_up_interval_secs,
+            60,
+            1..=3600,
+            "seconds",
+        )?;
+        let done_jobs_kept_days = bounded(
+            "SMARTCHAT_DONE_JOBS_KEPT_DAYS",
+            fc.done_jobs_kept_days,
+            crate::jobs::DONE_KEPT.as_secs() / 86_400,
+            1..=365,
+            "days",
+        )?;
         let background_priority =
             match get("SMARTCHAT_BACKGROUND_PRIORITY").or(fc.background_priority) {
                 None => crate::priority::BackgroundPriority::default(),
