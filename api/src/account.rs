@@ -249,13 +249,12 @@ pub async fn run_retention(
         };
         out.expired_messages += store.expire_messages(t.id, days, now, BATCH).await?;
     }
-    let now_micros = i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
     let kept = i64::try_from(p.done_jobs_kept().as_micros()).unwrap_or(i64::MAX);
     let mut logged = 0u64;
     out.pruned_jobs = smartchat_core::jobs::prune_done(
         &store.db,
         crate::pipeline::QUEUE,
-        now_micros.saturating_sub(kept),
+        crate::pipeline::micros(now).saturating_sub(kept),
         BATCH,
         |n| {
             // An hour of traffic can be a million jobs: a line per 100,000, not per batch.

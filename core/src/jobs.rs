@@ -309,12 +309,7 @@ pub async fn fail(
 /// Counts jobs by status in a queue (for tests, `/readyz` and the portal).
 pub async fn count(db: &DbPool, queue: &str, status: &str) -> Result<i64, CoreError> {
     let mut c = db.conn().await?;
-    Ok(db_run!(c, |c| jobs::table
-        .filter(jobs::queue.eq(queue))
-        .filter(jobs::status.eq(status))
-        .count()
-        .get_result(c)
-        .await)?)
+    count_in(&mut c, queue, status, None, None).await
 }
 
 /// Where one queue stands: jobs by state and the oldest due job's wait.
