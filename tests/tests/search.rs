@@ -447,7 +447,46 @@ async fn the_indexer_worker_follows_the_feed(env: TestEnv) {
     worker.await.unwrap();
 }
 
+/// A round commits a tenant's index every `flush_max` messages: a backlog of one tenant is
+/// indexed in bounded pieces, each its own segment, and every message is found.
+async fn a_round_splits_a_large_tenant_batch_into_bounded_commits(env: TestEnv) {
+    let w = world(env).await;
+    w.says(A_PNID, "919800000601", "zebracorn one").await;
+    w.says(A_PNID, "919800000602", "quokkafish two").await;
+    w.says(A_PNID, "919800000603", "narwhalbee three").await;
+    let queued = smartchat_core::search_feed::backlog(&w.env.store.db)
+        .await
+        .unwrap();
+    assert_eq!(queued, 6, "three messages in, three replies");
+    let small = w.search.clone().with_flush_max(2);
+    assert_eq!(small.apply_pending().await.unwrap(), 6);
+    assert_eq!(
+        smartchat_core::search_feed::backlog(&w.env.store.db)
+            .await
+            .unwrap(),
+        0,
+        "every row applied and deleted"
+    );
+    for word in ["zebracorn", "quokkafish", "narwhalbee"] {
+        let found = small
+            .search(w.a, &smartchat_search::SearchQuery::text(word))
+            .await
+            .unwrap();
+        assert_eq!(found.total, 1, "{word}");
+    }
+    let path = w.search.manager().index_path(&w.a.to_string()).unwrap();
+    let segments = files(&path)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .count();
+    assert!(
+        segments >= 3,
+        "six messages two per commit make three segments, found {segments}"
+    );
+}
+
 both_backends!(
+    a_round_splits_a_large_tenant_batch_into_bounded_commits,
     the_indexer_worker_follows_the_feed,
     messages_are_searchable_encrypted_and_each_search_ledgered,
     deleting_a_subject_purges_their_words_from_disk,
