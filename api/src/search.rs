@@ -11,7 +11,7 @@
 //! commit, so after a crash the rows still present are applied again (idempotent: a
 //! message's document is replaced by id).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -281,15 +281,19 @@ impl Search {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut tenants: Vec<String> = Vec::new();
+        // Each tenant's rows in feed order, tenants in order of first appearance: one pass,
+        // however many tenants a round of up to BATCH rows holds.
+        let mut slot: HashMap<&str, usize> = HashMap::new();
+        let mut tenants: Vec<(&str, Vec<&search_feed::FeedRow>)> = Vec::new();
         for r in &rows {
-            if !tenants.contains(&r.tenant_id) {
-                tenants.push(r.tenant_id.clone());
-            }
+            let i = *slot.entry(r.tenant_id.as_str()).or_insert_with(|| {
+                tenants.push((r.tenant_id.as_str(), Vec::new()));
+                tenants.len() - 1
+            });
+            tenants[i].1.push(r);
         }
         let mut applied = Vec::with_capacity(rows.len());
-        for tid in tenants {
-            let mine: Vec<_> = rows.iter().filter(|r| r.tenant_id == tid).collect();
+        for (tid, mine) in tenants {
             let seqs: Vec<i64> = mine.iter().map(|r| r.seq).collect();
             let tenant: TenantId = match tid.parse() {
                 Ok(t) => t,
@@ -303,7 +307,7 @@ impl Search {
                 Err(SearchFailure::Core(CoreError::Shredded { .. })) => {
                     // The tenant key is gone: its index is unreadable; remove it.
                     self.invalidate(tenant).await;
-                    self.manager.drop_tenant(&tid).await?;
+                    self.manager.drop_tenant(tid).await?;
                     applied.extend(seqs);
                 }
                 Err(SearchFailure::Index(e)) if is_damage(&e) => {
