@@ -49,6 +49,18 @@
 //! writeback of data files) the probe stalls with the webhook, which tells those stalls from
 //! ours. It adds 50 small commits a second.
 //!
+//! A **disk probe** runs through the whole benchmark, on both backends: an 8 kB write and
+//! `fdatasync` every 20 ms into a preallocated 16 MB file on its own thread (in
+//! `BENCH_DISK_DIR`, the system's temporary directory by default: put it on the disk the
+//! database writes to), latency from its slot, so a slot that waits behind a stall counts
+//! the whole wait as an arrival then would. Before anything else it runs alone for
+//! `BENCH_DISK_BASELINE` (10) seconds: what one durable flush costs on this disk with
+//! nothing of ours running. Under each step it prints the share of slots that took 25 ms or
+//! more: when that share is 1 % or more, a flush issued at a random moment of the window
+//! waited that long at least 1 % of the time, which by itself puts the p99 of a server that
+//! answers only after a durable commit at about 25 ms or more (the summary says so beside the
+//! verdict, which it does not change).
+//!
 //! Run: `cargo bench -p smartchat-tests --bench webhook` (`BENCH_BACKENDS=sqlite` or
 //! `postgres` to run one; `BENCH_PGBENCH=0` to skip pgbench; `BENCH_TIMELINE=1` to print each
 //! open-loop step's measured window in half-second slices, to tell steady queueing from
@@ -142,6 +154,7 @@ struct Settings {
     seed_wait: Duration,
     pgbench: bool,
     pgbench_secs: u64,
+    disk_baseline: Duration,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -171,6 +184,7 @@ impl Settings {
             customers: env_or("BENCH_CUSTOMERS", 100usize).max(1),
             drain: Duration::from_secs_f64(env_or("BENCH_DRAIN", 60.0)),
             seed_wait: Duration::from_secs_f64(env_or("BENCH_SEED_WAIT", 300.0)),
+            disk_baseline: Duration::from_secs_f64(env_or("BENCH_DISK_BASELINE", 10.0)),
             pgbench: env_or("BENCH_PGBENCH", 1u8) != 0,
             pgbench_secs: env_or("BENCH_PGBENCH_SECONDS", 15u64),
         }
@@ -241,6 +255,8 @@ struct Summary {
     seed_replies_per_sec: f64,
     saturation: Row,
     target: Option<Row>,
+    /// The disk probe's slots in the target step's window: (taking 25 ms or more, all).
+    target_disk: Option<(usize, usize)>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -259,6 +275,17 @@ async fn main() {
         if s.search { "on" } else { "off" },
         background_priority()
     );
+    let disk = DiskProbe::start();
+    let disk_baseline = match &disk {
+        Some(d) if s.disk_baseline > Duration::ZERO => {
+            let from = Instant::now();
+            tokio::time::sleep(s.disk_baseline).await;
+            let c = d.samples(from, Instant::now());
+            println!("the disk alone, nothing else running: {}", disk_summary(&c));
+            Some(c)
+        }
+        _ => None,
+    };
     let bench = if s.pgbench { pgbench(&s).await } else { None };
     let pg_tps = bench.as_ref().map(|b| b.tps);
     let mut summaries = Vec::new();
@@ -267,9 +294,9 @@ async fn main() {
         if !s.backends.contains(name) {
             continue;
         }
-        summaries.push(run_backend(backend, &s, pg_tps, clk).await);
+        summaries.push(run_backend(backend, &s, pg_tps, clk, disk.as_ref()).await);
     }
-    print_summary(&summaries, bench.as_ref());
+    print_summary(&summaries, bench.as_ref(), disk_baseline.as_deref());
 }
 
 /// The background's priority as the server's configuration reads
@@ -294,8 +321,15 @@ fn backend_name(b: Backend) -> &'static str {
     }
 }
 
-fn print_summary(summaries: &[Summary], bench: Option<&PgBench>) {
+fn print_summary(
+    summaries: &[Summary],
+    bench: Option<&PgBench>,
+    disk_baseline: Option<&[(Instant, Duration)]>,
+) {
     println!("\n== summary ==");
+    if let Some(c) = disk_baseline {
+        println!("the disk alone before the run: {}", disk_summary(c));
+    }
     let pg_tps = bench.map(|b| b.tps);
     match bench {
         Some(PgBench {
@@ -354,6 +388,13 @@ fn print_summary(summaries: &[Summary], bench: Option<&PgBench>) {
             target,
             s.durability
         );
+        if let Some((over, n)) = s.target_disk {
+            println!(
+                "{:<9} the disk probe in that window: {}",
+                "",
+                disk_verdict(over, n)
+            );
+        }
     }
     println!(
         "(sat = closed loop; vs tps = saturated deliveries/s over pgbench tps, target >= 0.5 \
@@ -549,7 +590,13 @@ struct World {
     load: Arc<Load>,
 }
 
-async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f64) -> Summary {
+async fn run_backend(
+    backend: Backend,
+    s: &Settings,
+    pg_tps: Option<f64>,
+    clk: f64,
+    disk: Option<&DiskProbe>,
+) -> Summary {
     let name = backend_name(backend);
     println!("\n== {name} ==");
     let env = TestEnv::new(backend).await;
@@ -631,6 +678,7 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         steps.push((format!("closed x{c}"), None));
     }
     let mut target = None;
+    let mut target_disk = None;
     let mut saturation: Option<Row> = None;
     let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let probe = match backend {
@@ -664,8 +712,9 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         let (proc_cpu, pg_cpu, busy) = cpu.await.unwrap_or((0.0, 0.0, 0.0));
         let row = summarize(&label, rate, &out);
         let commits = probe.as_ref().map(|p| p.samples(ws, we));
+        let flushes = disk.map(|d| d.samples(ws, we));
         if rate.is_some() && env_or("BENCH_TIMELINE", 0u8) != 0 {
-            print_timeline(&out, commits.as_deref());
+            print_timeline(&out, commits.as_deref(), flushes.as_deref());
         }
         let ready = smartchat_core::jobs::count(&env.store.db, pipeline::QUEUE, "ready")
             .await
@@ -713,6 +762,9 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         if let Some(c) = &commits {
             println!("  {:<18} {}", "", probe_summary(c));
         }
+        if let Some(c) = &flushes {
+            println!("  {:<18} disk: {}", "", disk_summary(c));
+        }
         if out.max_lag > Duration::from_millis(5) {
             println!(
                 "  {:<18} generator fell behind its schedule by up to {} (counted in latency)",
@@ -722,6 +774,7 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         }
         if label.contains("tps") {
             target = Some(row);
+            target_disk = flushes.as_deref().map(|c| (slow_slots(c), c.len()));
         } else if rate.is_none()
             && saturation
                 .as_ref()
@@ -756,6 +809,7 @@ async fn run_backend(backend: Backend, s: &Settings, pg_tps: Option<f64>, clk: f
         seed_replies_per_sec,
         saturation,
         target,
+        target_disk,
     }
 }
 
@@ -1826,7 +1880,11 @@ fn fmt_p50_p99_max((p50, p99, max): (Duration, Duration, Duration)) -> String {
 
 /// The measured window of an open-loop step in half-second slices of scheduled time:
 /// requests, p50, p99 and max latency of each, and the slowest probe commit (PostgreSQL).
-fn print_timeline(out: &StepOut, commits: Option<&[(Instant, Duration)]>) {
+fn print_timeline(
+    out: &StepOut,
+    commits: Option<&[(Instant, Duration)]>,
+    flushes: Option<&[(Instant, Duration)]>,
+) {
     let ws = out.start + out.warmup;
     let slice = Duration::from_millis(500);
     let slices = (out.measure.as_millis() / slice.as_millis()).max(1) as usize;
@@ -1842,20 +1900,28 @@ fn print_timeline(out: &StepOut, commits: Option<&[(Instant, Duration)]>) {
             ));
         }
     }
-    let mut commit_max = vec![None::<Duration>; slices];
-    for (at, l) in commits.unwrap_or_default() {
-        if let Some(m) = slice_of(*at).and_then(|i| commit_max.get_mut(i)) {
-            *m = Some(m.map_or(*l, |m| m.max(*l)));
+    let slice_max = |samples: Option<&[(Instant, Duration)]>| {
+        let mut max = vec![None::<Duration>; slices];
+        for (at, l) in samples.unwrap_or_default() {
+            if let Some(m) = slice_of(*at).and_then(|i| max.get_mut(i)) {
+                *m = Some(m.map_or(*l, |m| m.max(*l)));
+            }
         }
-    }
+        max
+    };
+    let commit_max = slice_max(commits);
+    let flush_max = slice_max(flushes);
     for (i, v) in lat.iter_mut().enumerate() {
         v.sort_unstable_by_key(|l| l.0);
         let q = |p: f64| pct(v, p).0.as_secs_f64() * 1000.0;
         let commit = commit_max[i]
             .map(|m| format!("  probe commit max {:>6.1} ms", m.as_secs_f64() * 1000.0))
             .unwrap_or_default();
+        let flush = flush_max[i]
+            .map(|m| format!("  disk flush max {:>6.1} ms", m.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
         println!(
-            "    t+{:>5.1}s {:>5} req  p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms{commit}",
+            "    t+{:>5.1}s {:>5} req  p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms{commit}{flush}",
             i as f64 * 0.5,
             v.len(),
             q(0.5),
@@ -1949,6 +2015,146 @@ async fn probe_loop(
         }
         lock(&samples).push((slot, slot.elapsed()));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The disk probe (both backends)
+
+/// The size of the disk probe's file, written over in place (allocated and synced first,
+/// so a flush syncs data only, as a PostgreSQL WAL segment's does).
+const DISK_PROBE_FILE: usize = 16 << 20;
+/// What the disk probe writes each time.
+const DISK_PROBE_WRITE: usize = 8 << 10;
+
+/// An 8 kB write and `fdatasync` every [`PROBE_EVERY`] on a thread of its own, into a
+/// preallocated file: what one durable flush costs on this disk, whatever the server does.
+/// Each latency runs from its slot: a slot that comes while a flush is stalled waits for it,
+/// and counts the wait as a request arriving then would.
+struct DiskProbe {
+    samples: Arc<Mutex<Vec<(Instant, Duration)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl DiskProbe {
+    /// Starts it in `BENCH_DISK_DIR` (or the temporary directory); `None`, said why, when
+    /// the file cannot be made.
+    fn start() -> Option<Self> {
+        let base = std::env::var_os("BENCH_DISK_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let made = tempfile::tempdir_in(&base).and_then(|dir| {
+            use std::io::Write;
+            let path = dir.path().join("flushes");
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&vec![0u8; DISK_PROBE_FILE])?;
+            f.sync_all()?;
+            Ok((dir, f))
+        });
+        let (dir, file) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                println!(
+                    "disk probe: cannot prepare its file in {} ({e})",
+                    base.display()
+                );
+                return None;
+            }
+        };
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (samples.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("disk-probe".into())
+            .spawn(move || disk_probe_loop(file, s, st))
+            .expect("spawn the disk probe");
+        Some(Self {
+            samples,
+            stop,
+            thread: Some(thread),
+            _dir: dir,
+        })
+    }
+
+    /// The latencies of the flushes scheduled in `[from, to)`, by slot.
+    fn samples(&self, from: Instant, to: Instant) -> Vec<(Instant, Duration)> {
+        lock(&self.samples)
+            .iter()
+            .filter(|(at, _)| *at >= from && *at < to)
+            .copied()
+            .collect()
+    }
+}
+
+impl Drop for DiskProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn disk_probe_loop(
+    file: std::fs::File,
+    samples: Arc<Mutex<Vec<(Instant, Duration)>>>,
+    stop: Arc<AtomicBool>,
+) {
+    use std::os::unix::fs::FileExt;
+    let block = vec![0x5au8; DISK_PROBE_WRITE];
+    let places = (DISK_PROBE_FILE / DISK_PROBE_WRITE) as u64;
+    let mut slot = Instant::now();
+    let mut i = 0u64;
+    while !AtomicBool::load(&stop, Ordering::Relaxed) {
+        slot += PROBE_EVERY;
+        if let Some(wait) = slot.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let at = (i % places) * DISK_PROBE_WRITE as u64;
+        i += 1;
+        if let Err(e) = file
+            .write_all_at(&block, at)
+            .and_then(|()| file.sync_data())
+        {
+            println!("disk probe: {e}");
+            return;
+        }
+        lock(&samples).push((slot, slot.elapsed()));
+    }
+}
+
+/// The slots that took [`TARGET_P99`] or more.
+fn slow_slots(c: &[(Instant, Duration)]) -> usize {
+    c.iter().filter(|(_, l)| *l >= TARGET_P99).count()
+}
+
+/// One line on the disk probe's flushes in a window.
+fn disk_summary(c: &[(Instant, Duration)]) -> String {
+    format!(
+        "{} flushes of 8 kB: {}; {}",
+        c.len(),
+        fmt_p50_p99_max(p50_p99_max(c.iter().map(|(_, l)| *l).collect())),
+        disk_verdict(slow_slots(c), c.len())
+    )
+}
+
+/// How many of `n` slots took 25 ms or more, and what that share means for a p99.
+fn disk_verdict(over: usize, n: usize) -> String {
+    let share = if n == 0 {
+        0.0
+    } else {
+        over as f64 * 100.0 / n as f64
+    };
+    format!(
+        "{over} of {n} slots ({share:.1} %) took {} ms or more{}",
+        TARGET_P99.as_millis(),
+        if share >= 1.0 {
+            ": the disk alone put a durable commit's p99 at the target or over in this window"
+        } else {
+            ""
+        }
+    )
 }
 
 /// One line on the probe's commits in a step's window.
