@@ -254,7 +254,7 @@ pub async fn run_retention(
     out.pruned_jobs = smartchat_core::jobs::prune_done(
         &store.db,
         crate::pipeline::QUEUE,
-        crate::pipeline::micros(now).saturating_sub(kept),
+        smartchat_core::db::micros_of(now).saturating_sub(kept),
         BATCH,
         |n| {
             // An hour of traffic can be a million jobs: a line per 100,000, not per batch.

@@ -19,7 +19,7 @@ use serde_json::json;
 use smartchat_assistant::BusinessProfile;
 use smartchat_assistant::offline::LocalNow;
 use smartchat_core::CoreError;
-use smartchat_core::db::now_micros;
+use smartchat_core::db::{micros_of, now_micros};
 use smartchat_core::follow_ups::{
     FollowUp, Rule, RuleSpec, WINDOW_MINUTES, follow_up_draft, with_reason,
 };
@@ -38,10 +38,6 @@ use crate::pipeline::{self, Pipeline, QUEUE};
 
 /// A follow-up due more than this long ago counts as missed (for rules without catch-up).
 const LATE_MICROS: i64 = 24 * 3600 * 1_000_000;
-
-fn micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
 
 /// Whether the business is open at `now` (its hours, in its time zone).
 pub fn is_open(profile: &BusinessProfile, now: OffsetDateTime) -> bool {
@@ -64,7 +60,7 @@ pub fn ever_open(profile: &BusinessProfile) -> bool {
 /// Returns how many this call scheduled.
 pub async fn evaluate(p: &Pipeline, now: OffsetDateTime) -> Result<usize, CoreError> {
     let store = &p.store;
-    let now_us = micros(now);
+    let now_us = micros_of(now);
     let mut scheduled = 0;
     for t in store.list_tenants().await? {
         if t.status != "active" {

@@ -30,7 +30,8 @@ use smartchat_ledger::{
 use smartchat_whatsapp::{InboundEvent, StatusKind, WebhookPayload};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pipeline::{Pipeline, body_of, message_job, micros};
+use crate::pipeline::{Pipeline, body_of, message_job};
+use smartchat_core::db::micros_of;
 
 /// What one delivery did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -518,7 +519,7 @@ async fn store_batch(
                             kind: kind_name,
                             wamid,
                             body: body.as_deref(),
-                            at: micros(message.timestamp),
+                            at: micros_of(message.timestamp),
                             policy_version: ctx.policy_version,
                         },
                     )?;
@@ -561,7 +562,7 @@ async fn store_batch(
                         .errors
                         .first()
                         .and_then(|e| i32::try_from(e.code).ok());
-                    w.status(m.id, &m.status, name, code, micros(status.timestamp));
+                    w.status(m.id, &m.status, name, code, micros_of(status.timestamp));
                     m.status = name.to_owned();
                     let mut d = EntryDraft::new(EventKind::MESSAGE_STATUS, Actor::Meta)
                         .tenant(tenant.bytes())

@@ -25,7 +25,7 @@ use crate::audit;
 use crate::db::schema::{
     policy_versions, registry_changes, registry_notices, registry_objections, tenants,
 };
-use crate::db::{DbPool, now_micros};
+use crate::db::{DbPool, micros_of, now_micros};
 use crate::db_run;
 use crate::error::CoreError;
 use crate::ids::TenantId;
@@ -66,10 +66,6 @@ impl std::fmt::Debug for PolicyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PolicyService({})", self.platform.version())
     }
-}
-
-fn to_micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -137,7 +133,7 @@ impl PolicyService {
             .platform
             .to_toml_string()
             .map_err(|e| CoreError::Internal(e.to_string()))?;
-        let at = to_micros(now).max(now_micros());
+        let at = micros_of(now).max(now_micros());
         // A version may come back after another one ran: record it again as the newest.
         db_run!(tx, |c| diesel::delete(policy_versions::table.find(&vs))
             .execute(c)
@@ -184,8 +180,8 @@ impl PolicyService {
                         registry_changes::id.eq(&id),
                         registry_changes::processor.eq(ch.processor.as_str()),
                         registry_changes::body.eq(&body),
-                        registry_changes::announced_at.eq(to_micros(ch.announced_at)),
-                        registry_changes::effective_at.eq(to_micros(ch.effective_at)),
+                        registry_changes::announced_at.eq(micros_of(ch.announced_at)),
+                        registry_changes::effective_at.eq(micros_of(ch.effective_at)),
                     ))
                     .execute(c)
                     .await)?;
@@ -211,7 +207,7 @@ impl PolicyService {
                             .reference(Reference::digest(RefKind::RECORD_DIGEST, digest(&id)))
                             .attr(
                                 AttrKey::SCHEDULED_FOR_MICROS,
-                                AttrValue::I64(to_micros(ch.effective_at)),
+                                AttrValue::I64(micros_of(ch.effective_at)),
                             ),
                     )
                     .await?;

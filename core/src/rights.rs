@@ -25,7 +25,7 @@ use crate::db::schema::{
     booking_links, conversations, dsr_challenges, dsr_requests, follow_ups, leads, legal_holds,
     messages, subjects,
 };
-use crate::db::{is_unique_violation, now_micros};
+use crate::db::{is_unique_violation, micros_of, now_micros};
 use crate::db_run;
 use crate::error::CoreError;
 use crate::ids::{SubjectId, TenantId};
@@ -254,10 +254,6 @@ pub fn contact_field_code(name: &str) -> u32 {
 
 type HoldRow = (String, Option<String>, String, i64, Option<i64>);
 
-fn micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
 fn details_context(tenant: &str, id: &str) -> String {
     format!("dsr_requests.details_ct|{tenant}|{id}")
 }
@@ -329,8 +325,8 @@ impl Store {
                 dsr_requests::channel.eq(new.channel.as_str()),
                 dsr_requests::regime.eq(new.regime.as_str()),
                 dsr_requests::status.eq(status),
-                dsr_requests::received_at.eq(micros(new.now)),
-                dsr_requests::due_at.eq(micros(due)),
+                dsr_requests::received_at.eq(micros_of(new.now)),
+                dsr_requests::due_at.eq(micros_of(due)),
                 dsr_requests::details_ct.eq(&details_ct),
                 dsr_requests::open_key.eq(&open_key),
             ))
@@ -525,7 +521,7 @@ impl Store {
                 let n = db_run!(tx, |c| diesel::update(open.clone())
                     .set((
                         dsr_requests::status.eq("completed"),
-                        dsr_requests::completed_at.eq(micros(now)),
+                        dsr_requests::completed_at.eq(micros_of(now)),
                         dsr_requests::record_count.eq(records),
                         dsr_requests::details_ct.eq(None::<Vec<u8>>),
                         dsr_requests::open_key.eq(None::<String>),
@@ -545,7 +541,7 @@ impl Store {
                 let n = db_run!(tx, |c| diesel::update(open.clone())
                     .set((
                         dsr_requests::status.eq("rejected"),
-                        dsr_requests::completed_at.eq(micros(now)),
+                        dsr_requests::completed_at.eq(micros_of(now)),
                         dsr_requests::reason.eq(reason),
                         dsr_requests::details_ct.eq(None::<Vec<u8>>),
                         dsr_requests::open_key.eq(None::<String>),
@@ -624,8 +620,8 @@ impl Store {
                 .filter(dsr_requests::extended_at.is_null())
         )
         .set((
-            dsr_requests::due_at.eq(micros(due)),
-            dsr_requests::extended_at.eq(micros(now)),
+            dsr_requests::due_at.eq(micros_of(due)),
+            dsr_requests::extended_at.eq(micros_of(now)),
             dsr_requests::extension_reason.eq(reason.trim()),
         ))
         .execute(c)

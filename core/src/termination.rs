@@ -15,6 +15,7 @@ use smartchat_ledger::{Actor, AttrKey, AttrValue, EntryDraft, EventKind, Purpose
 use time::OffsetDateTime;
 
 use crate::audit;
+use crate::db::micros_of;
 use crate::db::schema::{
     booking_links, conversations, dsr_challenges, dsr_requests, follow_up_rules, follow_ups, jobs,
     leads, legal_holds, members, message_templates, messages, phone_numbers, search_feed,
@@ -91,10 +92,6 @@ pub(crate) async fn delete_message_batch(
     Ok(ids)
 }
 
-fn micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
-}
-
 impl Store {
     /// Terminates the tenant: status `terminated`, its numbers disconnected and its queued
     /// jobs dropped, deletion scheduled after the policy's export window; ledgered once
@@ -117,8 +114,8 @@ impl Store {
         )
         .set((
             tenants::status.eq("terminated"),
-            tenants::terminated_at.eq(micros(now)),
-            tenants::purge_after.eq(micros(purge_after)),
+            tenants::terminated_at.eq(micros_of(now)),
+            tenants::purge_after.eq(micros_of(purge_after)),
         ))
         .execute(c)
         .await)?;
@@ -144,7 +141,7 @@ impl Store {
                     .purpose(Purpose::ADMINISTRATION)
                     .attr(
                         AttrKey::SCHEDULED_FOR_MICROS,
-                        AttrValue::I64(micros(purge_after)),
+                        AttrValue::I64(micros_of(purge_after)),
                     ),
             )
             .await?;
@@ -186,7 +183,7 @@ impl Store {
         let mut c = self.db.conn().await?;
         let ids: Vec<String> = db_run!(c, |c| tenants::table
             .filter(tenants::status.eq("terminated"))
-            .filter(tenants::purge_after.le(micros(now)))
+            .filter(tenants::purge_after.le(micros_of(now)))
             .select(tenants::id)
             .load(c)
             .await)?;
@@ -353,7 +350,7 @@ impl Store {
         batch: i64,
     ) -> Result<u64, CoreError> {
         let tid = tenant.to_string();
-        let cutoff = micros(now - time::Duration::days(i64::from(max_age_days)));
+        let cutoff = micros_of(now - time::Duration::days(i64::from(max_age_days)));
         let mut total = 0u64;
         let which = MessageBatch {
             tenant: &tid,

@@ -717,6 +717,12 @@ impl DbPool {
     }
 }
 
+/// `t` as unix microseconds, as every timestamp column stores it (past the year 294,247:
+/// `i64::MAX`).
+pub fn micros_of(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
 /// Now as unix microseconds.
 pub fn now_micros() -> i64 {
     let d = std::time::SystemTime::now()
