@@ -129,7 +129,30 @@ async fn two_servers_share_the_queue_and_do_each_job_once() -> anyhow::Result<()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Give a duplicate the time to show up, were a job run twice.
+    // The lead extractions run beside the sends and may finish after them: wait until no
+    // job is left to run (on a busy machine that can take a while), then give a duplicate
+    // the time to show up, were a job run twice.
+    let (client, conn) =
+        tokio_postgres::connect(&url_string(&env.db_url), tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE status IN ('ready', 'running')",
+                &[],
+            )
+            .await?
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{open} jobs still to run after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent = graph.requests();
     ensure!(
@@ -150,9 +173,6 @@ async fn two_servers_share_the_queue_and_do_each_job_once() -> anyhow::Result<()
 
     // Every job (a reply, a lead extraction and a send per customer) done, each claimed
     // exactly once.
-    let (client, conn) =
-        tokio_postgres::connect(&url_string(&env.db_url), tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
     let rows = client
         .query("SELECT kind, status, attempts FROM jobs", &[])
         .await?;
