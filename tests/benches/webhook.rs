@@ -275,7 +275,7 @@ async fn main() {
         if s.search { "on" } else { "off" },
         background_priority()
     );
-    let disk = DiskProbe::start();
+    let disk = disk_probe();
     let disk_baseline = match &disk {
         Some(d) if s.disk_baseline > Duration::ZERO => {
             let from = Instant::now();
@@ -595,7 +595,7 @@ async fn run_backend(
     s: &Settings,
     pg_tps: Option<f64>,
     clk: f64,
-    disk: Option<&DiskProbe>,
+    disk: Option<&Sampler>,
 ) -> Summary {
     let name = backend_name(backend);
     println!("\n== {name} ==");
@@ -682,7 +682,7 @@ async fn run_backend(
     let mut saturation: Option<Row> = None;
     let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let probe = match backend {
-        Backend::Postgres => Some(Probe::start(smartchat_tests::url_string(&env.db_url))),
+        Backend::Postgres => Some(commit_probe(smartchat_tests::url_string(&env.db_url))),
         Backend::Sqlite => None,
     };
     for (label, rate) in steps {
@@ -1937,31 +1937,37 @@ fn print_timeline(
 /// How often the probe commits.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
 
-/// A one-row durable commit every [`PROBE_EVERY`], on a connection, thread and runtime of
-/// its own, at the normal priority, on a fixed schedule (each latency runs from its slot,
-/// as the generator's do): what the server alone takes to commit while the webhook is under
-/// load, to tell the server's stalls (a WAL flush waiting behind the kernel's writeback of
-/// data files) from ours. It adds 50 small commits a second to the server.
-struct Probe {
+/// A probe's thread and what it measured: one latency per slot, by slot. Dropping it stops
+/// the thread and waits for it.
+struct Sampler {
     samples: Arc<Mutex<Vec<(Instant, Duration)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// What the probe writes into, removed after the thread stopped.
+    _dir: Option<tempfile::TempDir>,
 }
 
-impl Probe {
-    fn start(url: String) -> Self {
+impl Sampler {
+    /// Runs `spawn(samples, stop)`, which starts the probe's thread.
+    fn start(
+        spawn: impl FnOnce(
+            Arc<Mutex<Vec<(Instant, Duration)>>>,
+            Arc<AtomicBool>,
+        ) -> std::thread::JoinHandle<()>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (samples.clone(), stop.clone());
-        let thread = on_own_thread("commit-probe", move || probe_loop(url, s, st));
+        let thread = spawn(samples.clone(), stop.clone());
         Self {
             samples,
             stop,
             thread: Some(thread),
+            _dir: dir,
         }
     }
 
-    /// The latencies of the commits scheduled in `[from, to)`, by slot.
+    /// The latencies of the slots in `[from, to)`.
     fn samples(&self, from: Instant, to: Instant) -> Vec<(Instant, Duration)> {
         lock(&self.samples)
             .iter()
@@ -1971,13 +1977,25 @@ impl Probe {
     }
 }
 
-impl Drop for Probe {
+impl Drop for Sampler {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// A one-row durable commit every [`PROBE_EVERY`], on a connection, thread and runtime of
+/// its own, at the normal priority, on a fixed schedule (each latency runs from its slot,
+/// as the generator's do): what the server alone takes to commit while the webhook is under
+/// load, to tell the server's stalls (a WAL flush waiting behind the kernel's writeback of
+/// data files) from ours. It adds 50 small commits a second to the server.
+fn commit_probe(url: String) -> Sampler {
+    Sampler::start(
+        |s, st| on_own_thread("commit-probe", move || probe_loop(url, s, st)),
+        None,
+    )
 }
 
 async fn probe_loop(
@@ -2027,73 +2045,41 @@ const DISK_PROBE_FILE: usize = 16 << 20;
 const DISK_PROBE_WRITE: usize = 8 << 10;
 
 /// An 8 kB write and `fdatasync` every [`PROBE_EVERY`] on a thread of its own, into a
-/// preallocated file: what one durable flush costs on this disk, whatever the server does.
-/// Each latency runs from its slot: a slot that comes while a flush is stalled waits for it,
-/// and counts the wait as a request arriving then would.
-struct DiskProbe {
-    samples: Arc<Mutex<Vec<(Instant, Duration)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl DiskProbe {
-    /// Starts it in `BENCH_DISK_DIR` (or the temporary directory); `None`, said why, when
-    /// the file cannot be made.
-    fn start() -> Option<Self> {
-        let base = std::env::var_os("BENCH_DISK_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        let made = tempfile::tempdir_in(&base).and_then(|dir| {
-            use std::io::Write;
-            let path = dir.path().join("flushes");
-            let mut f = std::fs::File::create(&path)?;
-            f.write_all(&vec![0u8; DISK_PROBE_FILE])?;
-            f.sync_all()?;
-            Ok((dir, f))
-        });
-        let (dir, file) = match made {
-            Ok(m) => m,
-            Err(e) => {
-                println!(
-                    "disk probe: cannot prepare its file in {} ({e})",
-                    base.display()
-                );
-                return None;
-            }
-        };
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (samples.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("disk-probe".into())
-            .spawn(move || disk_probe_loop(file, s, st))
-            .expect("spawn the disk probe");
-        Some(Self {
-            samples,
-            stop,
-            thread: Some(thread),
-            _dir: dir,
-        })
-    }
-
-    /// The latencies of the flushes scheduled in `[from, to)`, by slot.
-    fn samples(&self, from: Instant, to: Instant) -> Vec<(Instant, Duration)> {
-        lock(&self.samples)
-            .iter()
-            .filter(|(at, _)| *at >= from && *at < to)
-            .copied()
-            .collect()
-    }
-}
-
-impl Drop for DiskProbe {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// preallocated file in `BENCH_DISK_DIR` (or the temporary directory): what one durable
+/// flush costs on this disk, whatever the server does. Each latency runs from its slot: a
+/// slot that comes while a flush is stalled waits for it, and counts the wait as a request
+/// arriving then would. `None`, said why, when the file cannot be made.
+fn disk_probe() -> Option<Sampler> {
+    let base = std::env::var_os("BENCH_DISK_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let made = tempfile::tempdir_in(&base).and_then(|dir| {
+        use std::io::Write;
+        let path = dir.path().join("flushes");
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&vec![0u8; DISK_PROBE_FILE])?;
+        f.sync_all()?;
+        Ok((dir, f))
+    });
+    let (dir, file) = match made {
+        Ok(m) => m,
+        Err(e) => {
+            println!(
+                "disk probe: cannot prepare its file in {} ({e})",
+                base.display()
+            );
+            return None;
         }
-    }
+    };
+    Some(Sampler::start(
+        |s, st| {
+            std::thread::Builder::new()
+                .name("disk-probe".into())
+                .spawn(move || disk_probe_loop(file, s, st))
+                .expect("spawn the disk probe")
+        },
+        Some(dir),
+    ))
 }
 
 fn disk_probe_loop(
