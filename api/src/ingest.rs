@@ -22,6 +22,7 @@ use std::sync::Arc;
 use smartchat_core::CoreError;
 use smartchat_core::batch::{BatchWrites, BlindLookup, Inbound, KnownMessage};
 use smartchat_core::crypto::{SubjectKey, TenantKey};
+use smartchat_core::db::micros_of;
 use smartchat_core::ids::{PhoneNumberId, SubjectId, TenantId};
 use smartchat_core::store::{SubjectContact, identifier_blinds, status_rank};
 use smartchat_ledger::{
@@ -31,7 +32,6 @@ use smartchat_whatsapp::{InboundEvent, StatusKind, WebhookPayload};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::pipeline::{Pipeline, body_of, message_job};
-use smartchat_core::db::micros_of;
 
 /// What one delivery did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

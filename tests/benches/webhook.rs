@@ -1879,7 +1879,8 @@ fn fmt_p50_p99_max((p50, p99, max): (Duration, Duration, Duration)) -> String {
 }
 
 /// The measured window of an open-loop step in half-second slices of scheduled time:
-/// requests, p50, p99 and max latency of each, and the slowest probe commit (PostgreSQL).
+/// requests, p50, p99 and max latency of each, the slowest probe commit (PostgreSQL) and
+/// the slowest disk probe flush.
 fn print_timeline(
     out: &StepOut,
     commits: Option<&[(Instant, Duration)]>,
@@ -2118,8 +2119,9 @@ fn slow_slots(c: &[(Instant, Duration)]) -> usize {
 /// One line on the disk probe's flushes in a window.
 fn disk_summary(c: &[(Instant, Duration)]) -> String {
     format!(
-        "{} flushes of 8 kB: {}; {}",
+        "{} flushes of {} kB: {}; {}",
         c.len(),
+        DISK_PROBE_WRITE >> 10,
         fmt_p50_p99_max(p50_p99_max(c.iter().map(|(_, l)| *l).collect())),
         disk_verdict(slow_slots(c), c.len())
     )
@@ -2145,7 +2147,7 @@ fn disk_verdict(over: usize, n: usize) -> String {
 
 /// One line on the probe's commits in a step's window.
 fn probe_summary(c: &[(Instant, Duration)]) -> String {
-    let over = c.iter().filter(|(_, l)| *l >= TARGET_P99).count();
+    let over = slow_slots(c);
     format!(
         "probe: {} one-row commits on their own connection: {}, {over} took {} ms or more",
         c.len(),
