@@ -314,6 +314,20 @@ fn print_boot(config: &Config, report: &boot::BootReport) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let (services, report) = boot::open(&config).await?;
     print_boot(&config, &report);
+    // PostgreSQL on this host first, then this process's request threads, then its
+    // background (smartchat_core::priority says why).
+    if config.autogroup_nice > 0 {
+        let nice = i32::try_from(config.autogroup_nice).unwrap_or(19);
+        match smartchat_core::priority::lower_own_autogroup(nice) {
+            Ok(Some(n)) => tracing::info!(nice = n, "scheduling autogroup lowered"),
+            Ok(None) if !smartchat_core::priority::leads_own_session() => tracing::info!(
+                "the scheduling autogroup is the session's (started from a shell): left as it \
+                 is; `setsid smartchat serve` or a service manager gives the server its own"
+            ),
+            Ok(None) => {}
+            Err(reason) => tracing::warn!(%reason, "the scheduling autogroup keeps its weight"),
+        }
+    }
     smartchat_api::auth::check_bind_allowed(config.bind, config.oidc.is_some())
         .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.bind)

@@ -106,6 +106,10 @@ pub struct Config {
     /// (`SMARTCHAT_BACKGROUND_PRIORITY`: `idle`, the default, `low` or `normal`; see
     /// [`crate::priority`]).
     pub background_priority: crate::priority::BackgroundPriority,
+    /// The `nice` value `serve` gives its scheduling autogroup, so that PostgreSQL on the
+    /// same host wins the CPU over this process's background (`SMARTCHAT_AUTOGROUP_NICE`,
+    /// default 10, 0 to 19; 0 leaves it; see [`crate::priority::lower_own_autogroup`]).
+    pub autogroup_nice: u64,
     /// The address customers reach this server at (`SMARTCHAT_PUBLIC_URL`, default
     /// `http://<bind>`): tracked booking links point at `<public_url>/b/<token>`.
     pub public_url: String,
@@ -160,6 +164,7 @@ struct FileConfig {
     follow_up_interval_secs: Option<u64>,
     done_jobs_kept_days: Option<u64>,
     background_priority: Option<String>,
+    autogroup_nice: Option<u64>,
 }
 
 /// Every environment variable the server reads, for `--help` and the README.
@@ -193,6 +198,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS",
     "SMARTCHAT_DONE_JOBS_KEPT_DAYS",
     "SMARTCHAT_BACKGROUND_PRIORITY",
+    "SMARTCHAT_AUTOGROUP_NICE",
 ];
 
 impl Config {
@@ -412,10 +418,18 @@ impl Config {
                     }
                 })?,
             };
+        let autogroup_nice = bounded(
+            "SMARTCHAT_AUTOGROUP_NICE",
+            fc.autogroup_nice,
+            crate::priority::AUTOGROUP_NICE,
+            0..=19,
+            "(a nice value)",
+        )?;
         Ok(Self {
             follow_up_interval_secs,
             done_jobs_kept_days,
             background_priority,
+            autogroup_nice,
             analytics_url,
             oidc,
             search_indexer,
@@ -499,6 +513,27 @@ mod tests {
     }
 
     #[test]
+    fn autogroup_nice_from_env_and_file_within_0_to_19() {
+        let c = Config::load_from(None, &env(&[("SMARTCHAT_AUTOGROUP_NICE", "0")])).unwrap();
+        assert_eq!(c.autogroup_nice, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("smartchat.toml");
+        std::fs::write(&p, "autogroup_nice = 19\n").unwrap();
+        assert_eq!(
+            Config::load_from(Some(&p), &env(&[]))
+                .unwrap()
+                .autogroup_nice,
+            19
+        );
+        for bad in ["20", "-1", "ten"] {
+            let e = Config::load_from(None, &env(&[("SMARTCHAT_AUTOGROUP_NICE", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("SMARTCHAT_AUTOGROUP_NICE"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn defaults_are_the_embedded_setup() {
         let c = Config::load_from(None, &env(&[])).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
@@ -513,6 +548,7 @@ mod tests {
         assert_eq!(c.master_key_file, PathBuf::from("./data/master.key"));
         assert_eq!(c.sqlite_sync, SqliteSync::Normal);
         assert_eq!(c.done_jobs_kept_days, 7);
+        assert_eq!(c.autogroup_nice, crate::priority::AUTOGROUP_NICE);
         assert_eq!(
             c.background_priority,
             crate::priority::BackgroundPriority::Idle

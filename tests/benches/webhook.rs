@@ -85,7 +85,9 @@ use smartchat_core::db::schema::{messages, subjects};
 use smartchat_core::db_run;
 use smartchat_core::ids::{Handle, PhoneNumberId};
 use smartchat_core::ledger_store::Ledger;
-use smartchat_core::priority::BackgroundPriority;
+use smartchat_core::priority::{
+    AUTOGROUP_NICE, BackgroundPriority, leads_own_session, lower_own_autogroup,
+};
 use smartchat_core::store::{NewTenant, Profile, Store};
 use smartchat_tests::{Backend, PgDatabase, TestEnv};
 use smartchat_whatsapp::fake::{WebhookBuilder, WebhookUser};
@@ -287,6 +289,8 @@ async fn main() {
         _ => None,
     };
     let bench = if s.pgbench { pgbench(&s).await } else { None };
+    // As `smartchat serve` does at start (after pgbench, which runs in this session too).
+    println!("{}", lower_autogroup_as_serve_does());
     let pg_tps = bench.as_ref().map(|b| b.tps);
     let mut summaries = Vec::new();
     for backend in [Backend::Postgres, Backend::Sqlite] {
@@ -297,6 +301,33 @@ async fn main() {
         summaries.push(run_backend(backend, &s, pg_tps, clk, disk.as_ref()).await);
     }
     print_summary(&summaries, bench.as_ref(), disk_baseline.as_deref());
+}
+
+/// Lowers this process's scheduling autogroup as `smartchat serve` does
+/// (`SMARTCHAT_AUTOGROUP_NICE`, default [`AUTOGROUP_NICE`], 0 to leave it), and says what it did.
+fn lower_autogroup_as_serve_does() -> String {
+    let nice = match std::env::var("SMARTCHAT_AUTOGROUP_NICE") {
+        Ok(v) if !v.is_empty() => match v.parse::<i32>() {
+            Ok(n) if (0..=19).contains(&n) => n,
+            _ => {
+                return format!(
+                    "SMARTCHAT_AUTOGROUP_NICE={v:?}: not 0 to 19 (the server refuses it)"
+                );
+            }
+        },
+        _ => i32::try_from(AUTOGROUP_NICE).unwrap_or(10),
+    };
+    if nice == 0 {
+        return "scheduling autogroup: left as it is (SMARTCHAT_AUTOGROUP_NICE=0)".into();
+    }
+    match lower_own_autogroup(nice) {
+        Ok(Some(n)) => format!("scheduling autogroup: nice {n}, as `smartchat serve` sets it"),
+        Ok(None) if !leads_own_session() => "scheduling autogroup: the session's, left as it is \
+            (run the benchmark under setsid to measure what `setsid smartchat serve` does)"
+            .into(),
+        Ok(None) => "scheduling autogroup: none on this kernel".into(),
+        Err(reason) => format!("scheduling autogroup: unchanged ({reason})"),
+    }
 }
 
 /// The background's priority as the server's configuration reads
