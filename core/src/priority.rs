@@ -116,13 +116,16 @@ pub const AUTOGROUP_NICE: u64 = 10;
 /// Why: `SCHED_IDLE` and `nice` rank threads only against threads of the same group, and
 /// PostgreSQL on the same host runs in a group of its own (its session's autogroup, or its
 /// service's cgroup). The background's lowered threads yield to the server's request
-/// threads, but whenever they burn CPU (the search indexer tokenizing and writing segments)
-/// this process's group competes with PostgreSQL's at equal weight, and the webhook waits on
-/// PostgreSQL. Measured with the webhook benchmark on a 2-vCPU VM (PostgreSQL on the same
-/// host, 2,000 deliveries/s): p99 14 to 22 ms with the indexer on and 9 to 11 ms with it
-/// off; with this process's autogroup at `nice` 10 and the indexer on, 9.7 to 10.4 ms, with
-/// the index keeping up as before. Under systemd (a cgroup per service) autogroups do not
-/// apply: give the service a lower `CPUWeight=` than PostgreSQL's instead (README).
+/// threads, but whenever they burn CPU (the search indexer tokenizing and writing segments,
+/// a rebuild, a catch-up after a burst) this process's group competes with PostgreSQL's at
+/// equal weight, and the webhook waits on PostgreSQL. Measured with the webhook benchmark on
+/// a 2-vCPU VM (PostgreSQL on the same host, 2,000 deliveries/s) with two `SCHED_IDLE` busy
+/// loops in the server's session standing for such a background: p99 141 and 156 ms at
+/// `nice` 0 (the loops took half the machine, PostgreSQL a fifth), 22.6 and 18.0 ms at 10.
+/// With only the real background (indexer, workers) back to back on the same machine, no
+/// difference beyond the noise (p99 9.6 to 14.7 ms at 0, 8.9 to 27.8 ms at 10). Under
+/// systemd (a cgroup per service) autogroups do not apply: give the service a lower
+/// `CPUWeight=` than PostgreSQL's instead (README).
 ///
 /// An autogroup is a session's: a process that does not lead its own session (started from
 /// an interactive shell) shares it with the shell and whatever else runs there, so it is left
