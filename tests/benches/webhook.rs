@@ -61,6 +61,11 @@
 //! answers only after a durable commit at about 25 ms or more (the summary says so beside the
 //! verdict, which it does not change).
 //!
+//! After pgbench, the benchmark lowers its scheduling autogroup as `smartchat serve` does at
+//! start when it leads its own session (`SMARTCHAT_AUTOGROUP_NICE`, 10 by default, 0 to leave
+//! it; `smartchat_core::priority::lower_own_autogroup`), and prints what it did: run it under
+//! `setsid` to measure a server started that way.
+//!
 //! Run: `cargo bench -p smartchat-tests --bench webhook` (`BENCH_BACKENDS=sqlite` or
 //! `postgres` to run one; `BENCH_PGBENCH=0` to skip pgbench; `BENCH_TIMELINE=1` to print each
 //! open-loop step's measured window in half-second slices, to tell steady queueing from
