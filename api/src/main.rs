@@ -317,14 +317,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // PostgreSQL on this host first, then this process's request threads, then its
     // background (smartchat_core::priority says why).
     if config.autogroup_nice > 0 {
-        let nice = i32::try_from(config.autogroup_nice).unwrap_or(19);
-        match smartchat_core::priority::lower_own_autogroup(nice) {
-            Ok(Some(n)) => tracing::info!(nice = n, "scheduling autogroup lowered"),
-            Ok(None) if !smartchat_core::priority::leads_own_session() => tracing::info!(
+        use smartchat_core::priority::{Autogroup, lower_own_autogroup};
+        match lower_own_autogroup(config.autogroup_nice) {
+            Ok(Autogroup::Own(n)) => tracing::info!(nice = n, "scheduling autogroup lowered"),
+            Ok(Autogroup::Shared) => tracing::info!(
                 "the scheduling autogroup is the session's (started from a shell): left as it \
                  is; `setsid smartchat serve` or a service manager gives the server its own"
             ),
-            Ok(None) => {}
+            Ok(Autogroup::Unsupported) => {}
             Err(reason) => tracing::warn!(%reason, "the scheduling autogroup keeps its weight"),
         }
     }

@@ -59,6 +59,22 @@ fn serve(
     Ok(server)
 }
 
+/// Starts `smartchat serve` as [`serve`] does, reads its autogroup's `nice` while it
+/// listens, and stops it.
+fn served_nice(
+    data: &std::path::Path,
+    own_session: bool,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<i32> {
+    let s = serve(data, own_session, extra)?;
+    let pid = s.0.id().to_string();
+    ensure!(
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim() == "smartchat",
+        "pid {pid} is not the server (setsid forked?)"
+    );
+    autogroup_nice(&pid)
+}
+
 /// The `nice` of process `pid`'s autogroup (`/autogroup-85 nice 10`).
 fn autogroup_nice(pid: &str) -> anyhow::Result<i32> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/autogroup"))?;
@@ -80,36 +96,12 @@ fn serve_lowers_its_own_autogroup_and_not_a_shared_one() -> anyhow::Result<()> {
 
     // In a session of its own (setsid does not fork: the child is not a group leader, so
     // the pid is the server's).
-    let s = serve(dir.path(), true, &[])?;
-    let pid = s.0.id().to_string();
-    ensure!(
-        std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim() == "smartchat",
-        "setsid forked: pid {pid} is not the server"
-    );
-    ensure!(
-        autogroup_nice(&pid)? == 10,
-        "default: nice 10, got {}",
-        autogroup_nice(&pid)?
-    );
-    drop(s);
-
-    let s = serve(dir.path(), true, &[("SMARTCHAT_AUTOGROUP_NICE", "15")])?;
-    let pid = s.0.id().to_string();
-    ensure!(
-        autogroup_nice(&pid)? == 15,
-        "configured 15, got {}",
-        autogroup_nice(&pid)?
-    );
-    drop(s);
-
-    let s = serve(dir.path(), true, &[("SMARTCHAT_AUTOGROUP_NICE", "0")])?;
-    let pid = s.0.id().to_string();
-    ensure!(
-        autogroup_nice(&pid)? == 0,
-        "0 leaves it, got {}",
-        autogroup_nice(&pid)?
-    );
-    drop(s);
+    let n = served_nice(dir.path(), true, &[])?;
+    ensure!(n == 10, "default: nice 10, got {n}");
+    let n = served_nice(dir.path(), true, &[("SMARTCHAT_AUTOGROUP_NICE", "15")])?;
+    ensure!(n == 15, "configured 15, got {n}");
+    let n = served_nice(dir.path(), true, &[("SMARTCHAT_AUTOGROUP_NICE", "0")])?;
+    ensure!(n == 0, "0 leaves it, got {n}");
 
     // Started in this test's session: the session's autogroup is left as it was (asked for
     // 19, which the session would show had the server lowered it, unless already at 19).
@@ -117,18 +109,12 @@ fn serve_lowers_its_own_autogroup_and_not_a_shared_one() -> anyhow::Result<()> {
         mine < 19,
         "the test's session is already at nice 19: nothing to tell"
     );
-    let s = serve(dir.path(), false, &[("SMARTCHAT_AUTOGROUP_NICE", "19")])?;
-    let pid = s.0.id().to_string();
-    ensure!(
-        autogroup_nice(&pid)? == mine,
-        "shared autogroup changed to {}",
-        autogroup_nice(&pid)?
-    );
+    let n = served_nice(dir.path(), false, &[("SMARTCHAT_AUTOGROUP_NICE", "19")])?;
+    ensure!(n == mine, "shared autogroup changed to {n}");
     ensure!(
         autogroup_nice("self")? == mine,
         "the test's own autogroup changed"
     );
-    drop(s);
 
     // A value out of range is refused at start.
     let o = Command::new(env!("CARGO_BIN_EXE_smartchat"))

@@ -110,8 +110,7 @@ pub const AUTOGROUP_NICE: u64 = 10;
 
 /// Lowers the weight of this process's scheduling autogroup (its session's; Linux with
 /// autogroups on, `kernel.sched_autogroup_enabled=1`, for a process in the root cgroup) to
-/// `nice`, never raising it; returns the autogroup's `nice` afterwards, `None` where the
-/// kernel has no autogroups.
+/// `nice` (at most 19), never raising it, and says what it found.
 ///
 /// Why: `SCHED_IDLE` and `nice` rank threads only against threads of the same group, and
 /// PostgreSQL on the same host runs in a group of its own (its session's autogroup, or its
@@ -129,31 +128,39 @@ pub const AUTOGROUP_NICE: u64 = 10;
 ///
 /// An autogroup is a session's: a process that does not lead its own session (started from
 /// an interactive shell) shares it with the shell and whatever else runs there, so it is left
-/// as it is (`Ok(None)`); `setsid smartchat serve`, or a service manager, gives the server a
-/// session of its own.
-pub fn lower_own_autogroup(nice: i32) -> Result<Option<i32>, String> {
+/// as it is ([`Autogroup::Shared`]); `setsid smartchat serve`, or a service manager, gives
+/// the server a session of its own.
+pub fn lower_own_autogroup(nice: u64) -> Result<Autogroup, String> {
     #[cfg(target_os = "linux")]
     {
-        if !leads_own_session() {
-            return Ok(None);
+        let leads = rustix::process::getsid(None).is_ok_and(|sid| sid == rustix::process::getpid());
+        if !leads {
+            return Ok(Autogroup::Shared);
         }
-        lower_autogroup(std::path::Path::new("/proc/self/autogroup"), nice)
+        let nice = i32::try_from(nice.min(19)).unwrap_or(19);
+        Ok(
+            match lower_autogroup(std::path::Path::new("/proc/self/autogroup"), nice)? {
+                Some(n) => Autogroup::Own(n),
+                None => Autogroup::Unsupported,
+            },
+        )
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = nice;
-        Ok(None)
+        Ok(Autogroup::Unsupported)
     }
 }
 
-/// Whether this process leads its session (so its autogroup is its own).
-pub fn leads_own_session() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        rustix::process::getsid(None).is_ok_and(|sid| sid == rustix::process::getpid())
-    }
-    #[cfg(not(target_os = "linux"))]
-    false
+/// What [`lower_own_autogroup`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Autogroup {
+    /// The process leads its session: its autogroup, at this `nice` afterwards.
+    Own(i32),
+    /// The autogroup is a session's this process does not lead (a shell's): left alone.
+    Shared,
+    /// No autogroups here (another OS, or a kernel without them).
+    Unsupported,
 }
 
 /// [`lower_own_autogroup`] on the autogroup file at `path`.

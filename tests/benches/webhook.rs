@@ -90,9 +90,7 @@ use smartchat_core::db::schema::{messages, subjects};
 use smartchat_core::db_run;
 use smartchat_core::ids::{Handle, PhoneNumberId};
 use smartchat_core::ledger_store::Ledger;
-use smartchat_core::priority::{
-    AUTOGROUP_NICE, BackgroundPriority, leads_own_session, lower_own_autogroup,
-};
+use smartchat_core::priority::{Autogroup, BackgroundPriority, lower_own_autogroup};
 use smartchat_core::store::{NewTenant, Profile, Store};
 use smartchat_tests::{Backend, PgDatabase, TestEnv};
 use smartchat_whatsapp::fake::{WebhookBuilder, WebhookUser};
@@ -308,29 +306,24 @@ async fn main() {
     print_summary(&summaries, bench.as_ref(), disk_baseline.as_deref());
 }
 
-/// Lowers this process's scheduling autogroup as `smartchat serve` does
-/// (`SMARTCHAT_AUTOGROUP_NICE`, default [`AUTOGROUP_NICE`], 0 to leave it), and says what it did.
+/// Lowers this process's scheduling autogroup as `smartchat serve` does (the server's
+/// configuration: `SMARTCHAT_AUTOGROUP_NICE`, default 10, 0 to leave it), and says what it did.
 fn lower_autogroup_as_serve_does() -> String {
-    let nice = match std::env::var("SMARTCHAT_AUTOGROUP_NICE") {
-        Ok(v) if !v.is_empty() => match v.parse::<i32>() {
-            Ok(n) if (0..=19).contains(&n) => n,
-            _ => {
-                return format!(
-                    "SMARTCHAT_AUTOGROUP_NICE={v:?}: not 0 to 19 (the server refuses it)"
-                );
-            }
-        },
-        _ => i32::try_from(AUTOGROUP_NICE).unwrap_or(10),
+    let nice = match smartchat_core::config::Config::load(None) {
+        Ok(c) => c.autogroup_nice,
+        Err(e) => return format!("scheduling autogroup: unchanged ({e})"),
     };
     if nice == 0 {
         return "scheduling autogroup: left as it is (SMARTCHAT_AUTOGROUP_NICE=0)".into();
     }
     match lower_own_autogroup(nice) {
-        Ok(Some(n)) => format!("scheduling autogroup: nice {n}, as `smartchat serve` sets it"),
-        Ok(None) if !leads_own_session() => "scheduling autogroup: the session's, left as it is \
+        Ok(Autogroup::Own(n)) => {
+            format!("scheduling autogroup: nice {n}, as `smartchat serve` sets it")
+        }
+        Ok(Autogroup::Shared) => "scheduling autogroup: the session's, left as it is \
             (run the benchmark under setsid to measure what `setsid smartchat serve` does)"
             .into(),
-        Ok(None) => "scheduling autogroup: none on this kernel".into(),
+        Ok(Autogroup::Unsupported) => "scheduling autogroup: none on this system".into(),
         Err(reason) => format!("scheduling autogroup: unchanged ({reason})"),
     }
 }
