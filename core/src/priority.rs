@@ -159,7 +159,8 @@ pub enum Autogroup {
     Own(i32),
     /// The autogroup is a session's this process does not lead (a shell's): left alone.
     Shared,
-    /// No autogroups here (another OS, or a kernel without them).
+    /// No autogroup to lower here (another OS, a kernel without them, or a process in the
+    /// root group, whose `/proc/self/autogroup` is empty).
     Unsupported,
 }
 
@@ -169,6 +170,11 @@ fn lower_autogroup(path: &std::path::Path, nice: i32) -> Result<Option<i32>, Str
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None);
     };
+    if text.trim().is_empty() {
+        // The root group's (a process of init's session, which the kernel prints as
+        // nothing): its weight is not an autogroup's to change.
+        return Ok(None);
+    }
     let now = parse_autogroup_nice(&text)
         .ok_or_else(|| format!("unexpected autogroup line {:?}", text.trim()))?;
     if now >= nice {
@@ -224,6 +230,10 @@ mod tests {
             lower_autogroup(&dir.path().join("absent"), 10).unwrap(),
             None
         );
+        // The root group prints nothing; nothing is written to it.
+        std::fs::write(&f, "").unwrap();
+        assert_eq!(lower_autogroup(&f, 10).unwrap(), None);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "");
     }
 
     #[test]

@@ -323,7 +323,9 @@ fn lower_autogroup_as_serve_does() -> String {
         Ok(Autogroup::Shared) => "scheduling autogroup: the session's, left as it is \
             (run the benchmark under setsid to measure what `setsid smartchat serve` does)"
             .into(),
-        Ok(Autogroup::Unsupported) => "scheduling autogroup: none on this system".into(),
+        Ok(Autogroup::Unsupported) => {
+            "scheduling autogroup: none to lower here (no autogroups, or the root group)".into()
+        }
         Err(reason) => format!("scheduling autogroup: unchanged ({reason})"),
     }
 }
