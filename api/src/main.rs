@@ -241,6 +241,19 @@ async fn main() -> std::process::ExitCode {
         }
     };
     init_tracing(config.log_format);
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    for (name, nearest) in smartchat_core::config::unread_env_vars(names.iter().map(String::as_str))
+    {
+        match nearest {
+            Some(n) => tracing::warn!(
+                variable = %name,
+                "not a smartchat setting, ignored: did you mean {n}?"
+            ),
+            None => tracing::warn!(variable = %name, "not a smartchat setting, ignored"),
+        }
+    }
     match run(cli.command, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

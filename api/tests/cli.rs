@@ -121,3 +121,40 @@ fn providers_chat_and_reindex_from_the_command_line() -> anyhow::Result<()> {
     ensure!(!o.status.success(), "{}", text(&o));
     Ok(())
 }
+
+#[test]
+fn an_unknown_smartchat_variable_is_named_with_its_likely_setting_and_its_value_is_not()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let o = Command::new(env!("CARGO_BIN_EXE_smartchat"))
+        .arg("status")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SMARTCHAT_DATA_DIR", dir.path())
+        .env("SMARTCHAT_OPENAI_APIKEY", "sk-not-to-be-printed")
+        .env("SMARTCHAT_NOT_A_THING_AT_ALL", "x")
+        .output()
+        .context("run smartchat")?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    ensure!(o.status.success(), "{}", text(&o));
+    ensure!(
+        err.contains("SMARTCHAT_OPENAI_APIKEY")
+            && err.contains("did you mean SMARTCHAT_OPENAI_API_KEY?"),
+        "{err}"
+    );
+    ensure!(
+        err.lines()
+            .any(|l| l.contains("SMARTCHAT_NOT_A_THING_AT_ALL") && !l.contains("did you mean")),
+        "{err}"
+    );
+    ensure!(!text(&o).contains("sk-not-to-be-printed"), "{}", text(&o));
+
+    // Known names alone: no warning.
+    let o = smartchat(dir.path(), &["status"])?;
+    ensure!(
+        o.status.success() && !text(&o).contains("not a smartchat setting"),
+        "{}",
+        text(&o)
+    );
+    Ok(())
+}

@@ -167,7 +167,7 @@ struct FileConfig {
     autogroup_nice: Option<u64>,
 }
 
-/// Every environment variable the server reads, for `--help` and the README.
+/// Every environment variable [`Config`] reads (the README's settings table lists each).
 pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_DATA_DIR",
     "SMARTCHAT_DATABASE_URL",
@@ -200,6 +200,60 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_BACKGROUND_PRIORITY",
     "SMARTCHAT_AUTOGROUP_NICE",
 ];
+
+/// The other `SMARTCHAT_*` variables the binaries read: the config file's path and the log
+/// filter (`smartchat`), a tenant's access token (`smartchat tenant`), the ledger key
+/// (`smartchat-verify`).
+pub const OTHER_ENV_VARS: &[&str] = &[
+    "SMARTCHAT_CONFIG",
+    "SMARTCHAT_LOG",
+    "SMARTCHAT_TENANT_ACCESS_TOKEN",
+    "SMARTCHAT_LEDGER_KEY",
+];
+
+/// The `SMARTCHAT_*` names among `names` that nothing of smartchat reads, sorted, each with
+/// the name it most likely misspells (the nearest known one, at most three edits away).
+///
+/// The TOML file refuses an unknown key; the environment is shared with other programs, so
+/// an unknown variable is reported (`smartchat` logs a warning), not refused. Only names:
+/// values are never looked at.
+pub fn unread_env_vars<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, Option<&'static str>)> {
+    let known = || ENV_VARS.iter().chain(OTHER_ENV_VARS).copied();
+    let mut out: Vec<_> = names
+        .into_iter()
+        .filter(|n| n.starts_with("SMARTCHAT_") && !known().any(|k| k == *n))
+        .map(|n| {
+            let nearest = known()
+                .map(|k| (edit_distance(n, k), k))
+                .min()
+                .filter(|(d, _)| *d <= 3)
+                .map(|(_, k)| k);
+            (n.to_owned(), nearest)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Levenshtein distance over bytes (variable names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
 
 impl Config {
     /// Loads from an optional TOML file and the process environment.
@@ -641,5 +695,80 @@ mod tests {
         let c =
             Config::load_from(None, &env(&[("SMARTCHAT_OPENAI_API_KEY", "sk-live-123")])).unwrap();
         assert!(!format!("{c:?}").contains("sk-live-123"));
+    }
+
+    #[test]
+    fn reports_unread_smartchat_variables_with_the_name_they_likely_misspell() {
+        let got = unread_env_vars([
+            "SMARTCHAT_OPENAI_APIKEY",
+            "SMARTCHAT_BIND",
+            "SMARTCHAT_LOG",
+            "PATH",
+            "SMARTCHAT_DATABSE_URL",
+            "SMARTCHAT_SOMETHING_ELSE_ENTIRELY",
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "SMARTCHAT_DATABSE_URL".to_owned(),
+                    Some("SMARTCHAT_DATABASE_URL")
+                ),
+                (
+                    "SMARTCHAT_OPENAI_APIKEY".to_owned(),
+                    Some("SMARTCHAT_OPENAI_API_KEY")
+                ),
+                ("SMARTCHAT_SOMETHING_ELSE_ENTIRELY".to_owned(), None),
+            ]
+        );
+        assert!(unread_env_vars(ENV_VARS.iter().chain(OTHER_ENV_VARS).copied()).is_empty());
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn env_vars_lists_exactly_what_load_reads_and_the_readme_names_each() {
+        // Every name quoted in this file is listed, and read somewhere besides the list.
+        let source = include_str!("config.rs");
+        let quoted: std::collections::BTreeSet<&str> = source
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|q| {
+                q.starts_with("SMARTCHAT_")
+                    && q[10..].chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    && q.len() > 10
+            })
+            .collect();
+        let mut listed: std::collections::BTreeSet<&str> = ENV_VARS.iter().copied().collect();
+        listed.extend(OTHER_ENV_VARS);
+        // The tests above quote made-up names on purpose.
+        let made_up = [
+            "SMARTCHAT_OPENAI_APIKEY",
+            "SMARTCHAT_DATABSE_URL",
+            "SMARTCHAT_SOMETHING_ELSE_ENTIRELY",
+        ];
+        let unlisted: Vec<_> = quoted
+            .iter()
+            .filter(|q| !listed.contains(*q) && !made_up.contains(*q))
+            .collect();
+        assert!(unlisted.is_empty(), "read but not listed: {unlisted:?}");
+        for v in ENV_VARS {
+            assert!(
+                source.matches(&format!("\"{v}\"")).count() >= 2,
+                "{v} is listed but never read"
+            );
+        }
+        let readme = include_str!("../../README.md");
+        for v in ENV_VARS
+            .iter()
+            .chain(&["SMARTCHAT_CONFIG", "SMARTCHAT_LOG"])
+        {
+            assert!(
+                readme.contains(&format!("`{v}`")),
+                "README does not name {v}"
+            );
+        }
     }
 }
