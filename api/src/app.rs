@@ -27,6 +27,8 @@ struct Inner {
     pipeline: crate::pipeline::Pipeline,
     meta_app_secret: Option<String>,
     meta_verify_token: Option<String>,
+    /// `SMARTCHAT_METRICS_TOKEN` (`GET /metrics` is off without it).
+    metrics_token: Option<String>,
     auth: crate::auth::AuthState,
     search: Option<crate::search::Search>,
     /// Public rights requests per client address (in this process).
@@ -60,6 +62,7 @@ impl AppState {
                     .meta_verify_token
                     .as_ref()
                     .map(|s| s.expose().to_owned()),
+                metrics_token: config.metrics_token.as_ref().map(|s| s.expose().to_owned()),
                 auth,
                 search: None,
                 ip_limiter: crate::rights::IpLimiter::default(),
@@ -104,6 +107,11 @@ impl AppState {
     /// The webhook subscription verify token.
     pub fn meta_verify_token(&self) -> Option<&str> {
         self.inner.meta_verify_token.as_deref()
+    }
+
+    /// The bearer token of `GET /metrics`, when configured.
+    pub fn metrics_token(&self) -> Option<&str> {
+        self.inner.metrics_token.as_deref()
     }
 
     /// The store.
@@ -162,6 +170,7 @@ pub fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(get_health))
         .route("/readyz", get(get_readiness))
+        .route("/metrics", get(crate::metrics::get_metrics))
         .route(
             "/webhooks/whatsapp",
             get(crate::webhook::get_webhook).post(crate::webhook::post_webhook),

@@ -18,6 +18,7 @@ pub mod follow_ups;
 pub mod ingest;
 pub mod leads;
 pub mod ledger_api;
+pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod portal;

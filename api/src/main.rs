@@ -473,9 +473,8 @@ async fn shutdown_signal() {
 async fn status(config: Config) -> anyhow::Result<()> {
     let (services, report) = boot::open(&config).await?;
     print_boot(&config, &report);
-    let db = &services.store.db;
-    let now = smartchat_core::db::now_micros();
-    let q = smartchat_core::jobs::queue_state(db, smartchat_api::pipeline::QUEUE, now).await?;
+    let s = smartchat_api::metrics::Snapshot::gather(&services.store, &services.ledger).await?;
+    let q = &s.jobs;
     println!(
         "jobs ({}): {} due, {} later, {} running, {} dead, {} done (pruned after {} days)",
         smartchat_api::pipeline::QUEUE,
@@ -490,14 +489,13 @@ async fn status(config: Config) -> anyhow::Result<()> {
         Some(us) => println!("oldest due job waiting: {:.1} s", us as f64 / 1e6),
         None => println!("oldest due job waiting: none due"),
     }
-    println!(
-        "ledger drafts to sequence: {}",
-        services.ledger.pending().await?
-    );
-    println!(
-        "search feed rows to index: {}",
-        smartchat_core::search_feed::backlog(db).await?
-    );
+    println!("ledger drafts to sequence: {}", s.ledger_pending);
+    println!("ledger entries: {}", s.ledger_entries);
+    match s.checkpoint_age_secs {
+        Some(age) => println!("newest signed checkpoint: {age:.0} s old"),
+        None => println!("newest signed checkpoint: none yet"),
+    }
+    println!("search feed rows to index: {}", s.search_backlog);
     Ok(())
 }
 

@@ -158,3 +158,53 @@ fn an_unknown_smartchat_variable_is_named_with_its_likely_setting_and_its_value_
     );
     Ok(())
 }
+
+#[test]
+fn status_prints_the_backlogs() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path();
+    let o = smartchat(
+        data,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Glow Salon",
+            "--phone-number-id",
+            "6000001",
+        ],
+    )?;
+    ensure!(o.status.success(), "{}", text(&o));
+    let o = smartchat(data, &["status"])?;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    for line in [
+        "jobs (pipeline): 0 due, 0 later, 0 running, 0 dead, 0 done (pruned after 7 days)",
+        "oldest due job waiting: none due",
+        "ledger drafts to sequence: 0",
+        "newest signed checkpoint: none yet",
+        "search feed rows to index: 0",
+    ] {
+        ensure!(out.lines().any(|l| l == line), "{line:?} missing:\n{out}");
+    }
+    // `tenant create` sequenced its entries (created, key created).
+    let entries: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ledger entries: "))
+        .with_context(|| out.clone())?
+        .parse()?;
+    ensure!(entries >= 2, "{out}");
+    let o = smartchat(data, &["ledger", "checkpoint"])?;
+    ensure!(o.status.success(), "{}", text(&o));
+    let o = smartchat(data, &["status"])?;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    ensure!(
+        out.contains(&format!("ledger entries: {entries}\n")),
+        "{out}"
+    );
+    ensure!(
+        out.lines()
+            .any(|l| l.starts_with("newest signed checkpoint: ") && l.ends_with(" s old")),
+        "{out}"
+    );
+    Ok(())
+}

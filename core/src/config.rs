@@ -110,6 +110,9 @@ pub struct Config {
     /// same host wins the CPU over this process's background (`SMARTCHAT_AUTOGROUP_NICE`,
     /// default 10, 0 to 19; 0 leaves it; see [`crate::priority::lower_own_autogroup`]).
     pub autogroup_nice: u64,
+    /// The bearer token `GET /metrics` asks for (`SMARTCHAT_METRICS_TOKEN`, at least 16
+    /// characters); unset, the endpoint is off.
+    pub metrics_token: Option<Secret>,
     /// The address customers reach this server at (`SMARTCHAT_PUBLIC_URL`, default
     /// `http://<bind>`): tracked booking links point at `<public_url>/b/<token>`.
     pub public_url: String,
@@ -165,6 +168,7 @@ struct FileConfig {
     done_jobs_kept_days: Option<u64>,
     background_priority: Option<String>,
     autogroup_nice: Option<u64>,
+    metrics_token: Option<Secret>,
 }
 
 /// Every environment variable [`Config`] reads (the README's settings table lists each).
@@ -199,7 +203,11 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_DONE_JOBS_KEPT_DAYS",
     "SMARTCHAT_BACKGROUND_PRIORITY",
     "SMARTCHAT_AUTOGROUP_NICE",
+    "SMARTCHAT_METRICS_TOKEN",
 ];
+
+/// The shortest `SMARTCHAT_METRICS_TOKEN` accepted.
+pub const METRICS_TOKEN_MIN: usize = 16;
 
 /// The other `SMARTCHAT_*` variables the binaries read: the config file's path and the log
 /// filter (`smartchat`), a tenant's access token (`smartchat tenant`), the ledger key
@@ -479,7 +487,18 @@ impl Config {
             0..=19,
             "(a nice value)",
         )?;
+        let metrics_token = secret("SMARTCHAT_METRICS_TOKEN", fc.metrics_token);
+        if metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().chars().count() < METRICS_TOKEN_MIN)
+        {
+            return Err(CoreError::Config {
+                key: "SMARTCHAT_METRICS_TOKEN".into(),
+                reason: format!("expected at least {METRICS_TOKEN_MIN} characters"),
+            });
+        }
         Ok(Self {
+            metrics_token,
             follow_up_interval_secs,
             done_jobs_kept_days,
             background_priority,
@@ -770,5 +789,23 @@ mod tests {
                 "README does not name {v}"
             );
         }
+    }
+
+    #[test]
+    fn metrics_token_is_optional_and_at_least_16_characters() {
+        assert!(
+            Config::load_from(None, &env(&[]))
+                .unwrap()
+                .metrics_token
+                .is_none()
+        );
+        let e = Config::load_from(None, &env(&[("SMARTCHAT_METRICS_TOKEN", "short")])).unwrap_err();
+        assert!(e.to_string().contains("SMARTCHAT_METRICS_TOKEN"), "{e}");
+        let c = Config::load_from(
+            None,
+            &env(&[("SMARTCHAT_METRICS_TOKEN", "0123456789abcdef")]),
+        )
+        .unwrap();
+        assert_eq!(c.metrics_token.unwrap().expose(), "0123456789abcdef");
     }
 }

@@ -52,6 +52,11 @@ fn profile() -> serde_json::Value {
 }
 
 async fn world(env: TestEnv) -> World {
+    world_with(env, &[]).await
+}
+
+/// [`world`] with more settings.
+async fn world_with(env: TestEnv, extra: &[(&str, &str)]) -> World {
     let graph = FakeGraph::start().await.unwrap();
     graph.register(PNID, TOKEN);
     let llm = FakeLlm::start().await.unwrap();
@@ -76,6 +81,11 @@ async fn world(env: TestEnv) -> World {
     );
     vars.insert("SMARTCHAT_OPENAI_API_KEY".to_owned(), llm.api_key.clone());
     vars.insert("SMARTCHAT_OPENAI_BASE_URL".to_owned(), llm.base_url.clone());
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let config = smartchat_core::config::Config::load_from(None, &vars).unwrap();
     let ledger = Ledger::open(env.store.db.clone(), &env.store.keys, "test/ledger")
         .await
@@ -369,6 +379,15 @@ async fn bad_deliveries_are_refused_and_store_nothing(env: TestEnv) {
     // Health, readiness and the ledger's published key.
     let get = |path: &str| w.http.get(format!("{}{path}", w.base)).send();
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    // No metrics token configured: the endpoint is off, and says how to turn it on.
+    let off = get("/metrics").await.unwrap();
+    assert_eq!(off.status(), 404);
+    assert!(
+        off.text()
+            .await
+            .unwrap()
+            .contains("set SMARTCHAT_METRICS_TOKEN")
+    );
     let ready = get("/readyz").await.unwrap();
     assert_eq!(ready.status(), 200);
     assert_eq!(
@@ -613,7 +632,102 @@ async fn concurrent_deliveries_beyond_the_pool_all_complete(env: TestEnv) {
     assert_eq!(w.rows().await.len(), 64);
 }
 
+const METRICS_TOKEN: &str = "metrics-token-0123456789";
+
+/// `GET /metrics` with `token` as the bearer: the status, and each sample by its name and
+/// labels.
+async fn metrics(
+    w: &World,
+    token: Option<&str>,
+) -> (u16, std::collections::BTreeMap<String, f64>, String) {
+    let mut req = w.http.get(format!("{}/metrics", w.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let head = format!(
+        "{:?} {:?}",
+        res.headers().get("content-type"),
+        res.headers().get("www-authenticate")
+    );
+    let body = res.text().await.unwrap();
+    let samples = body
+        .lines()
+        .filter(|_| status == 200)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect();
+    (status, samples, format!("{head}\n{body}"))
+}
+
+async fn metrics_report_the_backlogs_behind_a_token(env: TestEnv) {
+    let w = world_with(env, &[("SMARTCHAT_METRICS_TOKEN", METRICS_TOKEN)]).await;
+    // No token, a wrong one, a forged prefix: 401 with a Bearer challenge, no figures.
+    for t in [None, Some("metrics-token-012345678"), Some("wrong")] {
+        let (status, samples, shown) = metrics(&w, t).await;
+        assert_eq!(status, 401, "{shown}");
+        assert!(shown.contains("Bearer realm"), "{shown}");
+        assert!(
+            samples.is_empty() || !shown.contains("smartchat_jobs"),
+            "{shown}"
+        );
+    }
+    let (status, m, shown) = metrics(&w, Some(METRICS_TOKEN)).await;
+    assert_eq!(status, 200, "{shown}");
+    assert!(shown.contains("text/plain; version=0.0.4"), "{shown}");
+    let pending = count(&w, "ledger_pending").await as f64;
+    assert!(pending >= 2.0, "tenant and key created");
+    assert_eq!(m["smartchat_ledger_pending_entries"], pending, "{shown}");
+    assert_eq!(m["smartchat_jobs{state=\"due\"}"], 0.0, "{shown}");
+    assert!(!m.contains_key("smartchat_ledger_checkpoint_age_seconds"));
+
+    // A customer writes: the reply job is due, its draft waits for the sequencer, the
+    // message waits for the indexer.
+    let res = w
+        .deliver(&text("wamid.METRICS1", "do you have a slot on friday?"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let (_, m, shown) = metrics(&w, Some(METRICS_TOKEN)).await;
+    assert_eq!(m["smartchat_jobs{state=\"due\"}"], 1.0, "{shown}");
+    assert!(m["smartchat_jobs_oldest_due_seconds"] >= 0.0, "{shown}");
+    assert_eq!(
+        m["smartchat_ledger_pending_entries"],
+        count(&w, "ledger_pending").await as f64
+    );
+    assert!(m["smartchat_ledger_pending_entries"] > pending, "{shown}");
+    assert!(m["smartchat_search_feed_backlog"] >= 1.0, "{shown}");
+    // Counts only: neither the customer's number nor the text.
+    assert!(
+        !shown.contains(CUSTOMER) && !shown.contains("friday"),
+        "{shown}"
+    );
+
+    // The jobs run and the ledger is sequenced and signed: the backlogs empty.
+    assert_eq!(pipeline::drain(&w.pipeline).await.unwrap(), 3);
+    w.ledger.sequence_all().await.unwrap();
+    w.ledger.checkpoint().await.unwrap();
+    let (_, m, shown) = metrics(&w, Some(METRICS_TOKEN)).await;
+    assert_eq!(m["smartchat_jobs{state=\"due\"}"], 0.0, "{shown}");
+    assert_eq!(m["smartchat_jobs{state=\"done\"}"], 3.0, "{shown}");
+    assert_eq!(m["smartchat_jobs{state=\"dead\"}"], 0.0, "{shown}");
+    assert_eq!(m["smartchat_jobs_oldest_due_seconds"], 0.0, "{shown}");
+    assert_eq!(m["smartchat_ledger_pending_entries"], 0.0, "{shown}");
+    assert_eq!(
+        m["smartchat_ledger_entries"],
+        w.ledger.size().await.unwrap() as f64
+    );
+    assert!(
+        m["smartchat_ledger_checkpoint_age_seconds"] >= 0.0,
+        "{shown}"
+    );
+}
+
 both_backends!(
+    metrics_report_the_backlogs_behind_a_token,
     concurrent_deliveries_beyond_the_pool_all_complete,
     a_message_is_answered_end_to_end,
     bad_deliveries_are_refused_and_store_nothing,
