@@ -8,6 +8,8 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use smartchat_ledger::{Actor, EntryDraft, EventKind, Purpose, RefKind, Reference};
+
 use crate::crypto::TenantKey;
 use crate::db::now_micros;
 use crate::db::schema::{booking_links, leads};
@@ -65,19 +67,6 @@ pub fn rewrite(
     (out, links)
 }
 
-/// What opening a tracked link found.
-#[derive(Debug, Clone)]
-pub struct Click {
-    /// The business's URL.
-    pub url: String,
-    /// The tenant.
-    pub tenant: TenantId,
-    /// The conversation the link was sent in.
-    pub conversation: ConversationId,
-    /// Whether this was the first opening.
-    pub first: bool,
-}
-
 impl Store {
     /// Records the tracked links of a message (again for a retried send: no change).
     pub async fn track_links(
@@ -114,8 +103,15 @@ impl Store {
         tx.commit().await
     }
 
-    /// Opens a tracked link: `None` for an unknown token; the first opening is recorded.
-    pub async fn click(&self, token: &str) -> Result<Option<Click>, CoreError> {
+    /// Opens a tracked link: the business's URL to redirect to, `None` for an unknown token
+    /// (or a stored URL that is not a web address).
+    ///
+    /// The first opening is recorded, and moves the conversation's newest lead to `booked`
+    /// (ledgered as a stage change by the data subject) and is ledgered as
+    /// `booking_link_clicked`, all in one transaction: if any of it fails, none of it is
+    /// kept and the next opening is the first again. A shredded tenant's link still
+    /// redirects; only the opening is recorded.
+    pub async fn open_link(&self, token: &str) -> Result<Option<String>, CoreError> {
         if token.len() != TOKEN_CHARS || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
@@ -130,39 +126,62 @@ impl Store {
             .first(c)
             .await
             .optional())?;
+        drop(c);
         let Some((url, tid, cid)) = row else {
             return Ok(None);
         };
+        // Only web addresses are followed, whatever a profile once held.
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Ok(None);
+        }
+        let tenant: TenantId = tid.parse()?;
+        let conversation: ConversationId = cid.parse()?;
+        let key = match self.tenant_key(tenant).await {
+            Ok(k) => Some(k),
+            Err(CoreError::Shredded { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let mut tx = self.db.begin().await?;
         let now = now_micros();
-        let n = db_run!(c, |c| diesel::update(booking_links::table.find(token))
+        let first = db_run!(tx, |c| diesel::update(booking_links::table.find(token))
             .filter(booking_links::clicked_at.is_null())
             .set(booking_links::clicked_at.eq(now))
             .execute(c)
-            .await)?;
-        Ok(Some(Click {
-            url,
-            tenant: tid.parse()?,
-            conversation: cid.parse()?,
-            first: n == 1,
-        }))
-    }
-
-    /// The newest lead of a conversation.
-    pub async fn lead_of_conversation(
-        &self,
-        tenant: TenantId,
-        conversation: ConversationId,
-    ) -> Result<Option<(LeadId, String)>, CoreError> {
-        let (tid, cid) = (tenant.to_string(), conversation.to_string());
-        let mut c = self.db.conn().await?;
-        let row: Option<(String, String)> = db_run!(c, |c| leads::table
-            .filter(leads::tenant_id.eq(&tid))
-            .filter(leads::conversation_id.eq(&cid))
-            .order(leads::created_at.desc())
-            .select((leads::id, leads::stage))
-            .first(c)
-            .await
-            .optional())?;
-        row.map(|(id, stage)| Ok((id.parse()?, stage))).transpose()
+            .await)?
+            == 1;
+        if first && let Some(key) = key {
+            let lead: Option<(String, String, String)> = db_run!(tx, |c| leads::table
+                .filter(leads::tenant_id.eq(&tid))
+                .filter(leads::conversation_id.eq(&cid))
+                .order(leads::created_at.desc())
+                .select((leads::id, leads::stage, leads::subject_id))
+                .first(c)
+                .await
+                .optional())?;
+            if let Some((lid, stage, sid)) = lead {
+                let id: LeadId = lid.parse()?;
+                if stage != "booked" {
+                    crate::leads::set_stage_in(
+                        &mut tx,
+                        &key,
+                        tenant,
+                        id,
+                        &sid,
+                        "booked",
+                        Actor::DataSubject,
+                    )
+                    .await?;
+                }
+                let d = EntryDraft::new(EventKind::BOOKING_LINK_CLICKED, Actor::DataSubject)
+                    .tenant(tenant.bytes())
+                    .subject(key.pseudonym(&sid))
+                    .purpose(Purpose::LEAD_MANAGEMENT)
+                    .reference(Reference::id(RefKind::LEAD, id.bytes()))
+                    .reference(Reference::id(RefKind::CONVERSATION, conversation.bytes()));
+                crate::audit::enqueue(&mut tx, &d).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(url))
     }
 }

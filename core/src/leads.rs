@@ -412,26 +412,39 @@ impl Store {
         if view.stage == stage {
             return Ok(false);
         }
-        let lid = id.to_string();
         let key = self.tenant_key(tenant).await?;
         let mut tx = self.db.begin().await?;
-        let sid = lead_subject(&mut tx, &lid).await?;
-        let now = now_micros();
-        db_run!(tx, |c| diesel::update(leads::table.find(&lid))
-            .set((leads::stage.eq(stage), leads::updated_at.eq(now)))
-            .execute(c)
-            .await)?;
-        audit::enqueue(
-            &mut tx,
-            &EntryDraft::new(EventKind::LEAD_STAGE_CHANGED, actor)
-                .tenant(tenant.bytes())
-                .subject(key.pseudonym(&sid))
-                .purpose(Purpose::LEAD_MANAGEMENT)
-                .reference(Reference::id(RefKind::LEAD, id.bytes()))
-                .attr(AttrKey::STAGE, AttrValue::Code(stage_code(stage))),
-        )
-        .await?;
+        let sid = lead_subject(&mut tx, &id.to_string()).await?;
+        set_stage_in(&mut tx, &key, tenant, id, &sid, stage, actor).await?;
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Moves lead `id` (of subject `sid`) to `stage` and ledgers it, in `tx`.
+pub(crate) async fn set_stage_in(
+    tx: &mut crate::db::Tx,
+    key: &crate::crypto::TenantKey,
+    tenant: TenantId,
+    id: LeadId,
+    sid: &str,
+    stage: &str,
+    actor: Actor,
+) -> Result<(), CoreError> {
+    let lid = id.to_string();
+    let now = now_micros();
+    db_run!(tx, |c| diesel::update(leads::table.find(&lid))
+        .set((leads::stage.eq(stage), leads::updated_at.eq(now)))
+        .execute(c)
+        .await)?;
+    audit::enqueue(
+        tx,
+        &EntryDraft::new(EventKind::LEAD_STAGE_CHANGED, actor)
+            .tenant(tenant.bytes())
+            .subject(key.pseudonym(sid))
+            .purpose(Purpose::LEAD_MANAGEMENT)
+            .reference(Reference::id(RefKind::LEAD, id.bytes()))
+            .attr(AttrKey::STAGE, AttrValue::Code(stage_code(stage))),
+    )
+    .await
 }
