@@ -6,7 +6,6 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use smartchat_core::CoreError;
 
 use crate::app::AppState;
 use crate::error::problem;
