@@ -398,7 +398,8 @@ enum Provider {
 /// `PUT /api/v1/settings/assistant`: owners set the failover chain (e.g.
 /// `["deepseek","openai"]`, or `[]` for the offline assistant only) and their own provider
 /// keys (sealed under the tenant key, never returned). Everything is validated before
-/// anything is written; each change is ledgered (a key as a key event, without its value).
+/// anything is written, and written in one transaction; each change is ledgered (a key as a
+/// key event, without its value).
 #[utoipa::path(
     put,
     path = "/api/v1/settings/assistant",
@@ -414,28 +415,24 @@ pub async fn put_assistant(
 ) -> Result<Json<AssistantSettings>, AuthError> {
     me.require(&[Role::Owner])?;
     let actor = Actor::Member(me.member_id.bytes());
-    if let Some(Some(chain)) = &body.providers {
-        smartchat_core::conversations::check_provider_chain(chain)?;
-    }
-    if let Some(keys) = &body.keys {
-        let changes: Vec<ProviderKeyChange> = keys
-            .iter()
-            .map(|(provider, key)| ProviderKeyChange {
-                provider: provider.clone(),
-                key: key.clone().map(smartchat_core::config::Secret::new),
-            })
-            .collect();
-        state
-            .store()
-            .set_provider_keys(me.tenant_id, &changes, actor)
-            .await?;
-    }
-    if let Some(chain) = &body.providers {
-        state
-            .store()
-            .set_provider_chain(me.tenant_id, chain.as_deref(), actor)
-            .await?;
-    }
+    let changes: Vec<ProviderKeyChange> = body
+        .keys
+        .iter()
+        .flatten()
+        .map(|(provider, key)| ProviderKeyChange {
+            provider: provider.clone(),
+            key: key.clone().map(smartchat_core::config::Secret::new),
+        })
+        .collect();
+    state
+        .store()
+        .set_assistant(
+            me.tenant_id,
+            &changes,
+            body.providers.as_ref().map(|c| c.as_deref()),
+            actor,
+        )
+        .await?;
     Ok(Json(assistant_settings(&state, me.tenant_id).await?))
 }
 

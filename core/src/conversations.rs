@@ -262,37 +262,43 @@ impl Store {
 
     /// Sets the tenant's provider chain (validated against [`PROVIDER_NAMES`], no repeats),
     /// ledgered with the provider codes in order; `None` returns to the platform's default.
+    /// With key changes, in the same transaction: [`Store::set_assistant`].
     pub async fn set_provider_chain(
         &self,
         tenant: TenantId,
         chain: Option<&[String]>,
         actor: Actor,
     ) -> Result<(), CoreError> {
-        if let Some(chain) = chain {
-            check_provider_chain(chain)?;
-        }
-        let stored = chain
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
-        let tid = tenant.to_string();
-        let mut tx = self.db.begin().await?;
-        let n = db_run!(tx, |c| diesel::update(tenants::table.find(&tid))
-            .set(tenants::provider_chain.eq(&stored))
-            .execute(c)
-            .await)?;
-        if n == 0 {
-            return Err(CoreError::NotFound { what: "tenant" });
-        }
-        // `reason` 0: back to the platform's default chain; 1: the tenant's own chain
-        // (possibly empty: the offline assistant only).
-        let mut draft = EntryDraft::new(EventKind::ASSISTANT_SETTINGS_CHANGED, actor)
-            .tenant(tenant.bytes())
-            .attr(AttrKey::REASON, AttrValue::Code(u32::from(chain.is_some())));
-        for name in chain.unwrap_or_default() {
-            draft = draft.attr(AttrKey::PROVIDER, AttrValue::Code(provider_code(name)));
-        }
-        audit::enqueue(&mut tx, &draft).await?;
-        tx.commit().await
+        self.set_assistant(tenant, &[], Some(chain), actor).await
     }
+}
+
+/// Writes the tenant's provider chain (checked by the caller) and ledgers it, in `tx`.
+pub(crate) async fn write_provider_chain(
+    tx: &mut crate::db::Tx,
+    tenant: TenantId,
+    chain: Option<&[String]>,
+    actor: Actor,
+) -> Result<(), CoreError> {
+    let stored = chain
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+    let tid = tenant.to_string();
+    let n = db_run!(tx, |c| diesel::update(tenants::table.find(&tid))
+        .set(tenants::provider_chain.eq(&stored))
+        .execute(c)
+        .await)?;
+    if n == 0 {
+        return Err(CoreError::NotFound { what: "tenant" });
+    }
+    // `reason` 0: back to the platform's default chain; 1: the tenant's own chain
+    // (possibly empty: the offline assistant only).
+    let mut draft = EntryDraft::new(EventKind::ASSISTANT_SETTINGS_CHANGED, actor)
+        .tenant(tenant.bytes())
+        .attr(AttrKey::REASON, AttrValue::Code(u32::from(chain.is_some())));
+    for name in chain.unwrap_or_default() {
+        draft = draft.attr(AttrKey::PROVIDER, AttrValue::Code(provider_code(name)));
+    }
+    audit::enqueue(tx, &draft).await
 }

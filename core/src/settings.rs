@@ -352,6 +352,20 @@ impl Store {
         changes: &[ProviderKeyChange],
         actor: Actor,
     ) -> Result<(), CoreError> {
+        self.set_assistant(tenant, changes, None, actor).await
+    }
+
+    /// An owner's change of the assistant settings: the tenant's own provider keys (as
+    /// [`Store::set_provider_keys`]) and, when `chain` is `Some`, the provider chain (as
+    /// [`Store::set_provider_chain`]). Everything is validated before anything is written,
+    /// and written in one transaction: a failure keeps none of it.
+    pub async fn set_assistant(
+        &self,
+        tenant: TenantId,
+        changes: &[ProviderKeyChange],
+        chain: Option<Option<&[String]>>,
+        actor: Actor,
+    ) -> Result<(), CoreError> {
         for (i, ch) in changes.iter().enumerate() {
             if !PROVIDER_NAMES.contains(&ch.provider.as_str()) {
                 return Err(CoreError::Invalid {
@@ -382,54 +396,79 @@ impl Store {
                 }
             }
         }
-        if changes.is_empty() {
+        if let Some(Some(chain)) = chain {
+            crate::conversations::check_provider_chain(chain)?;
+        }
+        if changes.is_empty() && chain.is_none() {
             return Ok(());
         }
         let tid = tenant.to_string();
-        let key = self.tenant_key(tenant).await?;
+        let key = if changes.is_empty() {
+            None
+        } else {
+            Some(self.tenant_key(tenant).await?)
+        };
         let mut tx = self.db.begin().await?;
-        require_active(&mut tx, &tid).await?;
-        let now = now_micros();
-        for ch in changes {
-            let name = ch.provider.as_str();
-            let existed = db_run!(tx, |c| diesel::delete(
-                provider_keys::table
-                    .filter(provider_keys::tenant_id.eq(&tid))
-                    .filter(provider_keys::provider.eq(name))
-            )
-            .execute(c)
-            .await)?
-                > 0;
-            let draft = match &ch.key {
-                Some(secret) => {
-                    let ct = key.seal(&key_context(&tid, name), secret.expose().as_bytes())?;
-                    db_run!(tx, |c| diesel::insert_into(provider_keys::table)
-                        .values((
-                            provider_keys::tenant_id.eq(&tid),
-                            provider_keys::provider.eq(name),
-                            provider_keys::key_ct.eq(&ct),
-                            provider_keys::updated_at.eq(now),
-                        ))
-                        .execute(c)
-                        .await)?;
-                    EntryDraft::new(EventKind::PROVIDER_KEY_SET, actor).attr(
-                        AttrKey::REASON,
-                        AttrValue::Code(if existed { 2 } else { 1 }),
-                    )
-                }
-                None if existed => EntryDraft::new(EventKind::PROVIDER_KEY_REMOVED, actor),
-                None => continue,
-            };
-            audit::enqueue(
-                &mut tx,
-                &draft
-                    .tenant(tenant.bytes())
-                    .attr(AttrKey::PROVIDER, AttrValue::Code(provider_code(name))),
-            )
-            .await?;
+        if let Some(key) = key {
+            require_active(&mut tx, &tid).await?;
+            write_provider_keys(&mut tx, &key, tenant, changes, actor).await?;
+        }
+        if let Some(chain) = chain {
+            crate::conversations::write_provider_chain(&mut tx, tenant, chain, actor).await?;
         }
         tx.commit().await
     }
+}
+
+/// Writes the tenant's key changes (checked by the caller) and ledgers each, in `tx`.
+async fn write_provider_keys(
+    tx: &mut Tx,
+    key: &crate::crypto::TenantKey,
+    tenant: TenantId,
+    changes: &[ProviderKeyChange],
+    actor: Actor,
+) -> Result<(), CoreError> {
+    let tid = tenant.to_string();
+    let now = now_micros();
+    for ch in changes {
+        let name = ch.provider.as_str();
+        let existed = db_run!(tx, |c| diesel::delete(
+            provider_keys::table
+                .filter(provider_keys::tenant_id.eq(&tid))
+                .filter(provider_keys::provider.eq(name))
+        )
+        .execute(c)
+        .await)?
+            > 0;
+        let draft = match &ch.key {
+            Some(secret) => {
+                let ct = key.seal(&key_context(&tid, name), secret.expose().as_bytes())?;
+                db_run!(tx, |c| diesel::insert_into(provider_keys::table)
+                    .values((
+                        provider_keys::tenant_id.eq(&tid),
+                        provider_keys::provider.eq(name),
+                        provider_keys::key_ct.eq(&ct),
+                        provider_keys::updated_at.eq(now),
+                    ))
+                    .execute(c)
+                    .await)?;
+                EntryDraft::new(EventKind::PROVIDER_KEY_SET, actor).attr(
+                    AttrKey::REASON,
+                    AttrValue::Code(if existed { 2 } else { 1 }),
+                )
+            }
+            None if existed => EntryDraft::new(EventKind::PROVIDER_KEY_REMOVED, actor),
+            None => continue,
+        };
+        audit::enqueue(
+            tx,
+            &draft
+                .tenant(tenant.bytes())
+                .attr(AttrKey::PROVIDER, AttrValue::Code(provider_code(name))),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

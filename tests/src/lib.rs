@@ -232,6 +232,62 @@ impl TestEnv {
     }
 }
 
+/// A database trigger that makes one kind of write fail, as a database error in the middle
+/// of a transaction would, on either backend; [`Refusal::lift`] removes it.
+pub struct Refusal {
+    db: DbPool,
+    table: String,
+}
+
+/// Refuses every `event` (`"INSERT ON ledger_pending"`, `"UPDATE OF provider_chain ON
+/// tenants"`) in `env`'s main database until the returned [`Refusal`] is lifted.
+pub async fn refuse_writes(env: &TestEnv, event: &str) -> Refusal {
+    use diesel_async::RunQueryDsl as _;
+    use smartchat_core::db_run;
+    let table = event
+        .rsplit_once(" ON ")
+        .expect("an event names its table after ON")
+        .1
+        .trim()
+        .to_owned();
+    let db = env.store.db.clone();
+    let mut c = db.conn().await.expect("a connection");
+    let statements = if c.is_postgres() {
+        vec![
+            "CREATE OR REPLACE FUNCTION sc_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER sc_refuse BEFORE {event} FOR EACH ROW EXECUTE FUNCTION sc_refuse()"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER sc_refuse BEFORE {event} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )]
+    };
+    for sql in &statements {
+        db_run!(c, |c| diesel::sql_query(sql.as_str()).execute(c).await).expect("trigger");
+    }
+    drop(c);
+    Refusal { db, table }
+}
+
+impl Refusal {
+    /// Removes the trigger.
+    pub async fn lift(self) {
+        use diesel_async::RunQueryDsl as _;
+        use smartchat_core::db_run;
+        let mut c = self.db.conn().await.expect("a connection");
+        let sql = if c.is_postgres() {
+            format!("DROP TRIGGER sc_refuse ON {}", self.table)
+        } else {
+            "DROP TRIGGER sc_refuse".to_owned()
+        };
+        db_run!(c, |c| diesel::sql_query(sql.as_str()).execute(c).await).expect("drop trigger");
+    }
+}
+
 /// The URL string of a [`DbUrl`] (with its password, for tests only).
 pub fn url_string(u: &DbUrl) -> String {
     match u {

@@ -434,6 +434,22 @@ async fn a_tenants_own_provider_key_is_sealed_used_and_shredded(env: TestEnv) {
         "the refused key was not stored"
     );
 
+    // A change that fails half-way (the database refuses the chain's update, after the
+    // key's removal in the same request) keeps none of it and ledgers nothing.
+    let refusal =
+        smartchat_tests::refuse_writes(&w.env, "UPDATE OF provider_chain ON tenants").await;
+    let (status, v) = put(
+        &s,
+        "/api/v1/settings/assistant",
+        serde_json::json!({ "keys": { "deepseek": null }, "providers": ["openai"] }),
+    )
+    .await;
+    assert!((500..600).contains(&status), "{status} {v}");
+    refusal.lift().await;
+    let (_, v) = s.get("/api/v1/settings/assistant").await;
+    assert_eq!(v["keys"], serde_json::json!(["openai", "deepseek"]));
+    assert_eq!(v["providers"], serde_json::json!(["deepseek", "openai"]));
+
     // null removes; staff may read but not set.
     let (status, v) = put(
         &s,

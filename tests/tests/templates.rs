@@ -565,11 +565,11 @@ async fn a_tracked_booking_link_redirects_and_books_the_lead(env: TestEnv) {
     };
     // The first opening fails half-way (the ledger refuses its entries, as a database
     // error would): nothing of it is kept, so the next opening is the first again.
-    refuse_ledger_entries(&w, true).await;
+    let refusal = smartchat_tests::refuse_writes(&w.env, "INSERT ON ledger_pending").await;
     let res = open(tracked.clone()).await;
     assert!(res.status().is_server_error(), "{}", res.status());
     assert!(res.headers().get("location").is_none());
-    refuse_ledger_entries(&w, false).await;
+    refusal.lift().await;
     assert_ne!(lead(&w).await.stage, "booked");
     assert!(w.reasons(EventKind::BOOKING_LINK_CLICKED).await.is_empty());
     for round in 0..2 {
@@ -593,32 +593,6 @@ async fn a_tracked_booking_link_redirects_and_books_the_lead(env: TestEnv) {
         let res = open(bad.clone()).await;
         assert_eq!(res.status().as_u16(), 404, "{bad}");
         assert!(res.headers().get("location").is_none());
-    }
-}
-
-/// Makes every insert into `ledger_pending` fail (`on`), or stops that: a database error in
-/// the middle of a transaction, on either backend.
-async fn refuse_ledger_entries(w: &World, on: bool) {
-    use diesel_async::RunQueryDsl as _;
-    use smartchat_core::db_run;
-    let mut c = w.env.store.db.conn().await.unwrap();
-    let statements: &[&str] = match (c.is_postgres(), on) {
-        (true, true) => &[
-            "CREATE FUNCTION sc_refuse() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
-            "CREATE TRIGGER sc_refuse BEFORE INSERT ON ledger_pending \
-             FOR EACH ROW EXECUTE FUNCTION sc_refuse()",
-        ],
-        (true, false) => &[
-            "DROP TRIGGER sc_refuse ON ledger_pending",
-            "DROP FUNCTION sc_refuse()",
-        ],
-        (false, true) => &["CREATE TRIGGER sc_refuse BEFORE INSERT ON ledger_pending \
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"],
-        (false, false) => &["DROP TRIGGER sc_refuse"],
-    };
-    for sql in statements {
-        db_run!(c, |c| diesel::sql_query(*sql).execute(c).await).unwrap();
     }
 }
 
