@@ -205,12 +205,17 @@ pub struct RetentionReport {
     pub expired_messages: u64,
     /// Done jobs deleted for being older than `SMARTCHAT_DONE_JOBS_KEPT_DAYS`.
     pub pruned_jobs: u64,
+    /// Data-subject requests left open half-way, queued to be finished
+    /// ([`crate::rights::resume_stranded`]).
+    pub resumed_requests: u64,
 }
 
 /// One retention pass at `now`: terminated tenants past their export window are
 /// crypto-shredded and purged (unless held); active tenants lose messages older than
 /// their `conversations.while_active_days`; done jobs due longer before `now` than
-/// [`Pipeline::done_jobs_kept`] (a week by default) are deleted (ids only; dead ones stay).
+/// [`Pipeline::done_jobs_kept`] (a week by default) are deleted (ids only; dead ones stay);
+/// data-subject requests left open half-way are queued to be finished
+/// ([`crate::rights::resume_stranded`]).
 pub async fn run_retention(
     p: &Pipeline,
     now: OffsetDateTime,
@@ -249,6 +254,7 @@ pub async fn run_retention(
         };
         out.expired_messages += store.expire_messages(t.id, days, now, BATCH).await?;
     }
+    out.resumed_requests = crate::rights::resume_stranded(p, now).await?;
     let kept = i64::try_from(p.done_jobs_kept().as_micros()).unwrap_or(i64::MAX);
     let mut logged = 0u64;
     out.pruned_jobs = smartchat_core::jobs::prune_done(
@@ -278,6 +284,7 @@ pub async fn retention_loop(p: Pipeline, mut shutdown: tokio::sync::watch::Recei
                 purged_rows = r.purged_rows,
                 expired_messages = r.expired_messages,
                 pruned_jobs = r.pruned_jobs,
+                resumed_requests = r.resumed_requests,
                 "retention pass"
             ),
             Ok(_) => {}

@@ -292,8 +292,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     .await?;
             services.ledger.sequence_all().await?;
             println!(
-                "retention: {} tenants purged ({} rows), {} waiting for a legal hold, {} messages expired, {} done jobs pruned",
-                r.purged_tenants, r.purged_rows, r.held_tenants, r.expired_messages, r.pruned_jobs
+                "retention: {} tenants purged ({} rows), {} waiting for a legal hold, {} messages expired, {} done jobs pruned, {} requests left open half-way resumed",
+                r.purged_tenants,
+                r.purged_rows,
+                r.held_tenants,
+                r.expired_messages,
+                r.pruned_jobs,
+                r.resumed_requests
             );
             Ok(())
         }

@@ -184,6 +184,49 @@ pub async fn carry_out(
     store.finish_request(tenant, id, finish, actor).await
 }
 
+/// How long a `verified` request may stay so before the retention pass counts it stranded:
+/// longer than a code is valid and a chat deletion waits, so a request being carried out
+/// (or whose chat job is due) is left to that.
+pub const STRANDED_AFTER_MICROS: i64 = 30 * 60_000_000;
+
+/// Queues a `dsr` job for every request left open by a carrying-out that failed half-way
+/// ([`smartchat_core::store::Store::stranded_requests`]), unless a job for it is ready or
+/// running: the subject's key may be shredded already, and [`carry_out`] finishes from
+/// wherever the earlier attempt stopped (queueing the clean-up a deletion still lacks).
+/// Returns how many were queued. Run by the hourly retention pass; a job per request and
+/// hour at most, whichever processes run the pass.
+pub async fn resume_stranded(p: &Pipeline, now: OffsetDateTime) -> Result<u64, CoreError> {
+    let now = smartchat_core::db::micros_of(now);
+    let hour = now / 3_600_000_000;
+    let mut queued = 0;
+    for (tenant, id) in p
+        .store
+        .stranded_requests(now - STRANDED_AFTER_MICROS)
+        .await?
+    {
+        let chat_key = format!("dsr:{id}");
+        let prefix = format!("dsr-resume:{id}:");
+        if jobs::any_active(&p.store.db, &chat_key, &prefix).await? {
+            continue;
+        }
+        let mut job = NewJob::now(
+            QUEUE,
+            "dsr",
+            json!({ "tenant": tenant.to_string(), "request": id }),
+        );
+        job.tenant_id = Some(tenant.to_string());
+        job.dedupe_key = Some(format!("{prefix}{hour}"));
+        let mut tx = p.store.db.begin().await?;
+        let id = jobs::enqueue(&mut tx, &job).await?;
+        tx.commit().await?;
+        if id.is_some() {
+            tracing::warn!(tenant.id = %tenant, "a data-subject request left open half-way is resumed");
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
 /// Shreds the subject's key now (their data is unreadable everywhere, backups included)
 /// and queues the physical clean-up of their rows.
 pub async fn erase(
@@ -237,7 +280,11 @@ pub async fn run_dsr(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let req = carry_out(p, tenant, &id, Actor::DataSubject).await?;
     let store = &p.store;
     let reply = match (req.right.as_str(), req.status.as_str()) {
-        ("access" | "portability", "completed") if req.record_count.unwrap_or(0) > 0 => {
+        // A request resumed by the retention pass has no conversation to answer in (the
+        // owner downloads its report for the subject).
+        ("access" | "portability", "completed")
+            if req.record_count.unwrap_or(0) > 0 && conversation.is_some() =>
+        {
             let token = grant_download(p, tenant, &req).await?;
             Some(format!(
                 "Your copy of the data we hold is ready for {DOWNLOAD_HOURS} hours: {}/rights/downloads/{token}",

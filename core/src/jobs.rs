@@ -306,6 +306,19 @@ pub async fn fail(
     Ok(outcome)
 }
 
+/// Whether a job whose dedupe key is `key`, or starts with `prefix`, is ready or running.
+pub async fn any_active(db: &DbPool, key: &str, prefix: &str) -> Result<bool, CoreError> {
+    let mut c = db.conn().await?;
+    let pattern = format!("{prefix}%");
+    let n: i64 = db_run!(c, |c| jobs::table
+        .filter(jobs::status.eq_any(["ready", "running"]))
+        .filter(jobs::dedupe_key.eq(key).or(jobs::dedupe_key.like(&pattern)))
+        .count()
+        .get_result(c)
+        .await)?;
+    Ok(n > 0)
+}
+
 /// Counts jobs by status in a queue (for tests, `/readyz` and the portal).
 pub async fn count(db: &DbPool, queue: &str, status: &str) -> Result<i64, CoreError> {
     let mut c = db.conn().await?;

@@ -741,6 +741,45 @@ impl Store {
             .collect())
     }
 
+    /// Requests a carrying-out left open by failing half-way: `verified` and received
+    /// before `before` (unix micros), and `on_hold` while no hold covers them any more.
+    /// Nothing else moves these on (a request is carried out once, when it is verified or
+    /// its hold released), so the retention pass resumes them.
+    pub async fn stranded_requests(
+        &self,
+        before: i64,
+    ) -> Result<Vec<(TenantId, String)>, CoreError> {
+        let mut c = self.db.conn().await?;
+        let verified: Vec<(String, String)> = db_run!(c, |c| dsr_requests::table
+            .filter(dsr_requests::status.eq("verified"))
+            .filter(dsr_requests::received_at.lt(before))
+            .select((dsr_requests::tenant_id, dsr_requests::id))
+            .load(c)
+            .await)?;
+        let held: Vec<(String, String, Option<String>)> = db_run!(c, |c| dsr_requests::table
+            .filter(dsr_requests::status.eq("on_hold"))
+            .select((
+                dsr_requests::tenant_id,
+                dsr_requests::id,
+                dsr_requests::subject_id
+            ))
+            .load(c)
+            .await)?;
+        drop(c);
+        let mut out = Vec::with_capacity(verified.len());
+        for (tid, id) in verified {
+            out.push((tid.parse()?, id));
+        }
+        for (tid, id, sid) in held {
+            let tenant: TenantId = tid.parse()?;
+            let subject = sid.map(|s| s.parse()).transpose()?;
+            if !self.is_held(tenant, subject).await? {
+                out.push((tenant, id));
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether deletion of the subject's data (or, with `None`, the tenant's) is held.
     pub async fn is_held(
         &self,

@@ -1195,7 +1195,120 @@ fn the_address_limiter_allows_ten_an_hour() {
     assert!(l.allow("127.0.0.10".parse().unwrap()), "another address");
 }
 
+/// The status of request `id` as the owner's queue shows it.
+async fn request_status(w: &World, id: &str) -> String {
+    let (_, list) = w.session.get("/api/v1/rights").await;
+    list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no request {id} in {list}"))
+}
+
+/// The id of the newest request of the owner's queue.
+async fn newest_request(w: &World) -> String {
+    let (_, list) = w.session.get("/api/v1/rights").await;
+    let all = list["requests"].as_array().unwrap();
+    all.iter()
+        .max_by_key(|r| r["received_at"].as_i64().unwrap())
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no request in {list}"))
+}
+
+async fn requests_left_open_half_way_are_finished_by_the_retention_pass(env: TestEnv) {
+    let w = world(env).await;
+    let ravi = "919833300012";
+    let asha = "919833300013";
+    w.says(ravi, "please book me in").await;
+    w.says(asha, "hello there").await;
+    let ravi_sid = w.subject(ravi).await.unwrap();
+    let asha_sid = w.subject(asha).await.unwrap();
+
+    // A deletion fails after the key is shredded and before its clean-up is queued (the
+    // database refuses new jobs): an error, and the request left `verified`.
+    let refusal = smartchat_tests::refuse_writes(&w.env, "INSERT ON jobs").await;
+    let (status, v) = w
+        .rights(serde_json::json!({"right": "deletion", "wa_id": ravi}))
+        .await;
+    assert!((500..600).contains(&status), "{status} {v}");
+    refusal.lift().await;
+    let stranded = newest_request(&w).await;
+    assert_eq!(request_status(&w, &stranded).await, "verified");
+    assert!(matches!(
+        w.env.store.subject_messages(w.tenant, ravi_sid).await,
+        Err(CoreError::Shredded { .. })
+    ));
+
+    // A hold is released and carrying out the deletion it held fails the same way: the
+    // hold is gone, the request left `on_hold`.
+    let (_, hold) = w
+        .session
+        .post(
+            "/api/v1/legal-holds",
+            Some(serde_json::json!({"reason": "case 2026/200", "wa_id": asha})),
+        )
+        .await;
+    let (_, held) = w
+        .rights(serde_json::json!({"right": "deletion", "wa_id": asha}))
+        .await;
+    assert_eq!(held["status"], "on_hold");
+    let held = held["id"].as_str().unwrap().to_owned();
+    let refusal = smartchat_tests::refuse_writes(&w.env, "INSERT ON jobs").await;
+    let (status, v) = w
+        .session
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/legal-holds/{}", hold["id"].as_str().unwrap()),
+            None,
+            true,
+        )
+        .await;
+    assert!((500..600).contains(&status), "{status} {v}");
+    refusal.lift().await;
+    assert_eq!(request_status(&w, &held).await, "on_hold");
+
+    // The retention pass leaves a request young enough to be under way, resumes the
+    // stranded ones once, and the jobs finish them where they stopped.
+    let now = time::OffsetDateTime::now_utc();
+    let r = smartchat_api::account::run_retention(&w.pipeline, now)
+        .await
+        .unwrap();
+    assert_eq!(r.resumed_requests, 1, "only the one whose hold is gone");
+    let later = now + time::Duration::hours(1);
+    let r = smartchat_api::account::run_retention(&w.pipeline, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.resumed_requests, 1,
+        "the verified one; the other's job is queued"
+    );
+    let r = smartchat_api::account::run_retention(&w.pipeline, later)
+        .await
+        .unwrap();
+    assert_eq!(r.resumed_requests, 0, "nothing twice");
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(request_status(&w, &stranded).await, "completed");
+    assert_eq!(request_status(&w, &held).await, "completed");
+    // The clean-up the failure had not queued ran: nothing of either is left.
+    for sid in [ravi_sid, asha_sid] {
+        assert!(matches!(
+            w.env.store.subject_contact(w.tenant, sid).await,
+            Err(CoreError::NotFound { .. })
+        ));
+    }
+    assert_eq!(w.events(EventKind::KEY_SHREDDED).await.len(), 2);
+    assert_eq!(w.events(EventKind::DSR_COMPLETED).await.len(), 2);
+    let r = smartchat_api::account::run_retention(&w.pipeline, later + time::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(r.resumed_requests, 0, "finished requests are not stranded");
+    verify_ledger(&w.ledger).await;
+}
+
 both_backends!(
+    requests_left_open_half_way_are_finished_by_the_retention_pass,
     owners_answer_access_portability_correction_and_objection,
     deletion_waits_for_a_legal_hold_then_leaves_nothing,
     subjects_prove_their_number_with_a_code,
