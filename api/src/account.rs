@@ -230,7 +230,16 @@ pub async fn run_retention(
         }
         match store.tenant_key(tenant).await {
             Ok(_) => store.shred_tenant(tenant, Actor::System).await?,
-            Err(CoreError::Shredded { .. }) => {}
+            // Shredded by an earlier pass, whose record in the main database may have been
+            // lost (the key store is a database apart): written now if it was.
+            Err(CoreError::Shredded { .. }) => {
+                if store
+                    .record_lost_tenant_shred(tenant, Actor::System)
+                    .await?
+                {
+                    tracing::warn!(tenant.id = %tenant, "a tenant shred's lost record was written");
+                }
+            }
             Err(e) => return Err(e),
         }
         let rows = store

@@ -999,20 +999,79 @@ impl Store {
         };
         self.keys.shred_tenant(&tid).await?;
         let mut tx = self.db.begin().await?;
-        let mut draft = EntryDraft::new(EventKind::KEY_SHREDDED, actor).tenant(tenant.bytes());
-        if let Some(d) = recipient_digest {
-            draft = draft.reference(Reference::digest(RefKind::KEY, d));
-        }
-        audit::enqueue(&mut tx, &draft).await?;
-        // Its search index is unreadable now; the indexer removes its folder.
-        crate::search_feed::enqueue(&mut tx, &tid, &crate::search_feed::FeedOp::DropTenant).await?;
+        record_tenant_shred(&mut tx, tenant, recipient_digest, actor).await?;
         tx.commit().await
+    }
+
+    /// The record of a terminated tenant's shred that a failure lost: the key store (a
+    /// database apart) committed the shred, the main database's transaction with its
+    /// record did not. Writes it (`key_shredded`, without the key's digest, which is gone;
+    /// the index drop; status `shredded`) when the tenant is still `terminated`, and says
+    /// whether it did. Refuses while the key exists.
+    pub async fn record_lost_tenant_shred(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+    ) -> Result<bool, CoreError> {
+        match self.keys.tenant_key(&tenant.to_string()).await {
+            Err(CoreError::Shredded { .. }) => {}
+            Ok(_) => {
+                return Err(CoreError::Conflict {
+                    what: "tenant key (not shredded)",
+                });
+            }
+            Err(e) => return Err(clone_err(&e)),
+        }
+        let mut tx = self.db.begin().await?;
+        let recorded = record_tenant_shred(&mut tx, tenant, None, actor).await?;
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// The tenant key, for callers that hold it across one operation.
     pub async fn tenant_key(&self, tenant: TenantId) -> Result<Arc<TenantKey>, CoreError> {
         self.keys.tenant_key(&tenant.to_string()).await
     }
+}
+
+/// In the main database, in `tx`: a tenant's key shred. A `terminated` tenant becomes
+/// `shredded` (its purge comes next); `key_shredded` is ledgered (with the key's digest when
+/// known) and the search index's drop queued, unless a terminated tenant's shred was
+/// recorded already (`false`). Other tenants (a shred outside termination) are always
+/// recorded.
+async fn record_tenant_shred(
+    tx: &mut crate::db::Tx,
+    tenant: TenantId,
+    recipient_digest: Option<[u8; 32]>,
+    actor: Actor,
+) -> Result<bool, CoreError> {
+    let tid = tenant.to_string();
+    let status: Option<String> = db_run!(tx, |c| tenants::table
+        .find(&tid)
+        .select(tenants::status)
+        .first(c)
+        .await
+        .optional())?;
+    match status.as_deref() {
+        None => return Err(CoreError::NotFound { what: "tenant" }),
+        Some("shredded" | "purged") => return Ok(false),
+        Some("terminated") => {
+            db_run!(tx, |c| diesel::update(tenants::table.find(&tid))
+                .filter(tenants::status.eq("terminated"))
+                .set(tenants::status.eq("shredded"))
+                .execute(c)
+                .await)?;
+        }
+        Some(_) => {}
+    }
+    let mut draft = EntryDraft::new(EventKind::KEY_SHREDDED, actor).tenant(tenant.bytes());
+    if let Some(d) = recipient_digest {
+        draft = draft.reference(Reference::digest(RefKind::KEY, d));
+    }
+    audit::enqueue(tx, &draft).await?;
+    // Its search index is unreadable now; the indexer removes its folder.
+    crate::search_feed::enqueue(tx, &tid, &crate::search_feed::FeedOp::DropTenant).await?;
+    Ok(true)
 }
 
 fn clone_err(e: &CoreError) -> CoreError {

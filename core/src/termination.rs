@@ -182,7 +182,7 @@ impl Store {
     ) -> Result<Vec<TenantId>, CoreError> {
         let mut c = self.db.conn().await?;
         let ids: Vec<String> = db_run!(c, |c| tenants::table
-            .filter(tenants::status.eq("terminated"))
+            .filter(tenants::status.eq_any(["terminated", "shredded"]))
             .filter(tenants::purge_after.le(micros_of(now)))
             .select(tenants::id)
             .load(c)

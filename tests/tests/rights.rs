@@ -1307,7 +1307,65 @@ async fn requests_left_open_half_way_are_finished_by_the_retention_pass(env: Tes
     verify_ledger(&w.ledger).await;
 }
 
+async fn a_tenant_shred_whose_record_was_lost_is_recorded_by_the_next_pass(env: TestEnv) {
+    let w = world(env).await;
+    w.says("919833300014", "hello, are you open?").await;
+    let (status, v) = w
+        .session
+        .post(
+            "/api/v1/account/terminate",
+            Some(serde_json::json!({"confirm": HANDLE})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let tenant_shreds = || async {
+        w.events(EventKind::KEY_SHREDDED)
+            .await
+            .into_iter()
+            .filter(|d| d.subject.is_none())
+            .count()
+    };
+    // Past the window the pass shreds the key (the key store commits), then its record in
+    // the main database fails (the ledger refuses): the pass fails with the key gone and
+    // nothing recorded.
+    let after = time::OffsetDateTime::now_utc() + time::Duration::days(31);
+    let refusal = smartchat_tests::refuse_writes(&w.env, "INSERT ON ledger_pending").await;
+    assert!(
+        smartchat_api::account::run_retention(&w.pipeline, after)
+            .await
+            .is_err()
+    );
+    refusal.lift().await;
+    assert!(matches!(
+        w.env.store.tenant_key(w.tenant).await,
+        Err(CoreError::Shredded { .. })
+    ));
+    assert_eq!(tenant_shreds().await, 0);
+    // The next pass writes the lost record, then purges.
+    let r = smartchat_api::account::run_retention(&w.pipeline, after)
+        .await
+        .unwrap();
+    assert_eq!(r.purged_tenants, 1);
+    assert_eq!(tenant_shreds().await, 1);
+    assert_eq!(w.events(EventKind::TENANT_PURGED).await.len(), 1);
+    // The search index's drop is queued (the purge keeps it for the indexer).
+    assert_eq!(
+        smartchat_core::search_feed::backlog(&w.env.store.db)
+            .await
+            .unwrap(),
+        1
+    );
+    // Once only.
+    let r = smartchat_api::account::run_retention(&w.pipeline, after)
+        .await
+        .unwrap();
+    assert_eq!(r.purged_tenants, 0);
+    assert_eq!(tenant_shreds().await, 1);
+    verify_ledger(&w.ledger).await;
+}
+
 both_backends!(
+    a_tenant_shred_whose_record_was_lost_is_recorded_by_the_next_pass,
     requests_left_open_half_way_are_finished_by_the_retention_pass,
     owners_answer_access_portability_correction_and_objection,
     deletion_waits_for_a_legal_hold_then_leaves_nothing,
