@@ -695,9 +695,19 @@ async fn first_run_creates_the_business(env: TestEnv) {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("IANA"));
     assert!(env.store.list_tenants().await.unwrap().is_empty());
+    // The business is made but the session cannot be (the database refuses it): an error,
+    // and the link still logs the operator in.
+    let refusal = smartchat_tests::refuse_writes(&env, "INSERT ON sessions").await;
     let r = http
         .post(format!("{base}/setup"))
         .form(&form(&token, "Asia/Kolkata"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    refusal.lift().await;
+    let r = http
+        .get(format!("{base}/login/token/{token}"))
         .send()
         .await
         .unwrap();

@@ -129,9 +129,15 @@ pub async fn create(
             return Err(e.into());
         }
     };
-    let (secret, max_age) =
-        crate::auth::session::start_session(&auth, &Identity::Operator, Some(tenant)).await?;
-    Ok(crate::auth::session::redirect_with_session(
-        &auth, &secret, max_age,
-    ))
+    match crate::auth::session::start_session(&auth, &Identity::Operator, Some(tenant)).await {
+        Ok((secret, max_age)) => Ok(crate::auth::session::redirect_with_session(
+            &auth, &secret, max_age,
+        )),
+        Err(e) => {
+            // The business exists but nobody is logged in: the link stays usable, and logs
+            // in (`/login/token/…`) now that the business exists.
+            auth.one_time_login().restore(&form.token);
+            Err(e.into())
+        }
+    }
 }
