@@ -1103,21 +1103,20 @@ async fn public_request_inner(
     let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000));
     let digest = key.keyed_digest("dsr-code", format!("{id}|{code}").as_bytes());
     let expires_at = now_micros() + CODE_MINUTES * 60_000_000;
-    store
-        .create_challenge(&NewChallenge {
-            id: &id,
-            tenant,
-            right,
-            regime,
-            number_blind: &blind,
-            code_digest: &digest,
-            expires_at,
-            request_id: None,
-            used_at: None,
-            download_digest: None,
-        })
-        .await?;
+    let challenge = NewChallenge {
+        id: &id,
+        tenant,
+        right,
+        regime,
+        number_blind: &blind,
+        code_digest: &digest,
+        expires_at,
+        request_id: None,
+        used_at: None,
+        download_digest: None,
+    };
     // Only a customer gets a message; nobody learns from this answer whether they are one.
+    let mut message = None;
     if let Some(subject) = store
         .find_subject(tenant, BlindKind::WaId, number.digits())
         .await?
@@ -1142,33 +1141,39 @@ async fn public_request_inner(
                 "Your code to confirm your {} request to {name} is {code}. It expires in {CODE_MINUTES} minutes. If you did not ask for this, ignore this message.",
                 right.as_str()
             );
-            let mut tx = store.db.begin().await?;
-            match (&template, window_open) {
-                (Some(t), _) => {
-                    pipeline::queue_template(
-                        &mut tx,
-                        store,
-                        &key,
-                        &conv,
-                        t,
-                        vec![code.clone()],
-                        "system",
-                    )
-                    .await?;
-                }
-                (None, true) => {
-                    pipeline::queue_outbound(&mut tx, store, &key, &conv, &text, "system").await?;
-                }
-                (None, false) => {
-                    tracing::warn!(
-                        tenant.id = %tenant,
-                        "rights code not sent: the window is closed and no approved authentication template with one variable exists"
-                    );
-                }
-            }
-            tx.commit().await?;
+            message = Some((conv, template, window_open, text));
         }
     }
+    // The challenge and its code's message in one transaction: a challenge counts against
+    // the number's hourly codes only if its code went out.
+    let mut tx = store.db.begin().await?;
+    smartchat_core::rights::insert_challenge(&mut tx, &challenge).await?;
+    if let Some((conv, template, window_open, text)) = &message {
+        match (template, window_open) {
+            (Some(t), _) => {
+                pipeline::queue_template(
+                    &mut tx,
+                    store,
+                    &key,
+                    conv,
+                    t,
+                    vec![code.clone()],
+                    "system",
+                )
+                .await?;
+            }
+            (None, true) => {
+                pipeline::queue_outbound(&mut tx, store, &key, conv, text, "system").await?;
+            }
+            (None, false) => {
+                tracing::warn!(
+                    tenant.id = %tenant,
+                    "rights code not sent: the window is closed and no approved authentication template with one variable exists"
+                );
+            }
+        }
+    }
+    tx.commit().await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

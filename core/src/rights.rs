@@ -1040,26 +1040,8 @@ impl Store {
 
     /// Records a one-time code (as a keyed digest) for a request not yet made.
     pub async fn create_challenge(&self, ch: &NewChallenge<'_>) -> Result<(), CoreError> {
-        let tid = ch.tenant.to_string();
         let mut c = self.db.conn().await?;
-        db_run!(c, |c| diesel::insert_into(dsr_challenges::table)
-            .values((
-                dsr_challenges::id.eq(ch.id),
-                dsr_challenges::tenant_id.eq(&tid),
-                dsr_challenges::right_kind.eq(ch.right.as_str()),
-                dsr_challenges::regime.eq(ch.regime.as_str()),
-                dsr_challenges::number_blind.eq(ch.number_blind),
-                dsr_challenges::code_digest.eq(ch.code_digest),
-                dsr_challenges::attempts.eq(0),
-                dsr_challenges::expires_at.eq(ch.expires_at),
-                dsr_challenges::request_id.eq(ch.request_id),
-                dsr_challenges::used_at.eq(ch.used_at),
-                dsr_challenges::download_digest.eq(ch.download_digest),
-                dsr_challenges::created_at.eq(now_micros()),
-            ))
-            .execute(c)
-            .await)?;
-        Ok(())
+        insert_challenge(&mut c, ch).await
     }
 
     /// A challenge by id.
@@ -1274,4 +1256,31 @@ pub struct Challenge {
     pub request_id: Option<String>,
     /// Digest of the download token.
     pub download_digest: Option<Vec<u8>>,
+}
+
+/// Inserts challenge `ch` on `c` (a transaction's connection, for one that also queues the
+/// code's message).
+pub async fn insert_challenge(
+    c: &mut crate::db::Conn,
+    ch: &NewChallenge<'_>,
+) -> Result<(), CoreError> {
+    let tid = ch.tenant.to_string();
+    db_run!(c, |c| diesel::insert_into(dsr_challenges::table)
+        .values((
+            dsr_challenges::id.eq(ch.id),
+            dsr_challenges::tenant_id.eq(&tid),
+            dsr_challenges::right_kind.eq(ch.right.as_str()),
+            dsr_challenges::regime.eq(ch.regime.as_str()),
+            dsr_challenges::number_blind.eq(ch.number_blind),
+            dsr_challenges::code_digest.eq(ch.code_digest),
+            dsr_challenges::attempts.eq(0),
+            dsr_challenges::expires_at.eq(ch.expires_at),
+            dsr_challenges::request_id.eq(ch.request_id),
+            dsr_challenges::used_at.eq(ch.used_at),
+            dsr_challenges::download_digest.eq(ch.download_digest),
+            dsr_challenges::created_at.eq(now_micros()),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(())
 }

@@ -1364,7 +1364,36 @@ async fn a_tenant_shred_whose_record_was_lost_is_recorded_by_the_next_pass(env: 
     verify_ledger(&w.ledger).await;
 }
 
+async fn a_code_that_could_not_be_sent_does_not_count_against_the_number(env: TestEnv) {
+    let w = world(env).await;
+    let lata = "919833300015";
+    w.says(lata, "hello, do you do facials?").await;
+    let path = format!("/rights/{HANDLE}/requests");
+    // The code's message cannot be queued (the database refuses new jobs): each attempt
+    // fails, and keeps no challenge to count against the number's codes per hour.
+    let refusal = smartchat_tests::refuse_writes(&w.env, "INSERT ON jobs").await;
+    for _ in 0..smartchat_api::rights::CODES_PER_NUMBER_PER_HOUR {
+        let (status, v) = w
+            .public(
+                &path,
+                serde_json::json!({"number": lata, "right": "access"}),
+            )
+            .await;
+        assert!((500..600).contains(&status), "{status} {v}");
+    }
+    refusal.lift().await;
+    let (status, v) = w
+        .public(
+            &path,
+            serde_json::json!({"number": lata, "right": "access"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(code_sent_to(&w, lata).await.len(), 6);
+}
+
 both_backends!(
+    a_code_that_could_not_be_sent_does_not_count_against_the_number,
     a_tenant_shred_whose_record_was_lost_is_recorded_by_the_next_pass,
     requests_left_open_half_way_are_finished_by_the_retention_pass,
     owners_answer_access_portability_correction_and_objection,
