@@ -1144,8 +1144,8 @@ async fn public_request_inner(
             message = Some((conv, template, window_open, text));
         }
     }
-    // The challenge and its code's message in one transaction: a challenge counts against
-    // the number's hourly codes only if its code went out.
+    // The challenge and its code's message in one transaction: a message that cannot be
+    // queued leaves no challenge counting against the number's codes an hour.
     let mut tx = store.db.begin().await?;
     smartchat_core::rights::insert_challenge(&mut tx, &challenge).await?;
     if let Some((conv, template, window_open, text)) = &message {
