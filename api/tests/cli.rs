@@ -16,18 +16,8 @@ fn smartchat(data: &std::path::Path, args: &[&str]) -> anyhow::Result<Output> {
         .context("run smartchat")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[test]
-fn providers_chat_and_reindex_from_the_command_line() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let data = dir.path();
+/// `smartchat tenant create` for the sandboxed "Glow Salon" (handle `glow-salon`).
+fn create_glow_salon(data: &std::path::Path) -> anyhow::Result<()> {
     let o = smartchat(
         data,
         &[
@@ -40,6 +30,22 @@ fn providers_chat_and_reindex_from_the_command_line() -> anyhow::Result<()> {
         ],
     )?;
     ensure!(o.status.success(), "{}", text(&o));
+    Ok(())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn providers_chat_and_reindex_from_the_command_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path();
+    create_glow_salon(data)?;
 
     // The provider chain: shown, set, refused when unknown, reset.
     let o = smartchat(data, &["tenant", "providers", "glow-salon"])?;
@@ -163,18 +169,7 @@ fn an_unknown_smartchat_variable_is_named_with_its_likely_setting_and_its_value_
 fn status_prints_the_backlogs() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path();
-    let o = smartchat(
-        data,
-        &[
-            "tenant",
-            "create",
-            "--name",
-            "Glow Salon",
-            "--phone-number-id",
-            "6000001",
-        ],
-    )?;
-    ensure!(o.status.success(), "{}", text(&o));
+    create_glow_salon(data)?;
     let o = smartchat(data, &["status"])?;
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     for line in [

@@ -109,6 +109,18 @@ impl World {
         self.session.post("/api/v1/rights", Some(body)).await
     }
 
+    /// `DELETE /api/v1/legal-holds/{id}` for a hold as its creation answered it.
+    async fn release_hold(&self, hold: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.session
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/legal-holds/{}", hold["id"].as_str().unwrap()),
+                None,
+                true,
+            )
+            .await
+    }
+
     async fn raw(&self, path: &str) -> (u16, Vec<u8>) {
         let res = self
             .session
@@ -444,15 +456,7 @@ async fn deletion_waits_for_a_legal_hold_then_leaves_nothing(env: TestEnv) {
     assert!(v["detail"].as_str().unwrap().contains("already extended"));
 
     // Released: the deletion goes ahead.
-    let (status, v) = w
-        .session
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/legal-holds/{}", hold["id"].as_str().unwrap()),
-            None,
-            true,
-        )
-        .await;
+    let (status, v) = w.release_hold(&hold).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["resumed"][0]["status"], "completed");
     assert!(matches!(
@@ -1256,15 +1260,7 @@ async fn requests_left_open_half_way_are_finished_by_the_retention_pass(env: Tes
     assert_eq!(held["status"], "on_hold");
     let held = held["id"].as_str().unwrap().to_owned();
     let refusal = smartchat_tests::refuse_writes(&w.env, "INSERT ON jobs").await;
-    let (status, v) = w
-        .session
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/legal-holds/{}", hold["id"].as_str().unwrap()),
-            None,
-            true,
-        )
-        .await;
+    let (status, v) = w.release_hold(&hold).await;
     assert!((500..600).contains(&status), "{status} {v}");
     refusal.lift().await;
     assert_eq!(request_status(&w, &held).await, "on_hold");
