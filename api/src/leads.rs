@@ -270,8 +270,8 @@ pub struct LeadPatch {
     stage: Option<String>,
 }
 
-/// `PATCH /api/v1/leads/{id}`: a correction of detail fields and/or a stage change, each
-/// ledgered with the member (field names, never values).
+/// `PATCH /api/v1/leads/{id}`: a correction of detail fields and/or a stage change, in one
+/// transaction, each ledgered with the member (field names, never values).
 #[utoipa::path(
     patch,
     path = "/api/v1/leads/{id}",
@@ -290,28 +290,17 @@ pub async fn patch(
     me.require(LEAD_ROLES)?;
     let id = parse_lead(&id)?;
     let actor = Actor::Member(me.member_id.bytes());
-    if let Some(stage) = &body.stage {
-        if !STAGES.contains(&stage.as_str()) {
-            return Err(CoreError::Invalid {
-                field: "stage",
-                reason: format!("expected one of {}", STAGES.join(", ")),
-            }
-            .into());
-        }
-    }
-    if !body.details.is_empty() {
-        state
-            .store()
-            .correct_lead(me.tenant_id, id, &body.details, actor)
-            .await?;
-    }
-    if let Some(stage) = &body.stage {
-        state
-            .store()
-            .set_lead_stage(me.tenant_id, id, stage, actor)
-            .await?;
-    }
-    Ok(Json(state.store().lead(me.tenant_id, id).await?))
+    let view = state
+        .store()
+        .update_lead(
+            me.tenant_id,
+            id,
+            &body.details,
+            body.stage.as_deref(),
+            actor,
+        )
+        .await?;
+    Ok(Json(view))
 }
 
 /// A CSV field, quoted when needed (RFC 4180), with spreadsheet formula triggers defused.

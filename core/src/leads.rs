@@ -347,6 +347,29 @@ impl Store {
         patch: &serde_json::Map<String, serde_json::Value>,
         actor: Actor,
     ) -> Result<LeadView, CoreError> {
+        self.update_lead(tenant, id, patch, None, actor).await
+    }
+
+    /// A member's change of a lead: a correction of detail fields (as
+    /// [`Store::correct_lead`]) and, when `stage` is given and differs, a move to it (as
+    /// [`Store::set_lead_stage`]). Everything is checked first and written in one
+    /// transaction: a failure keeps none of it.
+    pub async fn update_lead(
+        &self,
+        tenant: TenantId,
+        id: LeadId,
+        patch: &serde_json::Map<String, serde_json::Value>,
+        stage: Option<&str>,
+        actor: Actor,
+    ) -> Result<LeadView, CoreError> {
+        if let Some(stage) = stage {
+            if !STAGES.contains(&stage) {
+                return Err(CoreError::Invalid {
+                    field: "stage",
+                    reason: format!("expected one of {}", STAGES.join(", ")),
+                });
+            }
+        }
         for k in patch.keys() {
             if field_code(k) == 0 || k == "stage_hint" {
                 return Err(CoreError::Invalid {
@@ -358,6 +381,10 @@ impl Store {
             }
         }
         let view = self.lead(tenant, id).await?;
+        let stage = stage.filter(|s| *s != view.stage);
+        if patch.is_empty() && stage.is_none() {
+            return Ok(view);
+        }
         let mut details = view.details;
         for (k, v) in patch {
             if v.is_null() {
@@ -371,25 +398,30 @@ impl Store {
         let key = self.tenant_key(tenant).await?;
         let mut tx = self.db.begin().await?;
         let sid = lead_subject(&mut tx, &lid).await?;
-        let skey = self.subject_key_in(&mut tx, &tid, &sid, &key).await?;
-        let ct = skey.seal(
-            &details_context(&tid, &lid),
-            &serde_json::to_vec(&details).map_err(|e| CoreError::Internal(e.to_string()))?,
-        )?;
-        let now = now_micros();
-        db_run!(tx, |c| diesel::update(leads::table.find(&lid))
-            .set((leads::details_ct.eq(&ct), leads::updated_at.eq(now)))
-            .execute(c)
-            .await)?;
-        let mut draft = EntryDraft::new(EventKind::CORRECTION, actor)
-            .tenant(tenant.bytes())
-            .subject(key.pseudonym(&sid))
-            .purpose(Purpose::LEAD_MANAGEMENT)
-            .reference(Reference::id(RefKind::LEAD, id.bytes()));
-        for k in patch.keys() {
-            draft = draft.attr(AttrKey::FIELD, AttrValue::Code(field_code(k)));
+        if !patch.is_empty() {
+            let skey = self.subject_key_in(&mut tx, &tid, &sid, &key).await?;
+            let ct = skey.seal(
+                &details_context(&tid, &lid),
+                &serde_json::to_vec(&details).map_err(|e| CoreError::Internal(e.to_string()))?,
+            )?;
+            let now = now_micros();
+            db_run!(tx, |c| diesel::update(leads::table.find(&lid))
+                .set((leads::details_ct.eq(&ct), leads::updated_at.eq(now)))
+                .execute(c)
+                .await)?;
+            let mut draft = EntryDraft::new(EventKind::CORRECTION, actor)
+                .tenant(tenant.bytes())
+                .subject(key.pseudonym(&sid))
+                .purpose(Purpose::LEAD_MANAGEMENT)
+                .reference(Reference::id(RefKind::LEAD, id.bytes()));
+            for k in patch.keys() {
+                draft = draft.attr(AttrKey::FIELD, AttrValue::Code(field_code(k)));
+            }
+            audit::enqueue(&mut tx, &draft).await?;
         }
-        audit::enqueue(&mut tx, &draft).await?;
+        if let Some(stage) = stage {
+            set_stage_in(&mut tx, &key, tenant, id, &sid, stage, actor).await?;
+        }
         tx.commit().await?;
         self.lead(tenant, id).await
     }
@@ -408,15 +440,11 @@ impl Store {
                 reason: format!("expected one of {}", STAGES.join(", ")),
             });
         }
-        let view = self.lead(tenant, id).await?;
-        if view.stage == stage {
+        if self.lead(tenant, id).await?.stage == stage {
             return Ok(false);
         }
-        let key = self.tenant_key(tenant).await?;
-        let mut tx = self.db.begin().await?;
-        let sid = lead_subject(&mut tx, &id.to_string()).await?;
-        set_stage_in(&mut tx, &key, tenant, id, &sid, stage, actor).await?;
-        tx.commit().await?;
+        self.update_lead(tenant, id, &serde_json::Map::new(), Some(stage), actor)
+            .await?;
         Ok(true)
     }
 }

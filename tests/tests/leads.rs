@@ -284,6 +284,39 @@ async fn owners_correct_stage_and_export_leads(env: TestEnv) {
     }
     let (_, v) = s.get(&format!("/api/v1/leads/{asha}")).await;
     assert_eq!(v["stage"], "booked");
+    // A change of details and stage that fails half-way (the database refuses the stage's
+    // update, after the details' in the same request) keeps none of it.
+    let refusal = smartchat_tests::refuse_writes(&w.env, "UPDATE OF stage ON leads").await;
+    let (status, v) = s
+        .patch(
+            &format!("/api/v1/leads/{asha}"),
+            serde_json::json!({ "details": { "notes": "changed her mind" }, "stage": "lost" }),
+        )
+        .await;
+    assert!((500..600).contains(&status), "{status} {v}");
+    refusal.lift().await;
+    let (_, v) = s.get(&format!("/api/v1/leads/{asha}")).await;
+    assert_eq!(v["stage"], "booked");
+    assert_eq!(v["details"]["notes"], "prefers Priya, pays cash");
+    // Both in one request, once it can.
+    let (status, v) = s
+        .patch(
+            &format!("/api/v1/leads/{asha}"),
+            serde_json::json!({ "details": { "notes": "changed her mind" }, "stage": "lost" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["stage"].as_str(), v["details"]["notes"].as_str()),
+        (Some("lost"), Some("changed her mind"))
+    );
+    let (status, v) = s
+        .patch(
+            &format!("/api/v1/leads/{asha}"),
+            serde_json::json!({ "details": { "notes": "prefers Priya, pays cash" }, "stage": "booked" }),
+        )
+        .await;
+    assert_eq!((status, v["stage"].as_str()), (200, Some("booked")));
     // Filter by stage.
     let (_, v) = s.get("/api/v1/leads?stage=booked").await;
     assert_eq!(v["leads"].as_array().unwrap().len(), 1);
