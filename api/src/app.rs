@@ -29,6 +29,8 @@ struct Inner {
     meta_verify_token: Option<String>,
     /// `SMARTCHAT_METRICS_TOKEN` (`GET /metrics` is off without it).
     metrics_token: Option<String>,
+    /// `SMARTCHAT_TRUSTED_PROXIES`.
+    trusted_proxies: Vec<ipnet::IpNet>,
     auth: crate::auth::AuthState,
     search: Option<crate::search::Search>,
     /// Public rights requests per client address (in this process).
@@ -63,6 +65,7 @@ impl AppState {
                     .as_ref()
                     .map(|s| s.expose().to_owned()),
                 metrics_token: config.metrics_token.as_ref().map(|s| s.expose().to_owned()),
+                trusted_proxies: config.trusted_proxies.clone(),
                 auth,
                 search: None,
                 ip_limiter: crate::rights::IpLimiter::default(),
@@ -107,6 +110,11 @@ impl AppState {
     /// The webhook subscription verify token.
     pub fn meta_verify_token(&self) -> Option<&str> {
         self.inner.meta_verify_token.as_deref()
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.inner.trusted_proxies
     }
 
     /// The bearer token of `GET /metrics`, when configured.

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{Extensions, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde::Deserialize;
@@ -995,8 +995,44 @@ pub struct PublicRequest {
     regime: Option<String>,
 }
 
-fn client_ip(ext: &Extensions) -> Option<IpAddr> {
-    ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+/// The client's address: the connection's peer, or, when the peer is a trusted proxy
+/// (`SMARTCHAT_TRUSTED_PROXIES`), what its `X-Forwarded-For` says.
+fn client_ip(state: &AppState, ext: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())?;
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    Some(client_address(peer, &forwarded, state.trusted_proxies()))
+}
+
+/// Who sent a request that reached us from `peer` with `forwarded` (the values of its
+/// `X-Forwarded-For` headers, in order): `peer` itself unless it is one of `trusted`; else
+/// the nearest address in the chain that is not a trusted proxy (each proxy appends the
+/// address it received from, so the addresses left of the last untrusted one could be
+/// made up by the client). A chain that does not parse, or holds only trusted proxies,
+/// gives its left-most address if it parsed, else `peer`.
+pub fn client_address(peer: IpAddr, forwarded: &[&str], trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let chain: Option<Vec<IpAddr>> = forwarded
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|a| a.trim().parse().ok())
+        .collect();
+    let Some(chain) = chain else {
+        return peer;
+    };
+    chain
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 fn too_many(detail: &str, retry_after_secs: u64) -> Response {
@@ -1012,12 +1048,14 @@ pub async fn public_request(
     State(state): State<AppState>,
     Path(handle): Path<String>,
     ext: Extensions,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<PublicRequest>,
 ) -> Result<Response, AuthError> {
     // Every answer takes at least this long, so its timing does not tell a customer's
     // number (a code is queued) from a stranger's (nothing is).
     let floor = tokio::time::Instant::now() + PUBLIC_ANSWER_FLOOR;
-    let answer = public_request_inner(&state, &handle, &ext, body).await;
+    let client = client_ip(&state, &ext, &headers);
+    let answer = public_request_inner(&state, &handle, client, body).await;
     tokio::time::sleep_until(floor).await;
     answer
 }
@@ -1028,7 +1066,7 @@ pub const PUBLIC_ANSWER_FLOOR: Duration = Duration::from_millis(300);
 async fn public_request_inner(
     state: &AppState,
     handle: &str,
-    ext: &Extensions,
+    client: Option<IpAddr>,
     body: PublicRequest,
 ) -> Result<Response, AuthError> {
     let store = state.store();
@@ -1082,7 +1120,7 @@ async fn public_request_inner(
             format!("this business's policy does not grant {}", right.as_str()),
         ));
     }
-    if let Some(ip) = client_ip(ext) {
+    if let Some(ip) = client {
         if !state.ip_limiter().allow(ip) {
             return Ok(too_many(
                 "too many requests from this address; try again later",
@@ -1331,4 +1369,54 @@ pub async fn download(
         Actor::DataSubject,
     )
     .await
+}
+
+#[cfg(test)]
+#[expect(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxies: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // No trusted proxy: the peer, whatever the header says.
+        assert_eq!(
+            client_address(ip("198.51.100.7"), &["203.0.113.5"], &[]),
+            ip("198.51.100.7")
+        );
+        // A peer that is not a trusted proxy: the header is the client's own words.
+        assert_eq!(
+            client_address(ip("198.51.100.7"), &["203.0.113.5"], &proxies),
+            ip("198.51.100.7")
+        );
+        // Through a trusted proxy: what it says it received from.
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &["203.0.113.5"], &proxies),
+            ip("203.0.113.5")
+        );
+        // A made-up address prepended by the client does not win; trusted hops are
+        // skipped, across several headers.
+        assert_eq!(
+            client_address(
+                ip("10.0.0.2"),
+                &["1.2.3.4, 203.0.113.5", "10.0.0.9"],
+                &proxies
+            ),
+            ip("203.0.113.5")
+        );
+        // Only proxies in the chain: its left-most; garbage or no header: the peer.
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &["10.1.1.1, 10.0.0.9"], &proxies),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &["unknown, 203.0.113.5"], &proxies),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &[], &proxies),
+            ip("10.0.0.2")
+        );
+    }
 }

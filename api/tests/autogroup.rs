@@ -3,61 +3,12 @@
 //! the server's background (`smartchat_core::priority::lower_own_autogroup`), and never
 //! touches the autogroup of a session it shares (a shell's, here the test's).
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
 
-use anyhow::{Context as _, bail, ensure};
+use std::process::Command;
 
-/// A `smartchat serve` child on the embedded default, killed when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `smartchat serve` (through `setsid`, in a session of its own, when `own_session`)
-/// and waits until it listens (it lowers its autogroup before that).
-fn serve(
-    data: &std::path::Path,
-    own_session: bool,
-    extra: &[(&str, &str)],
-) -> anyhow::Result<Server> {
-    let bin = env!("CARGO_BIN_EXE_smartchat");
-    let mut cmd = if own_session {
-        let mut c = Command::new("setsid");
-        c.arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    };
-    let mut child = cmd
-        .arg("serve")
-        .env_clear()
-        .envs(extra.iter().copied())
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SMARTCHAT_DATA_DIR", data)
-        .env("SMARTCHAT_BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("spawn smartchat serve")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let server = Server(child);
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let Some(line) = lines.next() else {
-            bail!("smartchat serve exited before listening");
-        };
-        if line?.starts_with("smartchat listening on ") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Ok(server)
-}
+use anyhow::{Context as _, ensure};
+use support::serve;
 
 /// Starts `smartchat serve` as [`serve`] does, reads its autogroup line while it listens,
 /// and stops it.
@@ -67,7 +18,7 @@ fn served_autogroup(
     extra: &[(&str, &str)],
 ) -> anyhow::Result<String> {
     let s = serve(data, own_session, extra)?;
-    let pid = s.0.id().to_string();
+    let pid = s.child.id().to_string();
     ensure!(
         std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim() == "smartchat",
         "pid {pid} is not the server (setsid forked?)"

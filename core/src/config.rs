@@ -113,6 +113,10 @@ pub struct Config {
     /// The bearer token `GET /metrics` asks for (`SMARTCHAT_METRICS_TOKEN`, at least 16
     /// characters); unset, the endpoint is off.
     pub metrics_token: Option<Secret>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`SMARTCHAT_TRUSTED_PROXIES`:
+    /// addresses or CIDR ranges, comma-separated; none by default, so the connection's peer
+    /// is the client). Per-address limits count the client, not the proxy.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The address customers reach this server at (`SMARTCHAT_PUBLIC_URL`, default
     /// `http://<bind>`): tracked booking links point at `<public_url>/b/<token>`.
     pub public_url: String,
@@ -169,6 +173,7 @@ struct FileConfig {
     background_priority: Option<String>,
     autogroup_nice: Option<u64>,
     metrics_token: Option<Secret>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Every environment variable [`Config`] reads (the README's settings table lists each).
@@ -204,6 +209,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_BACKGROUND_PRIORITY",
     "SMARTCHAT_AUTOGROUP_NICE",
     "SMARTCHAT_METRICS_TOKEN",
+    "SMARTCHAT_TRUSTED_PROXIES",
 ];
 
 /// The shortest `SMARTCHAT_METRICS_TOKEN` accepted.
@@ -243,6 +249,13 @@ pub fn unread_env_vars<'a>(
         .collect();
     out.sort();
     out
+}
+
+/// An address (a range of one) or a CIDR range.
+fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Levenshtein distance over bytes (variable names are ASCII).
@@ -497,8 +510,28 @@ impl Config {
                 reason: format!("expected at least {METRICS_TOKEN_MIN} characters"),
             });
         }
+        let proxies: Vec<String> = match get("SMARTCHAT_TRUSTED_PROXIES") {
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => fc.trusted_proxies.unwrap_or_default(),
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| parse_net(p))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| CoreError::Config {
+                key: "SMARTCHAT_TRUSTED_PROXIES".into(),
+                reason: format!(
+                    "expected IP addresses or CIDR ranges (10.0.0.0/8, ::1), got {proxies:?}"
+                ),
+            })?;
         Ok(Self {
             metrics_token,
+            trusted_proxies,
             follow_up_interval_secs,
             done_jobs_kept_days,
             background_priority,
@@ -807,5 +840,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.metrics_token.unwrap().expose(), "0123456789abcdef");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        assert!(
+            Config::load_from(None, &env(&[]))
+                .unwrap()
+                .trusted_proxies
+                .is_empty()
+        );
+        let c = Config::load_from(
+            None,
+            &env(&[("SMARTCHAT_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1")]),
+        )
+        .unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        let e = Config::load_from(
+            None,
+            &env(&[("SMARTCHAT_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("SMARTCHAT_TRUSTED_PROXIES"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("smartchat.toml");
+        std::fs::write(&p, "trusted_proxies = [\"192.168.0.0/16\"]\n").unwrap();
+        let c = Config::load_from(Some(&p), &env(&[])).unwrap();
+        assert_eq!(c.trusted_proxies[0].to_string(), "192.168.0.0/16");
     }
 }

@@ -1,0 +1,65 @@
+//! What the tests that run the `smartchat` binary share.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+/// A `smartchat serve` child on the embedded default, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    /// Where it listens (`http://127.0.0.1:…`).
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `smartchat serve` on data directory `data` with the settings `extra` (through
+/// `setsid`, in a session of its own, when `own_session`) and waits until it listens.
+pub fn serve(
+    data: &std::path::Path,
+    own_session: bool,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Server> {
+    let bin = env!("CARGO_BIN_EXE_smartchat");
+    let mut cmd = if own_session {
+        let mut c = Command::new("setsid");
+        c.arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let mut child = cmd
+        .arg("serve")
+        .env_clear()
+        .envs(extra.iter().copied())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SMARTCHAT_DATA_DIR", data)
+        .env("SMARTCHAT_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawn smartchat serve")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut server = Server {
+        child,
+        base: String::new(),
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let Some(line) = lines.next() else {
+            bail!("smartchat serve exited before listening");
+        };
+        if let Some(base) = line?.strip_prefix("smartchat listening on ") {
+            server.base = base.trim().to_owned();
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(server)
+}
