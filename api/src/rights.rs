@@ -1185,6 +1185,17 @@ async fn public_request_inner(
     // The challenge and its code's message in one transaction: a message that cannot be
     // queued leaves no challenge counting against the number's codes an hour.
     let mut tx = store.db.begin().await?;
+    // Counted again under the tenant's lock: concurrent requests for one number cannot
+    // each pass the count above.
+    if smartchat_core::rights::challenges_since_locked(&mut tx, tenant, &blind, hour_ago).await?
+        >= CODES_PER_NUMBER_PER_HOUR
+    {
+        tx.rollback().await?;
+        return Ok(too_many(
+            "too many codes were sent to this number; try again in an hour",
+            3600,
+        ));
+    }
     smartchat_core::rights::insert_challenge(&mut tx, &challenge).await?;
     if let Some((conv, template, window_open, text)) = &message {
         match (template, window_open) {

@@ -1284,3 +1284,23 @@ pub async fn insert_challenge(
         .await)?;
     Ok(())
 }
+
+/// In `tx`, after locking the tenant (so concurrent requests decide one at a time): how many
+/// challenges the number (`number_blind`) was sent since `since` (unix micros).
+pub async fn challenges_since_locked(
+    tx: &mut crate::db::Tx,
+    tenant: TenantId,
+    number_blind: &[u8],
+    since: i64,
+) -> Result<i64, CoreError> {
+    let tid = tenant.to_string();
+    crate::team::lock_tenant(tx, &tid).await?;
+    let blind = number_blind.to_vec();
+    Ok(db_run!(tx, |c| dsr_challenges::table
+        .filter(dsr_challenges::tenant_id.eq(&tid))
+        .filter(dsr_challenges::number_blind.eq(&blind))
+        .filter(dsr_challenges::created_at.ge(since))
+        .count()
+        .get_result(c)
+        .await)?)
+}

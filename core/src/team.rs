@@ -36,9 +36,9 @@ pub struct TeamMember {
 }
 
 /// Locks the tenant row for the rest of the transaction (PostgreSQL `FOR UPDATE`; SQLite's
-/// `BEGIN IMMEDIATE` already holds the write lock), so two owners removing each other at
-/// once cannot both succeed.
-async fn lock_tenant(tx: &mut Tx, tid: &str) -> Result<(), CoreError> {
+/// `BEGIN IMMEDIATE` already holds the write lock), so that decisions on a count (two owners
+/// removing each other, a number's codes an hour) are taken one at a time.
+pub(crate) async fn lock_tenant(tx: &mut Tx, tid: &str) -> Result<(), CoreError> {
     match tx.raw() {
         Raw::Pg(c) => {
             tenants::table

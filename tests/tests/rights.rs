@@ -1388,7 +1388,40 @@ async fn a_code_that_could_not_be_sent_does_not_count_against_the_number(env: Te
     assert_eq!(code_sent_to(&w, lata).await.len(), 6);
 }
 
+async fn concurrent_requests_for_one_number_get_three_codes_an_hour(env: TestEnv) {
+    let w = world(env).await;
+    let ravi = "919833300016";
+    w.says(ravi, "hi, I want to know what you hold about me")
+        .await;
+    let path = format!("/rights/{HANDLE}/requests");
+    let asks = (0..8).map(|_| {
+        w.public(
+            &path,
+            serde_json::json!({"number": ravi, "right": "access"}),
+        )
+    });
+    let mut statuses: Vec<u16> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [202, 202, 202, 429, 429, 429, 429, 429],
+        "three codes an hour, however many ask at once"
+    );
+    let codes = w
+        .thread(ravi)
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "system")
+        .count();
+    assert_eq!(codes, 3);
+}
+
 both_backends!(
+    concurrent_requests_for_one_number_get_three_codes_an_hour,
     a_code_that_could_not_be_sent_does_not_count_against_the_number,
     a_tenant_shred_whose_record_was_lost_is_recorded_by_the_next_pass,
     requests_left_open_half_way_are_finished_by_the_retention_pass,
