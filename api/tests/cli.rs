@@ -2,44 +2,12 @@
 //! features, run as an operator would, on the embedded default (SQLite files in a fresh
 //! data directory).
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Command;
 
 use anyhow::{Context as _, ensure};
-
-fn smartchat(data: &std::path::Path, args: &[&str]) -> anyhow::Result<Output> {
-    Command::new(env!("CARGO_BIN_EXE_smartchat"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SMARTCHAT_DATA_DIR", data)
-        .output()
-        .context("run smartchat")
-}
-
-/// `smartchat tenant create` for the sandboxed "Glow Salon" (handle `glow-salon`).
-fn create_glow_salon(data: &std::path::Path) -> anyhow::Result<()> {
-    let o = smartchat(
-        data,
-        &[
-            "tenant",
-            "create",
-            "--name",
-            "Glow Salon",
-            "--phone-number-id",
-            "6000001",
-        ],
-    )?;
-    ensure!(o.status.success(), "{}", text(&o));
-    Ok(())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::{create_glow_salon, smartchat, text};
 
 #[test]
 fn providers_chat_and_reindex_from_the_command_line() -> anyhow::Result<()> {

@@ -5,9 +5,7 @@
 
 mod support;
 
-use std::process::Command;
-
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 
 const LIMIT: usize = 10;
 
@@ -43,21 +41,7 @@ async fn burst(http: &reqwest::Client, base: &str, addresses: &[&str]) -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limit_counts_the_forwarded_client_only_behind_a_trusted_proxy() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let o = Command::new(env!("CARGO_BIN_EXE_smartchat"))
-        .args([
-            "tenant",
-            "create",
-            "--name",
-            "Glow Salon",
-            "--phone-number-id",
-            "6000001",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SMARTCHAT_DATA_DIR", dir.path())
-        .output()
-        .context("tenant create")?;
-    ensure!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    support::create_glow_salon(dir.path())?;
     let http = reqwest::Client::new();
 
     // Behind a trusted proxy (here: loopback): each forwarded client has its own count.

@@ -1026,16 +1026,8 @@ impl Store {
         number_blind: &[u8],
         since: i64,
     ) -> Result<i64, CoreError> {
-        let tid = tenant.to_string();
-        let blind = number_blind.to_vec();
         let mut c = self.db.conn().await?;
-        Ok(db_run!(c, |c| dsr_challenges::table
-            .filter(dsr_challenges::tenant_id.eq(&tid))
-            .filter(dsr_challenges::number_blind.eq(&blind))
-            .filter(dsr_challenges::created_at.ge(since))
-            .count()
-            .get_result(c)
-            .await)?)
+        count_challenges(&mut c, &tenant.to_string(), number_blind, since).await
     }
 
     /// Records a one-time code (as a keyed digest) for a request not yet made.
@@ -1295,9 +1287,19 @@ pub async fn challenges_since_locked(
 ) -> Result<i64, CoreError> {
     let tid = tenant.to_string();
     crate::team::lock_tenant(tx, &tid).await?;
+    count_challenges(tx, &tid, number_blind, since).await
+}
+
+/// Challenges sent to the number (`number_blind`) of tenant `tid` since `since`.
+async fn count_challenges(
+    c: &mut crate::db::Conn,
+    tid: &str,
+    number_blind: &[u8],
+    since: i64,
+) -> Result<i64, CoreError> {
     let blind = number_blind.to_vec();
-    Ok(db_run!(tx, |c| dsr_challenges::table
-        .filter(dsr_challenges::tenant_id.eq(&tid))
+    Ok(db_run!(c, |c| dsr_challenges::table
+        .filter(dsr_challenges::tenant_id.eq(tid))
         .filter(dsr_challenges::number_blind.eq(&blind))
         .filter(dsr_challenges::created_at.ge(since))
         .count()

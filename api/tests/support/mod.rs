@@ -1,9 +1,48 @@
 //! What the tests that run the `smartchat` binary share.
+#![allow(dead_code, reason = "each test binary uses part of it")]
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
+
+/// Runs `smartchat <args>` on data directory `data` (the embedded default), environment
+/// cleared but for `PATH`.
+pub fn smartchat(data: &std::path::Path, args: &[&str]) -> anyhow::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_smartchat"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SMARTCHAT_DATA_DIR", data)
+        .output()
+        .context("run smartchat")
+}
+
+/// A command's standard output and error, for messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `smartchat tenant create` for the sandboxed "Glow Salon" (handle `glow-salon`).
+pub fn create_glow_salon(data: &std::path::Path) -> anyhow::Result<()> {
+    let o = smartchat(
+        data,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Glow Salon",
+            "--phone-number-id",
+            "6000001",
+        ],
+    )?;
+    ensure!(o.status.success(), "{}", text(&o));
+    Ok(())
+}
 
 /// A `smartchat serve` child on the embedded default, killed when dropped.
 pub struct Server {
