@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use anyhow::{Context as _, ensure};
 use support::serve;
 
@@ -89,14 +87,14 @@ fn serve_lowers_its_own_autogroup_and_not_a_shared_one() -> anyhow::Result<()> {
     );
 
     // A value out of range is refused at start.
-    let o = Command::new(env!("CARGO_BIN_EXE_smartchat"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SMARTCHAT_DATA_DIR", dir.path())
-        .env("SMARTCHAT_BIND", "127.0.0.1:0")
-        .env("SMARTCHAT_AUTOGROUP_NICE", "20")
-        .output()?;
+    let o = support::smartchat_with(
+        dir.path(),
+        &["serve"],
+        &[
+            ("SMARTCHAT_BIND", "127.0.0.1:0"),
+            ("SMARTCHAT_AUTOGROUP_NICE", "20"),
+        ],
+    )?;
     let err = String::from_utf8_lossy(&o.stderr);
     ensure!(
         !o.status.success() && err.contains("SMARTCHAT_AUTOGROUP_NICE"),

@@ -100,15 +100,14 @@ fn providers_chat_and_reindex_from_the_command_line() -> anyhow::Result<()> {
 fn an_unknown_smartchat_variable_is_named_with_its_likely_setting_and_its_value_is_not()
 -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let o = Command::new(env!("CARGO_BIN_EXE_smartchat"))
-        .arg("status")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SMARTCHAT_DATA_DIR", dir.path())
-        .env("SMARTCHAT_OPENAI_APIKEY", "sk-not-to-be-printed")
-        .env("SMARTCHAT_NOT_A_THING_AT_ALL", "x")
-        .output()
-        .context("run smartchat")?;
+    let o = support::smartchat_with(
+        dir.path(),
+        &["status"],
+        &[
+            ("SMARTCHAT_OPENAI_APIKEY", "sk-not-to-be-printed"),
+            ("SMARTCHAT_NOT_A_THING_AT_ALL", "x"),
+        ],
+    )?;
     let err = String::from_utf8_lossy(&o.stderr);
     ensure!(o.status.success(), "{}", text(&o));
     ensure!(

@@ -9,11 +9,21 @@ use anyhow::{Context as _, bail, ensure};
 /// Runs `smartchat <args>` on data directory `data` (the embedded default), environment
 /// cleared but for `PATH`.
 pub fn smartchat(data: &std::path::Path, args: &[&str]) -> anyhow::Result<Output> {
+    smartchat_with(data, args, &[])
+}
+
+/// [`smartchat`] with the variables `extra` set too.
+pub fn smartchat_with(
+    data: &std::path::Path,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_smartchat"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SMARTCHAT_DATA_DIR", data)
+        .envs(extra.iter().copied())
         .output()
         .context("run smartchat")
 }
