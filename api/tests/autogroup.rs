@@ -8,14 +8,15 @@ mod support;
 use anyhow::{Context as _, ensure};
 use support::serve;
 
-/// Starts `smartchat serve` as [`serve`] does, reads its autogroup line while it listens,
-/// and stops it.
+/// Starts `smartchat serve` as [`serve`] does (through `setsid` when `own_session`), reads
+/// its autogroup line while it listens, and stops it.
 fn served_autogroup(
     data: &std::path::Path,
     own_session: bool,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<String> {
-    let s = serve(data, own_session, extra)?;
+    let launcher: &[&str] = if own_session { &["setsid"] } else { &[] };
+    let s = serve(data, launcher, extra)?;
     let pid = s.child.id().to_string();
     ensure!(
         std::fs::read_to_string(format!("/proc/{pid}/comm"))?.trim() == "smartchat",
@@ -85,6 +86,37 @@ fn serve_lowers_its_own_autogroup_and_not_a_shared_one() -> anyhow::Result<()> {
         autogroup_line("self")? == mine,
         "the test's own autogroup changed"
     );
+
+    // In a PID namespace of its own, where its session's leader is outside and its session
+    // id reads 0 (as for anything a VM's init starts, which leads no session: a CI runner's
+    // children): it serves (it panicked reading its session before), and the shared
+    // autogroup is left as it was.
+    let s = serve(
+        dir.path(),
+        &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"],
+        &[("SMARTCHAT_AUTOGROUP_NICE", "19")],
+    )?;
+    let unshare = s.child.id();
+    let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))?;
+    let server = children
+        .split_whitespace()
+        .next()
+        .context("unshare's child")?;
+    ensure!(
+        std::fs::read_to_string(format!("/proc/{server}/comm"))?.trim() == "smartchat",
+        "pid {server} is not the server"
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{server}/root/proc/1/stat"))?;
+    ensure!(
+        stat.split_whitespace().nth(5) == Some("0"),
+        "the server's session id inside its namespace: {stat}"
+    );
+    let line = autogroup_line(server)?;
+    ensure!(
+        line == mine,
+        "shared autogroup changed from {mine:?} to {line:?}"
+    );
+    drop(s);
 
     // A value out of range is refused at start.
     let o = support::smartchat_with(

@@ -47,7 +47,7 @@ async fn the_limit_counts_the_forwarded_client_only_behind_a_trusted_proxy() -> 
     // Behind a trusted proxy (here: loopback): each forwarded client has its own count.
     let server = support::serve(
         dir.path(),
-        false,
+        &[],
         &[("SMARTCHAT_TRUSTED_PROXIES", "127.0.0.1")],
     )?;
     let statuses = burst(&http, &server.base, &["203.0.113.5"]).await?;
@@ -65,7 +65,7 @@ async fn the_limit_counts_the_forwarded_client_only_behind_a_trusted_proxy() -> 
     drop(server);
 
     // No trusted proxy: the header is not believed, the connection's address is counted.
-    let server = support::serve(dir.path(), false, &[])?;
+    let server = support::serve(dir.path(), &[], &[])?;
     let statuses = burst(&http, &server.base, &["203.0.113.7", "203.0.113.8"]).await?;
     ensure!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
     let over = ask(&http, &server.base, "203.0.113.9").await?;

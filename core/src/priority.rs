@@ -133,8 +133,7 @@ pub const AUTOGROUP_NICE: u64 = 10;
 pub fn lower_own_autogroup(nice: u64) -> Result<Autogroup, String> {
     #[cfg(target_os = "linux")]
     {
-        let leads = rustix::process::getsid(None).is_ok_and(|sid| sid == rustix::process::getpid());
-        if !leads {
+        if !leads_own_session() {
             return Ok(Autogroup::Shared);
         }
         let nice = i32::try_from(nice.min(19)).unwrap_or(19);
@@ -150,6 +149,30 @@ pub fn lower_own_autogroup(nice: u64) -> Result<Autogroup, String> {
         let _ = nice;
         Ok(Autogroup::Unsupported)
     }
+}
+
+/// Whether this process leads its session, from `/proc/self/stat`.
+///
+/// Not getsid(2) through rustix: a process whose session leader is outside its PID namespace
+/// (one started by a VM's init, which leads no session, or in some containers) has session
+/// id 0, which rustix's `Pid` cannot hold (a failed assertion in a debug build, undefined
+/// behaviour in a release one).
+#[cfg(target_os = "linux")]
+fn leads_own_session() -> bool {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| pid_and_session(&stat))
+        .is_some_and(|(pid, session)| pid == session)
+}
+
+/// The process id and session id of a `/proc/<pid>/stat` line (`pid (comm) state ppid pgrp
+/// session …`; the command name may hold spaces and parentheses, so the fields after it are
+/// counted from its last `)`).
+fn pid_and_session(stat: &str) -> Option<(i32, i32)> {
+    let pid = stat.split_whitespace().next()?.parse().ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let session = after_comm.split_whitespace().nth(3)?.parse().ok()?;
+    Some((pid, session))
 }
 
 /// What [`lower_own_autogroup`] found.
@@ -208,6 +231,33 @@ mod tests {
         assert_eq!(parse_autogroup_nice("/autogroup-3 weight 10"), None);
         assert_eq!(parse_autogroup_nice("autogroup nice 1"), None);
         assert_eq!(parse_autogroup_nice(""), None);
+    }
+
+    #[test]
+    fn reads_pid_and_session_from_a_stat_line() {
+        assert_eq!(
+            pid_and_session("4402 (bash) S 4401 4402 4402 34816 4402 4194560 1 2"),
+            Some((4402, 4402))
+        );
+        // A session led outside the PID namespace reads 0; a command name with spaces and
+        // parentheses does not shift the fields.
+        assert_eq!(
+            pid_and_session("8 (a) b (c)) S 1 0 0 0 -1 4194560"),
+            Some((8, 0))
+        );
+        assert_eq!(pid_and_session("8 (smartchat) S 1"), None);
+        assert_eq!(pid_and_session(""), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn knows_whether_it_leads_its_session() {
+        // The test harness is started by cargo or a shell, never as a session leader.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let (pid, session) = pid_and_session(&stat).unwrap();
+        assert_eq!(pid, i32::try_from(std::process::id()).unwrap());
+        assert_ne!(pid, session);
+        assert!(!leads_own_session());
     }
 
     #[cfg(target_os = "linux")]

@@ -68,20 +68,22 @@ impl Drop for Server {
     }
 }
 
-/// Starts `smartchat serve` on data directory `data` with the settings `extra` (through
-/// `setsid`, in a session of its own, when `own_session`) and waits until it listens.
+/// Starts `smartchat serve` on data directory `data` with the settings `extra`, through the
+/// command `launcher` when there is one (`setsid` for a session of its own, `unshare …` for
+/// a PID namespace), and waits until it listens.
 pub fn serve(
     data: &std::path::Path,
-    own_session: bool,
+    launcher: &[&str],
     extra: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
     let bin = env!("CARGO_BIN_EXE_smartchat");
-    let mut cmd = if own_session {
-        let mut c = Command::new("setsid");
-        c.arg(bin);
-        c
-    } else {
-        Command::new(bin)
+    let mut cmd = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
     };
     let mut child = cmd
         .arg("serve")
