@@ -1259,13 +1259,23 @@ pub async fn confirm(
         }
         Err(e) => return Err(e.into()),
     };
-    if ch.used_at.is_some() {
-        return Ok(problem(
-            StatusCode::CONFLICT,
-            "code_used",
-            "this code was already confirmed",
-        ));
-    }
+    // A code already confirmed answers 409, unless its access or portability request was
+    // carried out but the download could not be granted after it (a failed write): then the
+    // same code, checked as below, gets the download it should have had.
+    let ungranted = if ch.used_at.is_some() {
+        match ungranted_download(store, &ch).await? {
+            Some(req) => Some(req),
+            None => {
+                return Ok(problem(
+                    StatusCode::CONFLICT,
+                    "code_used",
+                    "this code was already confirmed",
+                ));
+            }
+        }
+    } else {
+        None
+    };
     if ch.attempts >= MAX_ATTEMPTS {
         return Ok(too_many(
             "too many wrong codes; ask for a new one",
@@ -1298,6 +1308,11 @@ pub async fn confirm(
             ext,
         ));
     }
+    if let Some(req) = ungranted {
+        return Ok(
+            Json(confirmed_answer(state.pipeline(), ch.tenant, &req).await?).into_response(),
+        );
+    }
     let subject = store.subject_by_blind(ch.tenant, &ch.number_blind).await?;
     let right = parse_right(&ch.right).ok_or(CoreError::Internal("right".into()))?;
     let (req, _) = store
@@ -1321,20 +1336,61 @@ pub async fn confirm(
         ));
     }
     let req = carry_out(state.pipeline(), ch.tenant, &req.id, Actor::DataSubject).await?;
+    Ok(Json(confirmed_answer(state.pipeline(), ch.tenant, &req).await?).into_response())
+}
+
+/// The answer to a confirmed code: the request, and either that nothing is held or, for a
+/// completed access or portability request, a newly granted download.
+async fn confirmed_answer(
+    p: &Pipeline,
+    tenant: TenantId,
+    req: &DsrRequest,
+) -> Result<serde_json::Value, CoreError> {
     let mut out = json!({
         "request": {
             "id": req.id, "right": req.right, "status": req.status,
             "due_at": req.due_at, "record_count": req.record_count,
         },
     });
-    let held = req.record_count.unwrap_or(0) > 0 || req.status == "on_hold";
-    if !held {
+    if !holds_data(req) {
         out["message"] = json!("No personal data is held for this number.");
-    } else if (req.right == "access" || req.right == "portability") && req.status == "completed" {
-        let token = grant_download(state.pipeline(), ch.tenant, &req).await?;
+    } else if is_answered_by_download(req) {
+        let token = grant_download(p, tenant, req).await?;
         out["download"] = json!(format!("/rights/downloads/{token}"));
     }
-    Ok(Json(out).into_response())
+    Ok(out)
+}
+
+fn holds_data(req: &DsrRequest) -> bool {
+    req.record_count.unwrap_or(0) > 0 || req.status == "on_hold"
+}
+
+/// A completed access or portability request: answered with a download.
+fn is_answered_by_download(req: &DsrRequest) -> bool {
+    (req.right == "access" || req.right == "portability") && req.status == "completed"
+}
+
+/// The request of the used challenge `ch` when it should have been answered with a download
+/// and none was granted.
+async fn ungranted_download(
+    store: &smartchat_core::store::Store,
+    ch: &smartchat_core::rights::Challenge,
+) -> Result<Option<DsrRequest>, CoreError> {
+    let Some(id) = ch.request_id.as_deref() else {
+        return Ok(None);
+    };
+    let req = match store
+        .dsr_request(ch.tenant, id, OffsetDateTime::now_utc())
+        .await
+    {
+        Ok(r) => r,
+        Err(CoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !(holds_data(&req) && is_answered_by_download(&req)) || store.download_granted(id).await? {
+        return Ok(None);
+    }
+    Ok(Some(req))
 }
 
 /// `GET /rights/downloads/{token}`: the answer to an access or portability request,

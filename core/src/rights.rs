@@ -1113,6 +1113,19 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Whether a download was granted for request `request_id` (a challenge holding a
+    /// download digest for it).
+    pub async fn download_granted(&self, request_id: &str) -> Result<bool, CoreError> {
+        let mut c = self.db.conn().await?;
+        let n: i64 = db_run!(c, |c| dsr_challenges::table
+            .filter(dsr_challenges::request_id.eq(request_id))
+            .filter(dsr_challenges::download_digest.is_not_null())
+            .count()
+            .get_result(c)
+            .await)?;
+        Ok(n > 0)
+    }
+
     /// The challenge that grants a download, by the token's digest.
     pub async fn challenge_by_download(
         &self,

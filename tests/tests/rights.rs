@@ -1420,7 +1420,65 @@ async fn concurrent_requests_for_one_number_get_three_codes_an_hour(env: TestEnv
     assert_eq!(codes, 3);
 }
 
+async fn a_download_that_could_not_be_granted_is_granted_on_the_same_code(env: TestEnv) {
+    let w = world(env).await;
+    let nina = "919833300017";
+    let marker = "nina-keratin-7731";
+    w.says(nina, &format!("Do you do a {marker}?")).await;
+    let path = format!("/rights/{HANDLE}/requests");
+    let (status, asked) = w
+        .public(
+            &path,
+            serde_json::json!({"number": nina, "right": "access"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{asked}");
+    let code = code_sent_to(&w, nina).await;
+    let confirm = format!(
+        "/rights/challenges/{}",
+        asked["challenge"].as_str().unwrap()
+    );
+    // The request is carried out, then its download cannot be granted (the database
+    // refuses new challenges): the code is spent and the customer got no link.
+    let refusal = smartchat_tests::refuse_writes(&w.env, "INSERT ON dsr_challenges").await;
+    let (status, v) = w.public(&confirm, serde_json::json!({"code": code})).await;
+    assert!((500..600).contains(&status), "{status} {v}");
+    refusal.lift().await;
+    let id = newest_request(&w).await;
+    assert_eq!(request_status(&w, &id).await, "completed");
+
+    // A wrong code is still refused and counted; the right one gets the download, once.
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, v) = w.public(&confirm, serde_json::json!({"code": wrong})).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (400, Some("wrong_code")),
+        "{v}"
+    );
+    let (status, v) = w.public(&confirm, serde_json::json!({"code": code})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["request"]["id"].as_str(), Some(id.as_str()), "{v}");
+    let download = v["download"].as_str().unwrap().to_owned();
+    let (status, v) = w.public(&confirm, serde_json::json!({"code": code})).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (409, Some("code_used")),
+        "{v}"
+    );
+    let res = reqwest::get(format!("{}{download}", w.session.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.text().await.unwrap().contains(marker));
+
+    // The same request, not a second one.
+    let (_, list) = w.session.get("/api/v1/rights").await;
+    assert_eq!(list["requests"].as_array().unwrap().len(), 1, "{list}");
+    verify_ledger(&w.ledger).await;
+}
+
 both_backends!(
+    a_download_that_could_not_be_granted_is_granted_on_the_same_code,
     concurrent_requests_for_one_number_get_three_codes_an_hour,
     a_code_that_could_not_be_sent_does_not_count_against_the_number,
     a_tenant_shred_whose_record_was_lost_is_recorded_by_the_next_pass,
