@@ -40,9 +40,11 @@ use smartchat_core::db::now_micros;
 use smartchat_core::ids::{PhoneNumber, SubjectId, TenantId};
 use smartchat_core::jobs::{self, Job, NewJob};
 use smartchat_core::members::Role;
-use smartchat_core::rights::{Channel, DsrRequest, Finish, NewChallenge, NewRequest, parse_right};
+use smartchat_core::rights::{
+    Challenge, Channel, DsrRequest, Finish, NewChallenge, NewRequest, parse_right,
+};
 use smartchat_core::rights_export::{portability_zip, to_markdown};
-use smartchat_core::store::SubjectFlags;
+use smartchat_core::store::{Store, SubjectFlags};
 use smartchat_ledger::{Actor, AttrKey, AttrValue, EntryDraft, EventKind, Purpose};
 use smartchat_policies::Right;
 use smartchat_policies::deadlines::Regime;
@@ -1373,8 +1375,8 @@ fn is_answered_by_download(req: &DsrRequest) -> bool {
 /// The request of the used challenge `ch` when it should have been answered with a download
 /// and none was granted.
 async fn ungranted_download(
-    store: &smartchat_core::store::Store,
-    ch: &smartchat_core::rights::Challenge,
+    store: &Store,
+    ch: &Challenge,
 ) -> Result<Option<DsrRequest>, CoreError> {
     let Some(id) = ch.request_id.as_deref() else {
         return Ok(None);

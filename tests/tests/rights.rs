@@ -77,6 +77,16 @@ async fn world(env: TestEnv) -> World {
 }
 
 impl World {
+    /// The owner ends the account (`POST /api/v1/account/terminate`, confirmed).
+    async fn terminate(&self) -> (u16, serde_json::Value) {
+        self.session
+            .post(
+                "/api/v1/account/terminate",
+                Some(serde_json::json!({"confirm": HANDLE})),
+            )
+            .await
+    }
+
     async fn says(&self, from: &str, text: &str) {
         let from: PhoneNumber = from.parse().unwrap();
         let payload = pipeline::sandbox_payload(PNID, &from, text).unwrap();
@@ -924,13 +934,7 @@ async fn termination_opens_an_export_window_then_deletes_everything(env: TestEnv
         (status, v["code"].as_str()),
         (422, Some("confirmation_mismatch"))
     );
-    let (status, account) = w
-        .session
-        .post(
-            "/api/v1/account/terminate",
-            Some(serde_json::json!({"confirm": HANDLE})),
-        )
-        .await;
+    let (status, account) = w.terminate().await;
     assert_eq!(status, 200, "{account}");
     assert_eq!(account["status"], "terminated");
     let window = (account["purge_after"].as_i64().unwrap()
@@ -1139,12 +1143,7 @@ async fn analytics_are_anonymous_and_outlive_deletion(env: TestEnv) {
 
     // So does the end of the account.
     let sids: Vec<SubjectId> = futures_subjects(&w, &numbers[1..]).await;
-    w.session
-        .post(
-            "/api/v1/account/terminate",
-            Some(serde_json::json!({"confirm": HANDLE})),
-        )
-        .await;
+    w.terminate().await;
     let later = time::OffsetDateTime::now_utc() + time::Duration::days(31);
     let r = smartchat_api::account::run_retention(&w.pipeline, later)
         .await
@@ -1306,13 +1305,7 @@ async fn requests_left_open_half_way_are_finished_by_the_retention_pass(env: Tes
 async fn a_tenant_shred_whose_record_was_lost_is_recorded_by_the_next_pass(env: TestEnv) {
     let w = world(env).await;
     w.says("919833300014", "hello, are you open?").await;
-    let (status, v) = w
-        .session
-        .post(
-            "/api/v1/account/terminate",
-            Some(serde_json::json!({"confirm": HANDLE})),
-        )
-        .await;
+    let (status, v) = w.terminate().await;
     assert_eq!(status, 200, "{v}");
     let tenant_shreds = || async {
         w.events(EventKind::KEY_SHREDDED)
