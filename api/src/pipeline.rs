@@ -42,6 +42,11 @@ use time::OffsetDateTime;
 pub const QUEUE: &str = "pipeline";
 /// How long a worker holds a claimed job before another may take it over.
 pub const LEASE: Duration = Duration::from_secs(90);
+/// How often [`run_send`] tries to record a message Meta accepted before it fails the job.
+const RECORD_SENT_ATTEMPTS: u32 = 6;
+/// Half the first pause between those tries; each pause doubles the last (0.2, 0.4, 0.8, 1.6
+/// and 3.2 s: about 6 s in all, well inside [`LEASE`]).
+const RECORD_SENT_PAUSE: Duration = Duration::from_millis(100);
 /// Messages of context given to the assistant.
 const HISTORY: i64 = 12;
 
@@ -949,18 +954,45 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
             }
         }
     };
-    let mut tx = store.db.begin().await?;
     let result = match outcome {
         Ok(wamid) => {
-            store.set_wamid(&mut tx, mid, &wamid).await?;
-            store
-                .advance_status(&mut tx, mid, "queued", "sent", None, now_micros())
-                .await?;
-            smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::SUCCESS, None)).await?;
-            jobs::complete(&mut tx, job.id).await?;
+            // Meta has the message now. Failing the job here would send it again on the
+            // retry (the Graph API has no idempotency key), so a database that refuses for a
+            // moment is asked again first.
+            let mut attempt = 1;
+            loop {
+                let recorded = async {
+                    let mut tx = store.db.begin().await?;
+                    if attempt > 1 && store.message_row(&mut tx, mid).await?.status != "queued" {
+                        // The last try's commit went through after all (its answer was lost).
+                        return Ok(());
+                    }
+                    store.set_wamid(&mut tx, mid, &wamid).await?;
+                    store
+                        .advance_status(&mut tx, mid, "queued", "sent", None, now_micros())
+                        .await?;
+                    smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::SUCCESS, None))
+                        .await?;
+                    jobs::complete(&mut tx, job.id).await?;
+                    tx.commit().await
+                };
+                match recorded.await {
+                    Ok(()) => break,
+                    Err(e @ (CoreError::Database(_) | CoreError::Query(_)))
+                        if attempt < RECORD_SENT_ATTEMPTS =>
+                    {
+                        tracing::warn!(job.id = job.id, attempt, error = %e,
+                            "a sent message could not be recorded; trying again");
+                        tokio::time::sleep(RECORD_SENT_PAUSE.saturating_mul(1 << attempt)).await;
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             SendOutcome::Sent
         }
         Err((outcome, code)) => {
+            let mut tx = store.db.begin().await?;
             let outcome = match outcome {
                 // Attempts left: the worker schedules the retry; nothing changes here.
                 SendOutcome::Retry(why, after) if job.attempts < job.max_attempts => {
@@ -977,10 +1009,10 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
                 .await?;
             smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::FAILURE, code)).await?;
             jobs::complete(&mut tx, job.id).await?;
+            tx.commit().await?;
             outcome
         }
     };
-    tx.commit().await?;
     if matches!(result, SendOutcome::Sent) {
         if let Err(e) = sent_analytics(p, tenant, conv.subject_id, created_at, &author).await {
             tracing::warn!(error = %e, "analytics not recorded");

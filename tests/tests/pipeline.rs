@@ -604,6 +604,80 @@ async fn a_crash_between_commit_and_reply_loses_nothing(env: TestEnv) {
     assert_eq!(rows.iter().filter(|r| r.0 == "out").count(), 1);
 }
 
+/// Meta accepted the reply, then the database refused to record it for a moment: the send
+/// job records it once the database answers again instead of failing, because the job's
+/// retry would send the customer the same reply a second time (the Graph API has no
+/// idempotency key).
+async fn a_reply_meta_accepted_is_recorded_not_sent_again(env: TestEnv) {
+    let w = world(env).await;
+    w.llm.script_reply("We open at 10.");
+    assert_eq!(
+        w.deliver(&text("wamid.A1", "are you open today?"))
+            .await
+            .status(),
+        200
+    );
+    // Only recording Meta's id of our message is refused.
+    let refusal = smartchat_tests::refuse_writes(&w.env, "UPDATE OF wamid ON messages").await;
+    let pipeline = w.pipeline.clone();
+    let running = tokio::spawn(async move { pipeline::drain(&pipeline).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while w.graph.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reply never reached Meta"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before: Vec<_> = w
+        .rows()
+        .await
+        .into_iter()
+        .filter(|r| r.0 == "out")
+        .collect();
+    assert_eq!(before.len(), 1);
+    assert_eq!(
+        (before[0].2.as_str(), &before[0].3),
+        ("queued", &None),
+        "Meta has the reply and recording it was refused"
+    );
+    refusal.lift().await;
+    running.await.unwrap().unwrap();
+    // Anything the send left due (a failed job's retry comes within a second) runs too.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(w.graph.requests().len(), 1, "the reply went to Meta once");
+    let after: Vec<_> = w
+        .rows()
+        .await
+        .into_iter()
+        .filter(|r| r.0 == "out")
+        .collect();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].2, "sent");
+    assert!(
+        after[0]
+            .3
+            .as_deref()
+            .is_some_and(|id| id.starts_with("wamid.")),
+        "Meta's id recorded: {:?}",
+        after[0].3
+    );
+    for status in ["ready", "running", "dead"] {
+        assert_eq!(
+            smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, status)
+                .await
+                .unwrap(),
+            0,
+            "{status} jobs"
+        );
+    }
+    w.ledger.sequence_all().await.unwrap();
+    assert_eq!(entries_of(&w, EventKind::MESSAGE_SENT).await, 1);
+    verified_bundle(&w).await;
+}
+
 /// More concurrent deliveries than the pool has connections: each holds one connection for
 /// its transaction and never waits for a second, so all complete (before the fix they held
 /// every connection and waited for the pool's 30 s timeout, then failed with 503).
@@ -735,6 +809,7 @@ both_backends!(
     provider_trouble_retries_then_fails_over,
     graph_errors_are_classified,
     a_crash_between_commit_and_reply_loses_nothing,
+    a_reply_meta_accepted_is_recorded_not_sent_again,
     a_batch_stores_what_its_deliveries_store_alone,
     a_failing_delivery_fails_alone,
     dropped_requests_leave_nothing_half_written,
