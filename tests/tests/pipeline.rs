@@ -630,16 +630,9 @@ async fn a_reply_meta_accepted_is_recorded_not_sent_again(env: TestEnv) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before: Vec<_> = w
-        .rows()
-        .await
-        .into_iter()
-        .filter(|r| r.0 == "out")
-        .collect();
-    assert_eq!(before.len(), 1);
     assert_eq!(
-        (before[0].2.as_str(), &before[0].3),
-        ("queued", &None),
+        outbound(&w).await,
+        vec![("queued".to_owned(), None)],
         "Meta has the reply and recording it was refused"
     );
     refusal.lift().await;
@@ -648,21 +641,16 @@ async fn a_reply_meta_accepted_is_recorded_not_sent_again(env: TestEnv) {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     pipeline::drain(&w.pipeline).await.unwrap();
     assert_eq!(w.graph.requests().len(), 1, "the reply went to Meta once");
-    let after: Vec<_> = w
-        .rows()
-        .await
-        .into_iter()
-        .filter(|r| r.0 == "out")
-        .collect();
+    let after = outbound(&w).await;
     assert_eq!(after.len(), 1);
-    assert_eq!(after[0].2, "sent");
+    assert_eq!(after[0].0, "sent");
     assert!(
         after[0]
-            .3
+            .1
             .as_deref()
             .is_some_and(|id| id.starts_with("wamid.")),
         "Meta's id recorded: {:?}",
-        after[0].3
+        after[0].1
     );
     for status in ["ready", "running", "dead"] {
         assert_eq!(
@@ -838,6 +826,16 @@ async fn counts(w: &World, tables: &[&str]) -> Vec<i64> {
         out.push(count(w, t).await);
     }
     out
+}
+
+/// Our outbound messages' status and Meta's id, oldest first.
+async fn outbound(w: &World) -> Vec<(String, Option<String>)> {
+    w.rows()
+        .await
+        .into_iter()
+        .filter(|r| r.0 == "out")
+        .map(|r| (r.2, r.3))
+        .collect()
 }
 
 async fn entries_of(w: &World, kind: EventKind) -> i64 {
