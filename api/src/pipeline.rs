@@ -956,39 +956,10 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
     };
     let result = match outcome {
         Ok(wamid) => {
-            // Meta has the message now. Failing the job here would send it again on the
-            // retry (the Graph API has no idempotency key), so a database that refuses for a
-            // moment is asked again first.
-            let mut attempt = 1;
-            loop {
-                let recorded = async {
-                    let mut tx = store.db.begin().await?;
-                    if attempt > 1 && store.message_row(&mut tx, mid).await?.status != "queued" {
-                        // The last try's commit went through after all (its answer was lost).
-                        return Ok(());
-                    }
-                    store.set_wamid(&mut tx, mid, &wamid).await?;
-                    store
-                        .advance_status(&mut tx, mid, "queued", "sent", None, now_micros())
-                        .await?;
-                    smartchat_core::audit::enqueue(&mut tx, &ledger_sent(Outcome::SUCCESS, None))
-                        .await?;
-                    jobs::complete(&mut tx, job.id).await?;
-                    tx.commit().await
-                };
-                match recorded.await {
-                    Ok(()) => break,
-                    Err(e @ (CoreError::Database(_) | CoreError::Query(_)))
-                        if attempt < RECORD_SENT_ATTEMPTS =>
-                    {
-                        tracing::warn!(job.id = job.id, attempt, error = %e,
-                            "a sent message could not be recorded; trying again");
-                        tokio::time::sleep(RECORD_SENT_PAUSE.saturating_mul(1 << attempt)).await;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            record_sent(store, job, mid, &wamid, || {
+                ledger_sent(Outcome::SUCCESS, None)
+            })
+            .await?;
             SendOutcome::Sent
         }
         Err((outcome, code)) => {
@@ -1019,6 +990,47 @@ pub async fn run_send(p: &Pipeline, job: &Job) -> Result<SendOutcome, CoreError>
         }
     }
     Ok(result)
+}
+
+/// Records message `mid`, which Meta accepted as `wamid`, as sent, and completes its job.
+/// Meta has the message already: failing the job here would send it again on the retry (the
+/// Graph API has no idempotency key), so a database that refuses for a moment is asked
+/// again, up to [`RECORD_SENT_ATTEMPTS`] times, before the error is returned.
+async fn record_sent(
+    store: &Store,
+    job: &Job,
+    mid: MessageId,
+    wamid: &str,
+    draft: impl Fn() -> EntryDraft,
+) -> Result<(), CoreError> {
+    let mut attempt = 1;
+    loop {
+        let recorded = async {
+            let mut tx = store.db.begin().await?;
+            if attempt > 1 && store.message_row(&mut tx, mid).await?.status != "queued" {
+                // The last try's commit went through after all (its answer was lost).
+                return Ok(());
+            }
+            store.set_wamid(&mut tx, mid, wamid).await?;
+            store
+                .advance_status(&mut tx, mid, "queued", "sent", None, now_micros())
+                .await?;
+            smartchat_core::audit::enqueue(&mut tx, &draft()).await?;
+            jobs::complete(&mut tx, job.id).await?;
+            tx.commit().await
+        };
+        match recorded.await {
+            Err(e @ (CoreError::Database(_) | CoreError::Query(_)))
+                if attempt < RECORD_SENT_ATTEMPTS =>
+            {
+                tracing::warn!(job.id = job.id, attempt, error = %e,
+                    "a sent message could not be recorded; trying again");
+                tokio::time::sleep(RECORD_SENT_PAUSE.saturating_mul(1 << attempt)).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 fn classify(e: &SendError) -> (SendOutcome, Option<i64>) {

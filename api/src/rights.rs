@@ -1265,16 +1265,14 @@ pub async fn confirm(
     // carried out but the download could not be granted after it (a failed write): then the
     // same code, checked as below, gets the download it should have had.
     let ungranted = if ch.used_at.is_some() {
-        match ungranted_download(store, &ch).await? {
-            Some(req) => Some(req),
-            None => {
-                return Ok(problem(
-                    StatusCode::CONFLICT,
-                    "code_used",
-                    "this code was already confirmed",
-                ));
-            }
-        }
+        let Some(req) = ungranted_download(store, &ch).await? else {
+            return Ok(problem(
+                StatusCode::CONFLICT,
+                "code_used",
+                "this code was already confirmed",
+            ));
+        };
+        Some(req)
     } else {
         None
     };
