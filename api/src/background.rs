@@ -1,4 +1,4 @@
-//! Work the server does besides answering requests: the pipeline workers, sequencing the
+//! Work the server does besides answering requests: the pipeline worker and its jobs, sequencing the
 //! ledger and signing checkpoints, the search indexer, follow-ups and retention. Each loop
 //! stops when the shutdown signal fires.
 //!
@@ -28,8 +28,6 @@ pub const SEQUENCE_EVERY: Duration = Duration::from_millis(200);
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 /// Threads of the background runtime.
 pub const BACKGROUND_THREADS: usize = 2;
-/// Pipeline workers a server runs.
-pub const PIPELINE_WORKERS: usize = 2;
 
 /// What runs in the background.
 #[derive(Debug)]
@@ -40,8 +38,9 @@ pub struct BackgroundWork {
     pub ledger: Ledger,
     /// The search indexes to keep up to date, when this server indexes.
     pub search: Option<Search>,
-    /// Pipeline workers ([`PIPELINE_WORKERS`] in `smartchat serve`).
-    pub workers: usize,
+    /// Whether this server runs pipeline jobs: one [`crate::pipeline::worker`], running up
+    /// to the pipeline's concurrency (`SMARTCHAT_PIPELINE_CONCURRENCY`) at once.
+    pub run_jobs: bool,
     /// How often follow-up rules are evaluated; `None`: not by this server.
     pub follow_ups: Option<Duration>,
     /// Whether this server applies the retention rules.
@@ -75,7 +74,7 @@ impl Background {
         let pipeline = work.pipeline.twin(work.priority)?;
         let ledger = work.ledger.on_pool(pipeline.store.db.clone());
         let mut tasks = vec![runtime.spawn(ledger_worker(ledger, shutdown.clone()))];
-        for _ in 0..work.workers {
+        if work.run_jobs {
             tasks.push(runtime.spawn(crate::pipeline::worker(pipeline.clone(), shutdown.clone())));
         }
         if let Some(search) = work.search {

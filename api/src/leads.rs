@@ -37,6 +37,7 @@ pub async fn run_lead(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
     let store = &p.store;
     let payload = job.payload()?;
     let mid: MessageId = payload["message"].as_str().unwrap_or_default().parse()?;
+    let mut turn = p.db_turn().await;
     let mut c = store.db.conn().await?;
     let inbound = store.message_row(&mut c, mid).await?;
     let tenant: TenantId = inbound.tenant_id.parse()?;
@@ -119,7 +120,9 @@ pub async fn run_lead(p: &Pipeline, job: &Job) -> Result<(), CoreError> {
             profile_name: contact.profile_name.clone(),
             ..LeadSignals::default()
         });
-    let extraction = ProviderExtractor::new(chain).extract(&req).await;
+    let extraction = turn
+        .outside(ProviderExtractor::new(chain).extract(&req))
+        .await;
     let version = effective.version();
     let base = EntryDraft::new(EventKind::AI_PROVIDER_CALL, Actor::System)
         .tenant(tenant.bytes())

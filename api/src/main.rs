@@ -385,7 +385,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             pipeline: pipeline.clone(),
             ledger: services.ledger.clone(),
             search: search.clone(),
-            workers: smartchat_api::background::PIPELINE_WORKERS,
+            run_jobs: true,
             follow_ups: Some(std::time::Duration::from_secs(
                 config.follow_up_interval_secs,
             )),

@@ -64,6 +64,11 @@ struct Inner {
     json_replies: VecDeque<String>,
     requests: Vec<RecordedRequest>,
     rate: Option<RateLimit>,
+    /// Requests being answered now, and the most seen at once.
+    in_flight: usize,
+    max_in_flight: usize,
+    /// Hold each request until this many are in flight at once (or the wait runs out).
+    hold: Option<(usize, Duration)>,
     served: u64,
 }
 
@@ -307,6 +312,7 @@ async fn chat(State(state): State<Shared>, uri: Uri, headers: HeaderMap, raw: By
         Some(f) => return failure_response(f),
         None => {}
     }
+    let _in_flight = InFlight::enter(&state).await;
     let mut rate_headers = None;
     {
         let mut s = lock(&state);
@@ -394,6 +400,35 @@ async fn chat(State(state): State<Shared>, uri: Uri, headers: HeaderMap, raw: By
     r
 }
 
+/// One request being answered: counted in `in_flight` until dropped.
+struct InFlight(Shared);
+
+impl InFlight {
+    /// Counts the request in, then waits while a hold asks for more requests at once.
+    async fn enter(state: &Shared) -> Self {
+        let hold = {
+            let mut s = lock(state);
+            s.in_flight += 1;
+            s.max_in_flight = s.max_in_flight.max(s.in_flight);
+            s.hold
+        };
+        if let Some((n, wait)) = hold {
+            let until = tokio::time::Instant::now() + wait;
+            while lock(state).max_in_flight < n && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = lock(&self.0);
+        s.in_flight = s.in_flight.saturating_sub(1);
+    }
+}
+
 impl FakeLlm {
     /// Starts a fake accepting the key `fake-key`.
     pub async fn start() -> std::io::Result<FakeLlm> {
@@ -424,6 +459,18 @@ impl FakeLlm {
             state,
             task,
         })
+    }
+
+    /// From now on each authorized request is held until `n` requests have been in flight
+    /// at once, or for `wait` at most: a client that sends one request at a time waits
+    /// `wait` on each and [`Self::max_in_flight`] stays 1.
+    pub fn hold_until_in_flight(&self, n: usize, wait: Duration) {
+        lock(&self.state).hold = Some((n, wait));
+    }
+
+    /// The most authorized requests answered at once so far.
+    pub fn max_in_flight(&self) -> usize {
+        lock(&self.state).max_in_flight
     }
 
     /// The next `n` authorized requests fail with `failure`.

@@ -101,7 +101,12 @@ pub struct Config {
     /// Days a done job is kept before the retention pass deletes it
     /// (`SMARTCHAT_DONE_JOBS_KEPT_DAYS`, default 7, 1 to 365; [`crate::jobs::prune_done`]).
     pub done_jobs_kept_days: u64,
-    /// How the background work (pipeline workers, ledger sequencer, search indexer,
+    /// Pipeline jobs (replies, sends, leads, follow-ups, rights requests) one server process
+    /// runs at once (`SMARTCHAT_PIPELINE_CONCURRENCY`, default 16, 1 to 1024): a job waiting
+    /// on an AI provider, on the Graph API or on a number's rate limit does not hold up the
+    /// others. Their database work takes turns, a few at a time, whatever this is.
+    pub pipeline_concurrency: u64,
+    /// How the background work (pipeline jobs, ledger sequencer, search indexer,
     /// follow-ups, retention) is scheduled against the webhook and the API
     /// (`SMARTCHAT_BACKGROUND_PRIORITY`: `idle`, the default, `low` or `normal`; see
     /// [`crate::priority`]).
@@ -170,11 +175,15 @@ struct FileConfig {
     public_url: Option<String>,
     follow_up_interval_secs: Option<u64>,
     done_jobs_kept_days: Option<u64>,
+    pipeline_concurrency: Option<u64>,
     background_priority: Option<String>,
     autogroup_nice: Option<u64>,
     metrics_token: Option<Secret>,
     trusted_proxies: Option<Vec<String>>,
 }
+
+/// Pipeline jobs a server process runs at once by default ([`Config::pipeline_concurrency`]).
+pub const PIPELINE_CONCURRENCY: u64 = 16;
 
 /// Every environment variable [`Config`] reads (the README's settings table lists each).
 pub const ENV_VARS: &[&str] = &[
@@ -206,6 +215,7 @@ pub const ENV_VARS: &[&str] = &[
     "SMARTCHAT_PUBLIC_URL",
     "SMARTCHAT_FOLLOW_UP_INTERVAL_SECS",
     "SMARTCHAT_DONE_JOBS_KEPT_DAYS",
+    "SMARTCHAT_PIPELINE_CONCURRENCY",
     "SMARTCHAT_BACKGROUND_PRIORITY",
     "SMARTCHAT_AUTOGROUP_NICE",
     "SMARTCHAT_METRICS_TOKEN",
@@ -483,6 +493,13 @@ impl Config {
             1..=365,
             "days",
         )?;
+        let pipeline_concurrency = bounded(
+            "SMARTCHAT_PIPELINE_CONCURRENCY",
+            fc.pipeline_concurrency,
+            PIPELINE_CONCURRENCY,
+            1..=1024,
+            "jobs",
+        )?;
         let background_priority =
             match get("SMARTCHAT_BACKGROUND_PRIORITY").or(fc.background_priority) {
                 None => crate::priority::BackgroundPriority::default(),
@@ -534,6 +551,7 @@ impl Config {
             trusted_proxies,
             follow_up_interval_secs,
             done_jobs_kept_days,
+            pipeline_concurrency,
             background_priority,
             autogroup_nice,
             analytics_url,
@@ -654,6 +672,7 @@ mod tests {
         assert_eq!(c.master_key_file, PathBuf::from("./data/master.key"));
         assert_eq!(c.sqlite_sync, SqliteSync::Normal);
         assert_eq!(c.done_jobs_kept_days, 7);
+        assert_eq!(c.pipeline_concurrency, PIPELINE_CONCURRENCY);
         assert_eq!(c.autogroup_nice, crate::priority::AUTOGROUP_NICE);
         assert_eq!(
             c.background_priority,
@@ -678,6 +697,17 @@ mod tests {
         );
         let c = Config::load_from(Some(&p), &env(&[("SMARTCHAT_DONE_JOBS_KEPT_DAYS", "2")]));
         assert_eq!(c.unwrap().done_jobs_kept_days, 2);
+        std::fs::write(&p, "pipeline_concurrency = 4\n").unwrap();
+        let c = Config::load_from(Some(&p), &env(&[])).unwrap();
+        assert_eq!(c.pipeline_concurrency, 4);
+        let c = Config::load_from(Some(&p), &env(&[("SMARTCHAT_PIPELINE_CONCURRENCY", "64")]));
+        assert_eq!(c.unwrap().pipeline_concurrency, 64);
+        for bad in ["0", "1025", "many"] {
+            let e = Config::load_from(None, &env(&[("SMARTCHAT_PIPELINE_CONCURRENCY", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("SMARTCHAT_PIPELINE_CONCURRENCY"), "{bad}: {e}");
+        }
         std::fs::write(&p, "background_priority = \"low\"\n").unwrap();
         let c = Config::load_from(Some(&p), &env(&[])).unwrap();
         assert_eq!(

@@ -1,6 +1,6 @@
 //! Scheduling the background below the webhook.
 //!
-//! The webhook's 200 waits only for its own commit; everything else (pipeline workers,
+//! The webhook's 200 waits only for its own commit; everything else (pipeline jobs,
 //! ledger sequencer, search indexer, follow-ups, retention) works from durable queues and
 //! may fall behind in a burst. The API crate runs that work on a runtime of its own whose
 //! threads are lowered here, and [`crate::db::DbPool::twin`] lowers the PostgreSQL server

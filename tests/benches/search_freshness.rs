@@ -140,7 +140,7 @@ async fn run(backend: Backend, name: &str, rate: f64, seconds: u64) {
             pipeline: pipeline.clone(),
             ledger,
             search: Some(search.clone()),
-            workers: smartchat_api::background::PIPELINE_WORKERS,
+            run_jobs: true,
             follow_ups: None,
             retention: false,
             priority: config.background_priority,

@@ -2,7 +2,8 @@
 //!
 //! The server runs in-process as `smartchat serve` runs it: the axum router, and on the
 //! background runtime (`api::background`, scheduled as `SMARTCHAT_BACKGROUND_PRIORITY` says,
-//! `idle` by default; `normal` or `low` to compare) two pipeline workers (`BENCH_WORKERS`)
+//! `idle` by default; `normal` or `low` to compare) the pipeline worker (`BENCH_JOBS` jobs at once,
+//! the server's default `SMARTCHAT_PIPELINE_CONCURRENCY` unless set; 0 runs none)
 //! answering with the offline assistant (no provider key is set) and sending to the sandbox
 //! (the numbers have no access token), the ledger sequencer and the search indexer
 //! (`BENCH_SEARCH=0` to leave it out). 50 tenants, each with its own phone
@@ -152,7 +153,7 @@ struct Settings {
     rates: Vec<f64>,
     concurrency: PerBackend,
     max_inflight: PerBackend,
-    workers: usize,
+    jobs: usize,
     search: bool,
     customers: usize,
     drain: Duration,
@@ -184,7 +185,10 @@ impl Settings {
             rates,
             concurrency: PerBackend::from_env("BENCH_CONCURRENCY", 64),
             max_inflight: PerBackend::from_env("BENCH_MAX_INFLIGHT", 512),
-            workers: env_or("BENCH_WORKERS", 2usize),
+            jobs: env_or(
+                "BENCH_JOBS",
+                smartchat_core::config::PIPELINE_CONCURRENCY as usize,
+            ),
             search: env_or("BENCH_SEARCH", 1u8) != 0,
             customers: env_or("BENCH_CUSTOMERS", 100usize).max(1),
             drain: Duration::from_secs_f64(env_or("BENCH_DRAIN", 60.0)),
@@ -270,13 +274,14 @@ async fn main() {
     let clk = clock_ticks();
     println!(
         "webhook load: {TENANTS} tenants x {} customers, mix 70% text / 10% media / 20% status \
-         batches, {:.0}% re-sends; warm-up {:?}, measured {:?} per step; {} pipeline workers; \
+         batches, {:.0}% re-sends; warm-up {:?}, measured {:?} per step; pipeline: {} jobs at once, {} at the database; \
          search indexer {}; background priority {}",
         s.customers,
         DUPLICATE_SHARE * 100.0,
         s.warmup,
         s.measure,
-        s.workers,
+        s.jobs,
+        smartchat_api::pipeline::DB_TURNS,
         if s.search { "on" } else { "off" },
         background_priority()
     );
@@ -671,10 +676,10 @@ async fn run_backend(
     let seed_replies_per_sec = replies as f64 / drained.as_secs_f64();
     println!(
         "  seed: pipeline answered and sent {replies} replies {:.1} s after the seed began \
-         ({:.1} s after its last delivery): {seed_replies_per_sec:.0} replies/s with {} workers{}",
+         ({:.1} s after its last delivery): {seed_replies_per_sec:.0} replies/s with {} jobs at once{}",
         drained.as_secs_f64(),
         t1.elapsed().as_secs_f64(),
-        s.workers,
+        s.jobs,
         if backlog > 0 {
             format!(", {backlog} jobs still queued (BENCH_SEED_WAIT reached)")
         } else {
@@ -969,7 +974,9 @@ async fn start_world(env: &TestEnv, s: &Settings) -> World {
     let ledger = Ledger::open(env.store.db.clone(), &env.store.keys, "bench/ledger")
         .await
         .unwrap();
-    let pipeline = Pipeline::new(env.store.clone(), &config).unwrap();
+    let pipeline = Pipeline::new(env.store.clone(), &config)
+        .unwrap()
+        .with_concurrency(s.jobs);
     let mut state = AppState::new(
         Services {
             store: env.store.clone(),
@@ -1015,7 +1022,7 @@ async fn start_world(env: &TestEnv, s: &Settings) -> World {
             pipeline: pipeline.clone(),
             ledger,
             search,
-            workers: s.workers,
+            run_jobs: s.jobs > 0,
             follow_ups: None,
             retention: false,
             priority: config.background_priority,

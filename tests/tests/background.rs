@@ -130,7 +130,7 @@ async fn pipeline_below_the_webhook(env: TestEnv) {
             pipeline: pipeline.clone(),
             ledger: ledger.clone(),
             search: Some(search.clone()),
-            workers: 2,
+            run_jobs: true,
             follow_ups: None,
             retention: false,
             priority: BackgroundPriority::Idle,

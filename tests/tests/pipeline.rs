@@ -666,6 +666,60 @@ async fn a_reply_meta_accepted_is_recorded_not_sent_again(env: TestEnv) {
     verified_bundle(&w).await;
 }
 
+/// Four customers write at once and the AI provider is slow: the worker asks for the four
+/// replies side by side (`SMARTCHAT_PIPELINE_CONCURRENCY`), and each reply is sent once. The
+/// local provider holds every request until four are in flight (or 5 s have passed); one job
+/// at a time, as a worker ran them before, never had more than one in flight.
+async fn replies_wait_on_the_provider_side_by_side(env: TestEnv) {
+    let w = world_with(env, &[("SMARTCHAT_PIPELINE_CONCURRENCY", "4")]).await;
+    assert_eq!(w.pipeline.concurrency(), 4);
+    w.llm.hold_until_in_flight(4, Duration::from_secs(5));
+    for i in 0..4 {
+        let who = WebhookUser::wa_id(&format!("91980000010{i}")).named("Customer");
+        let delivery = meta().entry(PNID, "+91 80 0000 0000").text(
+            &who,
+            &format!("wamid.S{i}"),
+            "do you do haircuts?",
+        );
+        assert_eq!(w.deliver(&delivery).await.status(), 200);
+    }
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(pipeline::worker(w.pipeline.clone(), stop_rx));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while w.graph.requests().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replies never all reached Meta"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+    // What the worker left queued when it stopped (the leads) runs too.
+    pipeline::drain(&w.pipeline).await.unwrap();
+    assert_eq!(
+        w.llm.max_in_flight(),
+        4,
+        "the four replies were asked for at once"
+    );
+    assert_eq!(w.graph.requests().len(), 4, "each reply went to Meta once");
+    let sent = outbound(&w).await;
+    assert_eq!(sent.len(), 4);
+    assert!(sent.iter().all(|(status, _)| status == "sent"), "{sent:?}");
+    for status in ["ready", "running", "dead"] {
+        assert_eq!(
+            smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, status)
+                .await
+                .unwrap(),
+            0,
+            "{status} jobs"
+        );
+    }
+    w.ledger.sequence_all().await.unwrap();
+    assert_eq!(entries_of(&w, EventKind::MESSAGE_SENT).await, 4);
+    verified_bundle(&w).await;
+}
+
 /// More concurrent deliveries than the pool has connections: each holds one connection for
 /// its transaction and never waits for a second, so all complete (before the fix they held
 /// every connection and waited for the pool's 30 s timeout, then failed with 503).
@@ -798,6 +852,7 @@ both_backends!(
     graph_errors_are_classified,
     a_crash_between_commit_and_reply_loses_nothing,
     a_reply_meta_accepted_is_recorded_not_sent_again,
+    replies_wait_on_the_provider_side_by_side,
     a_batch_stores_what_its_deliveries_store_alone,
     a_failing_delivery_fails_alone,
     dropped_requests_leave_nothing_half_written,
