@@ -652,15 +652,7 @@ async fn a_reply_meta_accepted_is_recorded_not_sent_again(env: TestEnv) {
         "Meta's id recorded: {:?}",
         after[0].1
     );
-    for status in ["ready", "running", "dead"] {
-        assert_eq!(
-            smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, status)
-                .await
-                .unwrap(),
-            0,
-            "{status} jobs"
-        );
-    }
+    assert_no_job_left(&w).await;
     w.ledger.sequence_all().await.unwrap();
     assert_eq!(entries_of(&w, EventKind::MESSAGE_SENT).await, 1);
     verified_bundle(&w).await;
@@ -706,15 +698,7 @@ async fn replies_wait_on_the_provider_side_by_side(env: TestEnv) {
     let sent = outbound(&w).await;
     assert_eq!(sent.len(), 4);
     assert!(sent.iter().all(|(status, _)| status == "sent"), "{sent:?}");
-    for status in ["ready", "running", "dead"] {
-        assert_eq!(
-            smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, status)
-                .await
-                .unwrap(),
-            0,
-            "{status} jobs"
-        );
-    }
+    assert_no_job_left(&w).await;
     w.ledger.sequence_all().await.unwrap();
     assert_eq!(entries_of(&w, EventKind::MESSAGE_SENT).await, 4);
     verified_bundle(&w).await;
@@ -881,6 +865,19 @@ async fn counts(w: &World, tables: &[&str]) -> Vec<i64> {
         out.push(count(w, t).await);
     }
     out
+}
+
+/// Asserts that no pipeline job is ready, running or dead.
+async fn assert_no_job_left(w: &World) {
+    for status in ["ready", "running", "dead"] {
+        assert_eq!(
+            smartchat_core::jobs::count(&w.env.store.db, pipeline::QUEUE, status)
+                .await
+                .unwrap(),
+            0,
+            "{status} jobs"
+        );
+    }
 }
 
 /// Our outbound messages' status and Meta's id, oldest first.
