@@ -1165,21 +1165,21 @@ async fn run_claimed(p: &Pipeline, job: Job) -> Result<(), CoreError> {
             }
         }
     };
-    let _turn = p.db_turn().await;
-    match res {
-        Ok(None) => {}
-        Ok(Some((why, after))) => {
-            jobs::fail(&p.store.db, &job, &why, false, after).await?;
-        }
+    let (why, permanent, after) = match res {
+        Ok(None) => return Ok(()),
+        Ok(Some((why, after))) => (why, false, after),
         Err(e) => {
             let permanent = matches!(
                 e,
                 CoreError::NotFound { .. } | CoreError::Shredded { .. } | CoreError::Invalid { .. }
             );
             tracing::warn!(job.id = job.id, job.kind = %job.kind, error = %e, "job failed");
-            jobs::fail(&p.store.db, &job, &e.to_string(), permanent, None).await?;
+            (e.to_string(), permanent, None)
         }
-    }
+    };
+    // Only a failure has something left to write.
+    let _turn = p.db_turn().await;
+    jobs::fail(&p.store.db, &job, &why, permanent, after).await?;
     Ok(())
 }
 
